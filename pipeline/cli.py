@@ -1,0 +1,234 @@
+"""The ``winnow`` command line: run, validate, inspect, sql, and make-demo-data.
+
+Exit codes: 0 success; 1 the run finished but some inputs errored (they are recorded in the
+stages' ``errors`` datasets); 2 usage or configuration error; 3 a stage failed to complete (rerun
+the same command to resume). Errors go to stderr as one readable sentence, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import duckdb
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.funnel import SourceFunnel, connect, stage_funnel, stage_names
+from pipeline.manifest import ManifestError, load_manifest
+
+app = typer.Typer(
+    name="winnow",
+    help="Curate LLM pre-training data: Common Crawl extraction -> filters -> sharded Parquet you can query.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        metavar="PATH=VALUE",
+        help="Override a manifest field, e.g. --set output=out/x --set executor.tasks=8 "
+        "--set sources.0.paths='[data/*.warc.gz]'. VALUE is parsed as YAML. Repeatable.",
+    ),
+]
+
+
+def quiet_datatrove() -> None:
+    """Keep datatrove's summaries off the console (they stay in the task logs); warnings still show."""
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def validate(
+    manifest: Annotated[Path, typer.Argument(help="Manifest YAML file to check.")],
+    set_: SetOption = None,
+) -> None:
+    """Check a manifest (schema, field types, unknown keys, input paths) without running it."""
+    try:
+        loaded = load_manifest(manifest, set_ or [])
+    except ManifestError as exc:
+        _fail(str(exc), 2)
+    stages = [name for name, cfg in loaded.stages if cfg is not None]
+    out.print(f"{manifest}: OK — run '{loaded.name}' -> {loaded.run_dir}, stages: {', '.join(stages)}")
+
+
+@app.command()
+def run(
+    manifest: Annotated[Path, typer.Argument(help="Manifest YAML file describing the run.")],
+    set_: SetOption = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar per stage.")] = True,
+    verbose: Annotated[bool, typer.Option(help="Also print datatrove's task logs to the console.")] = False,
+) -> None:
+    """Run a manifest. Rerunning resumes: finished stages and tasks are skipped, changed stages rerun."""
+    from pipeline.runner import Runner, StageFailed
+
+    try:
+        loaded = load_manifest(manifest, set_ or [])
+    except ManifestError as exc:
+        _fail(str(exc), 2)
+    out.print(f"winnow: running '{loaded.name}' into {loaded.run_dir}")
+    if not verbose:
+        quiet_datatrove()
+    try:
+        result = Runner(loaded, progress=progress, verbose=verbose).run()
+    except StageFailed as exc:
+        _fail(str(exc), 3)
+    for stage in result.stages:
+        if stage.skipped:
+            out.print(f"  {stage.name}: unchanged since the last run, skipped")
+    _print_funnel(result.run_dir)
+    last = result.stages[-1].name if result.stages else None
+    if last:
+        data_dir = result.run_dir / "stages" / last / "data"
+        shards = sorted(data_dir.glob("*.parquet"))
+        out.print(f"\nOutput: {len(shards)} Parquet shard(s) in {data_dir}")
+        out.print(f"Inspect: winnow inspect {result.run_dir}    Query: winnow sql {result.run_dir} \"SELECT ...\"")
+    if result.rows_errored:
+        err.print(f"{result.rows_errored} input(s) errored; see the *_errors views (winnow sql {result.run_dir} ...)")
+        raise typer.Exit(1)
+
+
+@app.command()
+def inspect(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder (<output>/<name>).")],
+    stage: Annotated[str | None, typer.Option(help="Show only this stage.")] = None,
+    reasons: Annotated[int, typer.Option(help="How many reject/error reasons to list per stage.")] = 10,
+) -> None:
+    """Print the funnel: rows in / out / rejected / errored per stage and source, and the top reasons."""
+    try:
+        _print_funnel(run_dir, stage, reasons)
+    except FileNotFoundError as exc:
+        _fail(str(exc), 2)
+
+
+@app.command()
+def sql(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder (<output>/<name>).")],
+    query: Annotated[str, typer.Argument(help="DuckDB SQL; views: <stage>, <stage>_rejects, <stage>_errors.")],
+    format_: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    max_rows: Annotated[int, typer.Option(help="Rows to print in table format (0 = all).")] = 50,
+    memory_limit: Annotated[str | None, typer.Option(help="DuckDB memory_limit, e.g. 4GB.")] = None,
+) -> None:
+    """Run DuckDB SQL over a run. Example: winnow sql out/demo "SELECT reason, count(*) FROM extract_rejects GROUP BY 1"."""
+    try:
+        con = connect(run_dir, memory_limit)
+        relation = con.sql(query)
+    except FileNotFoundError as exc:
+        _fail(str(exc), 2)
+    except duckdb.Error as exc:
+        views = ", ".join(r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall())
+        _fail(f"{str(exc).splitlines()[0]} (views in this run: {views})", 2)
+    if relation is None:
+        return
+    if format_ == "csv":
+        _print_csv(relation)
+    elif format_ == "json":
+        _print_json(relation)
+    elif format_ == "table":
+        _print_table(relation, max_rows)
+    else:
+        _fail(f"--format must be table, csv or json, not {format_!r}", 2)
+
+
+@app.command("make-demo-data")
+def make_demo_data(
+    folder: Annotated[Path, typer.Argument(help="Where to write the demo WARC files.")] = Path("data/demo"),
+    pages: Annotated[int, typer.Option(help="Number of HTML pages to generate.")] = 400,
+) -> None:
+    """Generate the embedded demo input: WARC files of varied pages, written from text on this machine."""
+    from pipeline.demo_data import write_demo_warcs
+
+    paths = write_demo_warcs(folder, pages)
+    out.print(f"wrote {len(paths)} WARC file(s) to {folder}")
+
+
+def _print_table(relation: duckdb.DuckDBPyRelation, max_rows: int) -> None:
+    rows = relation.fetchall() if max_rows == 0 else relation.limit(max_rows + 1).fetchall()
+    table = Table(*relation.columns, show_lines=False)
+    for row in rows[: max_rows or None]:
+        table.add_row(*(_cell(v) for v in row))
+    out.print(table)
+    if max_rows and len(rows) > max_rows:
+        out.print(f"(first {max_rows} rows; use --max-rows 0 for all)")
+
+
+def _cell(value: object) -> str:
+    text = "NULL" if value is None else str(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _print_csv(relation: duckdb.DuckDBPyRelation) -> None:
+    import csv
+
+    writer = csv.writer(sys.stdout)
+    writer.writerow(relation.columns)
+    writer.writerows(relation.fetchall())
+
+
+def _print_json(relation: duckdb.DuckDBPyRelation) -> None:
+    import json
+
+    columns = relation.columns
+    for row in relation.fetchall():
+        sys.stdout.write(json.dumps(dict(zip(columns, row, strict=True)), default=str, ensure_ascii=False) + "\n")
+
+
+def _print_funnel(run_dir: Path, only: str | None = None, reasons: int = 10) -> None:
+    run_dir = Path(run_dir)
+    with connect(run_dir) as con:
+        stages = [s for s in stage_names(run_dir) if only is None or s == only]
+        if only and not stages:
+            _fail(f"no stage {only!r} in {run_dir} (stages: {', '.join(stage_names(run_dir))})", 2)
+        for stage in stages:
+            funnel = stage_funnel(run_dir, con, stage)
+            _print_stage(stage, funnel, reasons)
+
+
+def _print_stage(stage: str, funnel: dict[str, SourceFunnel], reasons: int) -> None:
+    table = Table(title=f"stage: {stage}", title_justify="left")
+    for column in ("source", "in", "out", "rejected", "errored", "in = out+rej+err"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    total = SourceFunnel()
+    for source in sorted(funnel):
+        f = funnel[source]
+        table.add_row(source, *_counts(f))
+        for attr in ("rows_in", "rows_out", "rows_rejected", "rows_errored"):
+            setattr(total, attr, getattr(total, attr) + getattr(f, attr))
+    if len(funnel) > 1:
+        table.add_row("[bold]all", *_counts(total))
+    out.print(table)
+    merged: dict[str, int] = {}
+    for f in funnel.values():
+        for reason, n in {**f.rejected_by_reason, **{f"error:{k}": v for k, v in f.errored_by_reason.items()}}.items():
+            merged[reason] = merged.get(reason, 0) + n
+    for reason, n in sorted(merged.items(), key=lambda kv: -kv[1])[:reasons]:
+        out.print(f"    {n:>8,}  {reason}")
+
+
+def _counts(f: SourceFunnel) -> list[str]:
+    check = "[green]yes" if f.balanced else "[red]NO"
+    return [f"{f.rows_in:,}", f"{f.rows_out:,}", f"{f.rows_rejected:,}", f"{f.rows_errored:,}", check]
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""The extraction step: raw HTML bytes of a response into main text with trafilatura.
+
+Cheap checks run first, so trafilatura (most of the CPU of the stage) sees only pages that can be
+kept: non-2xx status, empty payload, oversize page, binary payload. Then the bytes are decoded
+(declared charset, then ``<meta charset>``, then UTF-8, then charset detection; a last-resort lossy
+decode is noted in ``meta.decode``), and trafilatura runs in an :class:`ExtractionSandbox` with a
+per-page timeout and memory cap. Every page leaves as a document, a reject with a reason
+(``http_status``, ``empty_payload``, ``too_large``, ``not_html``, ``extract_timeout``, ``no_text``)
+or an error (``extract_failed``, ``extract_worker_died``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from typing import Any
+
+from charset_normalizer import from_bytes
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+
+from pipeline.manifest import ExtractConfig
+from pipeline.outcomes import OutcomeWriter, StageLayout
+from pipeline.sandbox import ExtractionSandbox, SandboxCrashed, SandboxTimeout
+
+META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+SNIFF_BYTES = 4096
+
+
+def _codec(name: str | None) -> str | None:
+    if not name:
+        return None
+    try:
+        return codecs.lookup(name.strip().strip("\"'")).name
+    except LookupError:
+        return None
+
+
+def decode_html(payload: bytes, declared: str | None) -> tuple[str, str]:
+    """Decode a page; returns (text, how) where ``how`` names the charset used and how it was chosen."""
+    sniffed = META_CHARSET.search(payload[:SNIFF_BYTES])
+    candidates = [
+        ("http", _codec(declared)),
+        ("meta", _codec(sniffed.group(1).decode("ascii", "ignore")) if sniffed else None),
+        ("default", "utf-8"),
+    ]
+    for origin, codec in candidates:
+        if codec is None:
+            continue
+        try:
+            return payload.decode(codec), f"{codec} ({origin})"
+        except (UnicodeDecodeError, LookupError):
+            continue
+    best = from_bytes(payload[:200_000]).best()
+    if best is not None and best.encoding:
+        return payload.decode(best.encoding, errors="replace"), f"{best.encoding} (detected)"
+    return payload.decode("utf-8", errors="replace"), "utf-8 (lossy)"
+
+
+def looks_binary(payload: bytes) -> bool:
+    """NUL bytes near the start, or no markup at all: not an HTML page whatever its content type says."""
+    head = payload[:SNIFF_BYTES]
+    return b"\x00" in head or b"<" not in payload[:65536]
+
+
+class HtmlExtractor(PipelineStep):
+    """Extract main text from ``metadata['payload']`` into ``doc.text``."""
+
+    name = "🛢 trafilatura (sandboxed)"
+    type = "WINNOW"
+
+    def __init__(self, config: ExtractConfig, layout: StageLayout) -> None:
+        super().__init__()
+        self.config = config
+        self.layout = layout
+
+    @property
+    def trafilatura_options(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "favor_precision": c.favor_precision,
+            "fast": not c.fallback,
+            "include_comments": c.include_comments,
+            "include_tables": c.include_tables,
+            "deduplicate": False,
+        }
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        c = self.config
+        options = self.trafilatura_options
+        with (
+            OutcomeWriter(self.layout, "extract") as rejects,
+            OutcomeWriter(self.layout, "extract", kind="errors") as errors,
+            ExtractionSandbox(c.timeout_s, c.memory_limit_mb) as sandbox,
+        ):
+            for doc in data:
+                payload: bytes = doc.metadata.pop("payload", None) or b""
+                meta = doc.metadata.setdefault("meta", {})
+                status = meta.get("http_status")
+                reason = None
+                if status is not None and not 200 <= status < 300:
+                    reason, detail = "http_status", str(status)
+                elif not payload.strip():
+                    reason, detail = "empty_payload", None
+                elif len(payload) > c.max_html_bytes:
+                    reason, detail = "too_large", f"{len(payload)} bytes > {c.max_html_bytes}"
+                elif looks_binary(payload):
+                    reason, detail = "not_html", "binary or markup-free payload"
+                if reason:
+                    self.stat_update(f"rejected_{reason}")
+                    rejects.write(doc, rank, reason=reason, detail=detail)
+                    continue
+                html, how = decode_html(payload, meta.get("http_charset"))
+                meta["decode"] = how
+                with self.track_time():
+                    try:
+                        text = sandbox.extract(html, doc.metadata.get("url"), options)
+                    except SandboxTimeout as exc:
+                        self.stat_update("rejected_extract_timeout")
+                        rejects.write(doc, rank, reason="extract_timeout", detail=str(exc))
+                        continue
+                    except SandboxCrashed as exc:
+                        self.stat_update("errored_extract_worker_died")
+                        errors.write(doc, rank, reason="extract_worker_died", detail=str(exc))
+                        continue
+                    except RuntimeError as exc:
+                        self.stat_update("errored_extract_failed")
+                        errors.write(doc, rank, reason="extract_failed", detail=str(exc))
+                        continue
+                text = (text or "").strip()
+                if len(text) < max(c.min_text_chars, 1):
+                    self.stat_update("rejected_no_text")
+                    rejects.write(doc, rank, reason="no_text", detail=f"{len(text)} chars extracted")
+                    continue
+                doc.text = text
+                meta["extractor"] = "trafilatura"
+                self.stat_update("extracted")
+                yield doc

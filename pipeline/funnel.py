@@ -1,0 +1,102 @@
+"""DuckDB over a run folder: one view per stage dataset, and the funnel (rows in / out / rejected / errored).
+
+Views are named after the stages: ``extract`` (its output), ``extract_rejects`` and
+``extract_errors``; the same for every other stage, plus ``final`` once a mix is written. A dataset
+with no files yet is an empty view with the right columns, so queries never fail on a quiet stage.
+
+The funnel counts ``out``, ``rejected`` and ``errored`` from the Parquet files themselves and
+``in`` from what the stage's readers counted while running (``stats.json``), so the identity
+``in == out + rejected + errored`` is a real check, not a tautology.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipeline.manifest import STAGE_ORDER
+from pipeline.schema import document_schema, outcome_schema
+
+
+def stage_names(run_dir: Path) -> list[str]:
+    """Stages present in a run folder, in flow order (unknown names last, alphabetically)."""
+    stages_dir = Path(run_dir) / "stages"
+    present = sorted(p.name for p in stages_dir.iterdir() if p.is_dir()) if stages_dir.is_dir() else []
+    return [s for s in STAGE_ORDER if s in present] + [s for s in present if s not in STAGE_ORDER]
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p) for p in folder.glob("*.parquet")) if folder.is_dir() else []
+
+
+def connect(run_dir: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with a view per stage dataset of ``run_dir``."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.json").exists():
+        raise FileNotFoundError(f"{run_dir} is not a winnow run folder (no run.json)")
+    con = duckdb.connect()
+    if memory_limit:
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+    for stage in stage_names(run_dir):
+        for dataset, suffix in (("data", ""), ("rejects", "_rejects"), ("errors", "_errors")):
+            _register(con, f"{stage}{suffix}", _files(run_dir / "stages" / stage / dataset), dataset == "data")
+    final = _files(run_dir / "final")
+    if final:
+        _register(con, "final", final, True)
+    return con
+
+
+def _register(con: duckdb.DuckDBPyConnection, view: str, files: list[str], is_data: bool) -> None:
+    if files:
+        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        con.execute(f'CREATE VIEW "{view}" AS SELECT * FROM read_parquet([{listing}], union_by_name = true)')
+    else:
+        empty = (document_schema() if is_data else outcome_schema()).empty_table()
+        con.register(f"_{view}_empty", empty)
+        con.execute(f'CREATE VIEW "{view}" AS SELECT * FROM "_{view}_empty"')
+
+
+@dataclass
+class SourceFunnel:
+    """Counts of one stage for one source."""
+
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_rejected: int = 0
+    rows_errored: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    errored_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_in == self.rows_out + self.rows_rejected + self.rows_errored
+
+
+def count_outcomes(con: duckdb.DuckDBPyConnection, stage: str) -> dict[str, SourceFunnel]:
+    """Per source: rows out, rejected and errored (with reasons) of ``stage`` from its Parquet files."""
+    result: dict[str, SourceFunnel] = {}
+    for source, n in con.execute(f'SELECT source, count(*) FROM "{stage}" GROUP BY 1').fetchall():
+        result.setdefault(source, SourceFunnel()).rows_out = n
+    for suffix, attr in (("_rejects", "rejected_by_reason"), ("_errors", "errored_by_reason")):
+        query = f'SELECT source, reason, count(*) FROM "{stage}{suffix}" GROUP BY 1, 2 ORDER BY 3 DESC'
+        for source, reason, n in con.execute(query).fetchall():
+            getattr(result.setdefault(source, SourceFunnel()), attr)[reason] = n
+    for funnel in result.values():
+        funnel.rows_rejected = sum(funnel.rejected_by_reason.values())
+        funnel.rows_errored = sum(funnel.errored_by_reason.values())
+    return result
+
+
+def stage_funnel(run_dir: Path, con: duckdb.DuckDBPyConnection, stage: str) -> dict[str, SourceFunnel]:
+    """Per source funnel of one stage: outcomes from Parquet, ``rows_in`` from the stage's stats.json."""
+    funnel = count_outcomes(con, stage)
+    stats_path = Path(run_dir) / "stages" / stage / "stats.json"
+    if stats_path.exists():
+        rows_in: dict[str, Any] = json.loads(stats_path.read_text()).get("rows_in", {})
+        for source, n in rows_in.items():
+            funnel.setdefault(source, SourceFunnel()).rows_in = n
+    return funnel

@@ -1,0 +1,316 @@
+"""Manifest models: the YAML file that describes a run, validated with pydantic.
+
+A manifest names the run, where it writes, how it executes, its sources and the configuration of each
+stage. Every model forbids unknown keys, so a typo is an error that names the field path rather than
+a silently ignored setting. :func:`load_manifest` is the only entry point: it reads YAML with
+``yaml.safe_load``, applies ``--set dotted.path=value`` overrides, validates, and checks that local
+input paths exist. Every failure is a :class:`ManifestError` whose message names the file and field.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ManifestError(Exception):
+    """A manifest is unreadable or invalid; the message names the file and the field path."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- executor
+
+
+class LocalExecutor(Strict):
+    """Run tasks on this machine with datatrove's LocalPipelineExecutor."""
+
+    kind: Literal["local"] = "local"
+    tasks: int = Field(2, ge=1, description="number of tasks (input shards) per stage")
+    workers: int = Field(2, ge=1, description="tasks run at the same time")
+
+
+Executor = Annotated[LocalExecutor, Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------- sources
+
+
+class WarcSource(Strict):
+    """Web archives: WARC or ARC files (gzip or not), local globs, fsspec URLs, or a CC listing."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["warc"]
+    paths: list[str] = Field(default_factory=list, description="files, globs or fsspec URLs")
+    listing: str | None = Field(None, description="a Common Crawl warc.paths(.gz) file")
+    listing_base: str = Field("https://data.commoncrawl.org/", description="prefix for listing entries")
+    limit: int | None = Field(None, ge=1, description="use only the first N files")
+    crawl: str | None = Field(None, description="crawl id recorded on every document")
+
+    @model_validator(mode="after")
+    def _has_input(self) -> WarcSource:
+        if not self.paths and not self.listing:
+            raise ValueError("give `paths` or `listing`")
+        return self
+
+
+Source = Annotated[WarcSource, Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------- stages
+
+
+class Switchable(Strict):
+    """A filter that can be turned off with ``name: false`` or configured with a mapping."""
+
+    enabled: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bool(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the datatrove filter (everything but ``enabled``)."""
+        return self.model_dump(exclude={"enabled"}, exclude_none=False)
+
+
+class UrlFilterConfig(Switchable):
+    """datatrove's URLFilter: block-listed domains/URLs and banned words in the URL."""
+
+    soft_word_threshold: int = 2
+    extra_domains: list[str] | None = None
+    extra_urls: list[str] | None = None
+    banned_words: list[str] | None = None
+    banned_subwords: list[str] | None = None
+    soft_banned_words: list[str] | None = None
+    use_integrated_lists: bool = True
+
+
+class LanguageConfig(Strict):
+    """Language ID (annotation in extract) and selection (in heuristics)."""
+
+    model: str | None = Field(None, description="fastText LID model (.bin/.ftz); default lid.176.ftz")
+    keep: list[str] | None = Field(["en"], description="languages to keep; null keeps all")
+    min_score: float = Field(0.65, ge=0, le=1)
+
+
+class ExtractConfig(Strict):
+    """Read HTML responses, extract main text with trafilatura, identify the language."""
+
+    timeout_s: float = Field(5.0, gt=0, description="per-document extraction timeout")
+    max_html_bytes: int = Field(5_000_000, ge=1024, description="larger pages are rejected (too_large)")
+    memory_limit_mb: int = Field(2048, ge=256, description="address-space cap of the extraction worker")
+    favor_precision: bool = True
+    fallback: bool = Field(False, description="run trafilatura's fallback extractors (about 2x slower)")
+    include_tables: bool = True
+    include_comments: bool = False
+    url_filter: UrlFilterConfig = Field(default_factory=UrlFilterConfig)
+    language: LanguageConfig = Field(default_factory=LanguageConfig)
+    min_text_chars: int = Field(1, ge=0, description="shorter extractions are rejected (no_text)")
+
+
+class GopherRepetitionConfig(Switchable):
+    dup_line_frac: float | None = 0.3
+    dup_para_frac: float | None = 0.3
+    dup_line_char_frac: float | None = 0.2
+    dup_para_char_frac: float | None = 0.2
+    top_n_grams: list[tuple[int, float]] = [(2, 0.2), (3, 0.18), (4, 0.16)]
+    dup_n_grams: list[tuple[int, float]] = [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)]
+
+
+class GopherQualityConfig(Switchable):
+    min_doc_words: int | None = 50
+    max_doc_words: int | None = 100000
+    min_avg_word_length: int | None = 3
+    max_avg_word_length: int | None = 10
+    max_symbol_word_ratio: float | None = 0.1
+    max_bullet_lines_ratio: float | None = 0.9
+    max_ellipsis_lines_ratio: float | None = 0.3
+    max_non_alpha_words_ratio: float | None = 0.8
+    min_stop_words: int | None = 2
+    stop_words: list[str] | None = None
+
+
+class C4Config(Switchable):
+    split_paragraph: bool = True
+    remove_citations: bool = True
+    filter_no_terminal_punct: bool = False  # FineWeb's setting; C4 itself used True
+    min_num_sentences: int = 5
+    min_words_per_line: int = 3
+    max_word_length: int = 1000
+    filter_lorem_ipsum: bool = True
+    filter_javascript: bool = True
+    filter_curly_bracket: bool = True
+    filter_policy: bool = True
+
+
+class FineWebConfig(Switchable):
+    line_punct_thr: float = 0.12
+    line_punct_exclude_zero: bool = False
+    short_line_thr: float = 0.67
+    short_line_length: int = 30
+    char_duplicates_ratio: float = 0.01
+    new_line_ratio: float = 0.3
+
+
+class HeuristicsConfig(Strict):
+    """FineWeb's heuristic filters, in FineWeb's order, each switchable."""
+
+    language: bool = Field(True, description="apply stages.extract.language keep/min_score here")
+    gopher_repetition: GopherRepetitionConfig = Field(default_factory=GopherRepetitionConfig)
+    gopher_quality: GopherQualityConfig = Field(default_factory=GopherQualityConfig)
+    c4: C4Config = Field(default_factory=C4Config)
+    fineweb: FineWebConfig = Field(default_factory=FineWebConfig)
+    tokenizer: Literal["fast", "spacy"] = Field(
+        "fast", description="word/sentence splitter for the filters: winnow's regex one or spaCy (datatrove)"
+    )
+
+
+class Stages(Strict):
+    """The stages a run executes, in flow order; a missing key means the stage is not run."""
+
+    extract: ExtractConfig | None = Field(default_factory=ExtractConfig)
+    heuristics: HeuristicsConfig | None = Field(default_factory=HeuristicsConfig)
+
+
+STAGE_ORDER: tuple[str, ...] = tuple(Stages.model_fields)
+
+
+class Manifest(Strict):
+    """A whole run."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    output: str = Field(description="folder under which the run folder <output>/<name> is created")
+    executor: Executor = Field(default_factory=LocalExecutor)
+    shard_target_mb: int = Field(128, ge=1, description="target size of one output Parquet shard")
+    sources: list[Source] = Field(min_length=1)
+    stages: Stages = Field(default_factory=Stages)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[WarcSource]) -> list[WarcSource]:
+        names = [s.name for s in sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
+        return sources
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output) / self.name
+
+
+# ---------------------------------------------------------------- loading
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply one ``dotted.path=YAML_VALUE`` override to the raw manifest mapping, in place."""
+    if "=" not in assignment:
+        raise ManifestError(f"--set {assignment!r}: expected dotted.path=value")
+    path, _, text = assignment.partition("=")
+    keys = path.strip().split(".")
+    if not all(keys):
+        raise ManifestError(f"--set {assignment!r}: empty key in dotted path")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"--set {path}: value is not valid YAML ({exc})") from None
+    node: Any = raw
+    for depth, key in enumerate(keys[:-1]):
+        node = _child(node, key, ".".join(keys[: depth + 1]))
+    last = keys[-1]
+    if isinstance(node, list):
+        node[_index(node, last, path)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ManifestError(f"--set {path}: {'.'.join(keys[:-1])} is not a mapping or list")
+
+
+def _child(node: Any, key: str, where: str) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, key, where)]
+    if not isinstance(node, dict):
+        raise ManifestError(f"--set: {where} is not a mapping or list")
+    if node.get(key) is None:
+        node[key] = {}
+    return node[key]
+
+
+def _index(node: list[Any], key: str, where: str) -> int:
+    if not key.isdigit() or int(key) >= len(node):
+        raise ManifestError(f"--set: {where}: {key!r} is not an index of a list of {len(node)}")
+    return int(key)
+
+
+def _format_loc(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _format_validation(path: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        # drop discriminator tags such as 'warc' that pydantic inserts into the location
+        loc = [p for p in err["loc"] if p not in ("warc", "local") and not str(p).startswith("function-")]
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check spelling; see `winnow validate --help` for the manifest reference)"
+        lines.append(f"{path}: {_format_loc(loc)}: {msg}")
+    return "\n".join(lines)
+
+
+def load_manifest(path: str | os.PathLike[str], overrides: Sequence[str] = (), check_paths: bool = True) -> Manifest:
+    """Read, override, validate and (optionally) check the input paths of a manifest file."""
+    path = str(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: no such manifest file") from None
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as exc:
+        raise ManifestError(_format_validation(path, exc)) from None
+    if check_paths:
+        problems = missing_inputs(manifest)
+        if problems:
+            raise ManifestError("\n".join(f"{path}: {p}" for p in problems))
+    return manifest
+
+
+def is_remote(path: str) -> bool:
+    """True for fsspec URLs such as s3://, https://; such inputs are not checked at validation."""
+    return "://" in path and not path.startswith("file://")
+
+
+def missing_inputs(manifest: Manifest) -> list[str]:
+    """Field paths of local inputs (globs, listings, model files) that match nothing on disk."""
+    problems = []
+    for i, source in enumerate(manifest.sources):
+        for j, pattern in enumerate(source.paths):
+            if not is_remote(pattern) and not glob.glob(pattern, recursive=True):
+                problems.append(f"sources[{i}].paths[{j}]: {pattern!r} matches no file")
+        if source.listing and not is_remote(source.listing) and not os.path.exists(source.listing):
+            problems.append(f"sources[{i}].listing: {source.listing!r} does not exist")
+    extract = manifest.stages.extract
+    if extract and extract.language.model and not os.path.exists(extract.language.model):
+        problems.append(f"stages.extract.language.model: {extract.language.model!r} does not exist")
+    return problems

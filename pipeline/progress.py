@@ -1,0 +1,112 @@
+"""Progress of a stage across tasks and processes: tasks write small counter files, the CLI draws a bar.
+
+Tasks may run in pool workers, Slurm jobs or Ray actors, so progress travels through the run folder:
+each task's reader owns a :class:`TaskProgress` that rewrites ``logs/<stage>/progress/<rank>.json``
+(atomically, at most twice a second) with documents read and work units done (input bytes for
+archives, rows for Parquet). :class:`ProgressMonitor` sums those files in a thread of the launching
+process and shows documents/s and an ETA from units done against the stage's known total.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class TaskProgress:
+    """Counter file of one task."""
+
+    def __init__(self, folder: Path, rank: int, interval_s: float = 0.5) -> None:
+        self.path = Path(folder) / f"{rank:05d}.json"
+        self.interval_s = interval_s
+        self.docs = 0
+        self.units = 0
+        self._base_units = 0
+        self._last = 0.0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def advance(self, docs: int = 0, units: int | None = None) -> None:
+        """Add ``docs``; ``units`` is the position inside the current input (absolute, not a delta)."""
+        self.docs += docs
+        if units is not None:
+            self.units = self._base_units + units
+        now = time.monotonic()
+        if now - self._last >= self.interval_s:
+            self._last = now
+            self.flush()
+
+    def next_input(self, size: int) -> None:
+        """Mark the current input finished (its whole ``size`` done) before moving to the next."""
+        self._base_units += size
+        self.units = self._base_units
+        self.flush()
+
+    def flush(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"docs": self.docs, "units": self.units}))
+        os.replace(tmp, self.path)
+
+
+def read_progress(folder: Path) -> tuple[int, int]:
+    """Sum of (docs, units) over the task files in ``folder``."""
+    docs = units = 0
+    if folder.is_dir():
+        for path in folder.glob("*.json"):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            docs += data.get("docs", 0)
+            units += data.get("units", 0)
+    return docs, units
+
+
+class ProgressMonitor:
+    """Context manager drawing one progress bar for a stage while its executor runs."""
+
+    def __init__(self, stage: str, folder: Path, total_units: int, enabled: bool = True) -> None:
+        self.stage = stage
+        self.folder = folder
+        self.total_units = max(total_units, 1)
+        self.enabled = enabled
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start = 0.0
+
+    def __enter__(self) -> ProgressMonitor:
+        if self.enabled:
+            self._start = time.monotonic()
+            self._thread = threading.Thread(target=self._loop, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _loop(self) -> None:
+        columns = (
+            TextColumn("[bold]{task.description:<10}"),
+            BarColumn(bar_width=24),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[docs]:>8,} docs {task.fields[rate]:>6.1f}/s"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, transient=False) as bar:
+            task = bar.add_task(self.stage, total=self.total_units, docs=0, rate=0.0)
+            while True:
+                stopping = self._stop.wait(0.5)
+                docs, units = read_progress(self.folder)
+                elapsed = max(time.monotonic() - self._start, 1e-6)
+                done = self.total_units if stopping else min(units, self.total_units)
+                bar.update(task, completed=done, docs=docs, rate=docs / elapsed)
+                if stopping:
+                    return

@@ -1,0 +1,245 @@
+"""Running a manifest: the run folder, stage by stage execution with resume, and the run records.
+
+For each enabled stage, in flow order, the runner builds the stage's plan, compares its fingerprint
+(stage configuration, upstream fingerprint, inputs, winnow version, task count) with the one stored
+in ``stages/<stage>/stage.json``, and
+
+- skips the stage when the fingerprint matches and every task completed;
+- wipes the stage's folders when the fingerprint changed (downstream stages follow, since their
+  fingerprint contains this one), then runs it;
+- otherwise runs it through datatrove's executor, which skips tasks already marked complete.
+
+After a stage, ``stages/<stage>/stats.json`` records rows in (counted by the readers) and rows out,
+rejected and errored per source (counted in the Parquet files), plus datatrove's per-step stats. The
+run's ``run.json`` holds the resolved manifest, winnow version, inputs with sizes and checksums, and
+output shards with row counts. Every JSON record is written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from datatrove.executor.local import LocalPipelineExecutor
+from datatrove.utils.stats import PipelineStats
+
+from pipeline.funnel import SourceFunnel, connect, count_outcomes, stage_funnel
+from pipeline.manifest import STAGE_ORDER, Manifest
+from pipeline.outcomes import StageLayout
+from pipeline.progress import ProgressMonitor
+from pipeline.sources import InputFile, checksum, resolve_inputs
+from pipeline.stages import BUILDERS, StagePlan
+
+
+class StageFailed(Exception):
+    """A stage's tasks did not all complete; the message says where the logs are and how to resume."""
+
+
+@dataclass
+class StageResult:
+    name: str
+    skipped: bool
+    seconds: float
+    funnel: dict[str, SourceFunnel] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    stages: list[StageResult]
+
+    @property
+    def rows_errored(self) -> int:
+        return sum(f.rows_errored for s in self.stages for f in s.funnel.values())
+
+
+def winnow_version() -> str:
+    try:
+        return version("winnow")
+    except Exception:
+        return "unknown"
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temporary file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def fingerprint(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class QuietLocalExecutor(LocalPipelineExecutor):
+    """datatrove's local executor with task logs going to files only (the console shows the progress bar).
+
+    datatrove prints a task's log to the console only for local_rank 0 and uses local_rank for
+    nothing else; shifting it keeps the console for winnow's progress bar and errors.
+    """
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1) -> PipelineStats:
+        return super()._run_for_rank(rank, local_rank + 1, node_rank)
+
+
+def _input_records(inputs: list[InputFile], previous: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Inputs with checksums, reusing the previous run's checksum when path and size are unchanged."""
+    known = {(r["path"], r["size"]): r.get("checksum") for r in (previous or {}).get("inputs", [])}
+    records = []
+    for item in inputs:
+        record = item.as_dict()
+        record["checksum"] = known.get((item.path, item.size)) or checksum(item.path)
+        records.append(record)
+    return records
+
+
+def _shards(folder: Path) -> list[dict[str, Any]]:
+    return [{"path": str(p), "rows": pq.ParquetFile(p).metadata.num_rows} for p in sorted(folder.glob("*.parquet"))]
+
+
+def _merge_stats(logs_dir: Path) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Rows in per source (``in:<source>`` counters) and datatrove's merged per-step stats."""
+    merged = PipelineStats()
+    for path in sorted((logs_dir / "stats").glob("*.json")):
+        merged += PipelineStats.from_json(json.loads(path.read_text()))
+    steps = [stat.to_dict() for stat in merged.stats]
+    rows_in: dict[str, int] = {}
+    for step in merged.stats:
+        for key, value in step.stats.items():
+            if key.startswith("in:"):
+                rows_in[key[3:]] = rows_in.get(key[3:], 0) + int(value.total)
+    return rows_in, steps
+
+
+class Runner:
+    """Executes one manifest into its run folder."""
+
+    def __init__(self, manifest: Manifest, progress: bool = True, verbose: bool = False) -> None:
+        self.manifest = manifest
+        self.run_dir = manifest.run_dir
+        self.progress = progress
+        self.verbose = verbose
+
+    def run(self) -> RunResult:
+        """Run every enabled stage; raises StageFailed if a stage does not complete."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        previous = read_json(self.run_dir / "run.json")
+        inputs = resolve_inputs(self.manifest)
+        record: dict[str, Any] = {
+            "name": self.manifest.name,
+            "winnow_version": winnow_version(),
+            "started_at": datetime.now(UTC).isoformat(),
+            "manifest": self.manifest.model_dump(mode="json"),
+            "config_hash": fingerprint(self.manifest.model_dump(mode="json")),
+            "inputs": _input_records(inputs, previous),
+            "stages": {},
+        }
+        write_json(self.run_dir / "run.json", record)
+        results = []
+        upstream: StageLayout | None = None
+        upstream_fp = fingerprint(record["inputs"])
+        for name in STAGE_ORDER:
+            if getattr(self.manifest.stages, name) is None:
+                continue
+            plan = BUILDERS[name](self.manifest, self.run_dir, inputs, upstream)
+            result, upstream_fp = self._run_stage(plan, upstream_fp)
+            results.append(result)
+            record["stages"][name] = {
+                "fingerprint": upstream_fp,
+                "seconds": round(result.seconds, 3),
+                "skipped": result.skipped,
+                "outputs": _shards(plan.layout.dataset_dir("data")),
+            }
+            write_json(self.run_dir / "run.json", record)
+            upstream = plan.layout
+        record["finished_at"] = datetime.now(UTC).isoformat()
+        write_json(self.run_dir / "run.json", record)
+        return RunResult(self.run_dir, results)
+
+    def _run_stage(self, plan: StagePlan, upstream_fp: str) -> tuple[StageResult, str]:
+        layout = plan.layout
+        executor_cfg = self.manifest.executor
+        fp = fingerprint(
+            {
+                "upstream": upstream_fp,
+                "stage": plan.config,
+                "version": winnow_version(),
+                "tasks": executor_cfg.tasks,
+                "shard_target_mb": self.manifest.shard_target_mb,
+            }
+        )
+        state_path = layout.stage_dir / "stage.json"
+        state = read_json(state_path)
+        if state and state.get("fingerprint") == fp and state.get("completed"):
+            return StageResult(layout.stage, True, 0.0, self._funnel(layout.stage)), fp
+        if state and state.get("fingerprint") != fp:
+            shutil.rmtree(layout.stage_dir, ignore_errors=True)
+            shutil.rmtree(layout.logs_dir, ignore_errors=True)
+        write_json(state_path, {"fingerprint": fp, "completed": False, "config": plan.config})
+        executor_class = LocalPipelineExecutor if self.verbose else QuietLocalExecutor
+        executor = executor_class(
+            pipeline=plan.steps,
+            tasks=executor_cfg.tasks,
+            workers=min(executor_cfg.workers, executor_cfg.tasks),
+            logging_dir=str(layout.logs_dir),
+            skip_completed=True,
+        )
+        started = time.monotonic()
+        monitor = ProgressMonitor(layout.stage, layout.progress_dir, plan.total_units, self.progress)
+        try:
+            with monitor:
+                executor.run()
+        except Exception as exc:
+            raise StageFailed(self._failure_message(layout, exc)) from exc
+        missing = [r for r in range(executor_cfg.tasks) if not executor.is_rank_completed(r)]
+        if missing:
+            raise StageFailed(self._failure_message(layout, f"tasks {missing} did not complete"))
+        seconds = time.monotonic() - started
+        rows_in, steps = _merge_stats(layout.logs_dir)
+        funnel_sources = self._funnel_counts(layout.stage, rows_in)
+        write_json(
+            layout.stage_dir / "stats.json",
+            {
+                "stage": layout.stage,
+                "seconds": round(seconds, 3),
+                "rows_in": rows_in,
+                "sources": {s: vars(f) for s, f in funnel_sources.items()},
+                "steps": steps,
+            },
+        )
+        write_json(state_path, {"fingerprint": fp, "completed": True, "config": plan.config})
+        return StageResult(layout.stage, False, seconds, self._funnel(layout.stage)), fp
+
+    def _funnel_counts(self, stage: str, rows_in: dict[str, int]) -> dict[str, SourceFunnel]:
+        with connect(self.run_dir) as con:
+            counts = count_outcomes(con, stage)
+        for source, n in rows_in.items():
+            counts.setdefault(source, SourceFunnel()).rows_in = n
+        return counts
+
+    def _funnel(self, stage: str) -> dict[str, SourceFunnel]:
+        with connect(self.run_dir) as con:
+            return stage_funnel(self.run_dir, con, stage)
+
+    def _failure_message(self, layout: StageLayout, cause: object) -> str:
+        return (
+            f"stage {layout.stage!r} failed: {cause}. Task logs: {layout.logs_dir / 'logs'}. "
+            f"Completed tasks are kept; rerun the same `winnow run` command to resume."
+        )

@@ -1,0 +1,159 @@
+"""A long-lived worker process that runs trafilatura on one page at a time, with a timeout and a memory cap.
+
+A pathological page (100k nested tags, a 50 MB table, a regex that backtracks for minutes) must not
+hang or kill a task. The task therefore sends each page to a child process over a pipe and waits at
+most ``timeout_s``; on timeout the child is killed and replaced, and if the child dies (memory cap
+``RLIMIT_AS``, a crash in C code) the page is reported and the next page gets a fresh child.
+
+The child is started with ``subprocess`` (not ``multiprocessing``) so it works inside datatrove's
+daemonic pool workers, Slurm tasks and Ray actors alike. Frames are ``<4-byte length><pickle>``.
+Run as ``python -m pipeline.sandbox`` it is the child.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
+import time
+from typing import Any
+
+_HEADER = struct.Struct("!I")
+
+
+class SandboxTimeout(Exception):
+    """The page took longer than the timeout; the worker was killed."""
+
+
+class SandboxCrashed(Exception):
+    """The worker process died while handling the page (memory cap, segfault)."""
+
+
+class ExtractionSandbox:
+    """Parent side: ``extract(html, url, options)`` returns the text (or None) or raises."""
+
+    def __init__(self, timeout_s: float, memory_limit_mb: int) -> None:
+        self.timeout_s = timeout_s
+        self.memory_limit_mb = memory_limit_mb
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def __enter__(self) -> ExtractionSandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker (politely: closing its stdin ends its loop)."""
+        if self._proc is None:
+            return
+        proc, self._proc = self._proc, None
+        try:
+            proc.stdin.close()
+            proc.wait(timeout=2)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+
+    def extract(self, html: str, url: str | None, options: dict[str, Any]) -> str | None:
+        """Extract main text; raises SandboxTimeout, SandboxCrashed, or the worker's exception."""
+        self._ensure_started()
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            _write_frame(self._proc.stdin, (html, url, options))
+            status, value = _read_frame(self._proc.stdout.fileno(), deadline)
+        except TimeoutError:
+            self._kill()
+            raise SandboxTimeout(f"extraction exceeded {self.timeout_s:g} s") from None
+        except (EOFError, BrokenPipeError, OSError) as exc:
+            code = self._kill()
+            raise SandboxCrashed(f"extraction worker died (exit code {code}): {exc}") from None
+        if status == "ok":
+            return value
+        raise RuntimeError(value)
+
+    def _ensure_started(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        if self._proc is not None:
+            self._kill()
+        env = dict(os.environ, WINNOW_SANDBOX_MEMORY_MB=str(self.memory_limit_mb))
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.sandbox"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        self.restarts += 1
+
+    def _kill(self) -> int | None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        proc.kill()
+        return proc.wait()
+
+
+def _write_frame(stream: Any, obj: Any) -> None:
+    body = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(body)) + body)
+    stream.flush()
+
+
+def _read_exact(fd: int, size: int, deadline: float | None) -> bytes:
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining:
+        if deadline is not None:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+                raise TimeoutError
+        chunk = os.read(fd, min(remaining, 1 << 20))
+        if not chunk:
+            raise EOFError("pipe closed")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_frame(fd: int, deadline: float | None) -> Any:
+    (size,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline))
+    return pickle.loads(_read_exact(fd, size, deadline))
+
+
+def _worker() -> None:
+    """Child loop: read (html, url, options) frames, answer ("ok", text) or ("error", message)."""
+    import resource
+
+    limit = int(os.environ.get("WINNOW_SANDBOX_MEMORY_MB", "2048")) * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything a library prints goes to stderr, never into the frame stream
+
+    import logging
+
+    import trafilatura
+
+    logging.disable(logging.CRITICAL)
+    fd = sys.stdin.fileno()
+    while True:
+        try:
+            html, url, options = _read_frame(fd, None)
+        except EOFError:
+            return
+        try:
+            text = trafilatura.extract(html, url=url, output_format="txt", **options)
+            _write_frame(out, ("ok", text))
+        except MemoryError:
+            _write_frame(out, ("error", "MemoryError: page exceeds the extraction memory limit"))
+        except Exception as exc:
+            _write_frame(out, ("error", f"{type(exc).__name__}: {exc}"))
+
+
+if __name__ == "__main__":
+    _worker()

@@ -1,0 +1,287 @@
+"""Robust iteration over web archives: WARC (via FastWARC) and ARC (a lenient reader of our own).
+
+:func:`iter_archive` yields :class:`ArchiveRecord` for every record it can read and
+:class:`ReadError` for every stretch it cannot, so a damaged file never ends a task and never loses
+records silently:
+
+- WARC: FastWARC stops at the first corrupt gzip member or garbage between records (raising), and
+  stops *silently* at a truncated gzip member. We resume after a failure at the next gzip member
+  (or ``WARC/`` header line for uncompressed files) and, when iteration ends, check that the rest of
+  the file was really consumed; what was skipped becomes a ``ReadError`` with its byte offset.
+- ARC: strict readers (warcio) reject Common Crawl's 2008/09 ARC files whose ``filedesc`` header
+  declares a wrong length. The reader here trusts declared lengths when the next header lines up and
+  otherwise resynchronises on the next line that looks like an ARC header. The HTTP payload of an ARC
+  record is parsed by FastWARC (wrapped as a WARC response) so chunked and gzip bodies decode the
+  same way as in WARC files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from fastwarc.warc import ArchiveIterator, WarcRecord, WarcRecordType
+
+GZIP_MAGIC = b"\x1f\x8b\x08"
+WARC_MAGIC = re.compile(rb"(?:^|\n)WARC/[0-9]")
+ARC_HEADER = re.compile(rb"^(\S+) (\S+) (\d{14}) (\S*) (\d+)\r?$")
+SCAN_CHUNK = 1 << 20
+
+
+@dataclass(slots=True)
+class ArchiveRecord:
+    """One archive record. ``payload`` is the decoded HTTP body, set for HTTP responses only."""
+
+    offset: int
+    record_type: str
+    url: str | None = None
+    date: str | None = None
+    record_id: str | None = None
+    http_status: int | None = None
+    content_type: str | None = None
+    charset: str | None = None
+    payload: bytes | None = None
+
+
+@dataclass(slots=True)
+class ReadError:
+    """A stretch of an archive that could not be read; ``offset`` is where it starts."""
+
+    offset: int
+    reason: str
+    detail: str
+
+
+def is_arc(path: str) -> bool:
+    """ARC files are recognised by name: ``*.arc`` or ``*.arc.gz``."""
+    return path.endswith((".arc", ".arc.gz"))
+
+
+def iter_archive(stream: BinaryIO, path: str) -> Iterator[ArchiveRecord | ReadError]:
+    """Records and read errors of one archive file, in file order. ``stream`` must be seekable."""
+    if is_arc(path):
+        yield from _iter_arc(stream)
+    else:
+        yield from _iter_warc(stream)
+
+
+# ------------------------------------------------------------------------------------------- WARC
+
+
+def _iter_warc(stream: BinaryIO) -> Iterator[ArchiveRecord | ReadError]:
+    head = stream.read(2)
+    stream.seek(0, io.SEEK_END)
+    size = stream.tell()
+    compressed = head == GZIP_MAGIC[:2]
+    start = 0
+    while start < size:
+        stream.seek(start)
+        last_pos: int | None = None
+        try:
+            for rec in ArchiveIterator(stream, parse_http=False):
+                last_pos = start + rec.stream_pos
+                yield _warc_record(rec, last_pos)
+        except (OSError, ValueError) as exc:
+            failed_at = last_pos if last_pos is not None else start
+            resume = _next_start(stream, failed_at + 1, compressed)
+            end = resume if resume is not None else size
+            reason = f"{str(exc)[:200]}; skipped bytes {failed_at}..{end}"
+            yield ReadError(failed_at, "warc_unreadable", reason)
+            if resume is None:
+                return
+            start = resume
+            continue
+        tail = _unread_tail(stream, last_pos if last_pos is not None else start, size, compressed)
+        if tail is not None:
+            yield tail
+        return
+
+
+def _warc_record(rec: WarcRecord, offset: int) -> ArchiveRecord:
+    headers = rec.headers
+    out = ArchiveRecord(
+        offset=offset,
+        record_type=str(rec.record_type),
+        url=headers.get("WARC-Target-URI"),
+        date=headers.get("WARC-Date"),
+        record_id=headers.get("WARC-Record-ID"),
+    )
+    if rec.record_type == WarcRecordType.response:
+        block = rec.reader.read()
+        if block.startswith(b"HTTP/"):
+            _parse_http_block(block, out)
+    return out
+
+
+def _parse_http_block(block: bytes, out: ArchiveRecord) -> None:
+    """Fill status, content type, charset and decoded body of ``out`` from a raw HTTP response.
+
+    Archived headers may describe a transfer or content encoding the stored body no longer has
+    (common in Common Crawl's ARCs and in re-packed WARCs), so decoding falls back step by step:
+    both encodings, content encoding only, then the body as stored.
+    """
+    wrapped = (
+        b"WARC/1.0\r\nWARC-Type: response\r\nContent-Type: application/http; msgtype=response\r\n"
+        b"Content-Length: " + str(len(block)).encode() + b"\r\n\r\n" + block + b"\r\n\r\n"
+    )
+    for decode in ("all", "content", "none"):
+        try:
+            for rec in ArchiveIterator(io.BytesIO(wrapped), parse_http=True, auto_decode=decode):
+                if rec.http_headers is None:
+                    return
+                out.http_status = rec.http_headers.status_code
+                out.content_type = (rec.http_content_type or "").lower() or None
+                out.charset = rec.http_charset
+                out.payload = rec.reader.read()
+                return
+        except OSError:
+            continue
+
+
+def _next_start(stream: BinaryIO, position: int, compressed: bool) -> int | None:
+    """Offset of the next gzip member / WARC header at or after ``position``, or None."""
+    pattern = re.compile(re.escape(GZIP_MAGIC)) if compressed else WARC_MAGIC
+    while True:
+        stream.seek(position)
+        chunk = stream.read(SCAN_CHUNK + 16)
+        if not chunk:
+            return None
+        match = pattern.search(chunk)
+        if match:
+            offset = match.start() if compressed else match.start() + (chunk[match.start() : match.start() + 1] == b"\n")
+            return position + offset
+        if len(chunk) <= SCAN_CHUNK:
+            return None
+        position += SCAN_CHUNK
+
+
+def _unread_tail(stream: BinaryIO, last_pos: int, size: int, compressed: bool) -> ReadError | None:
+    """After a clean end, report data FastWARC did not turn into records (truncation, trailing junk)."""
+    stream.seek(last_pos)
+    rest = stream.read()
+    if compressed:
+        position = 0
+        while position < len(rest):
+            decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            try:
+                decomp.decompress(rest[position:])
+            except zlib.error as exc:
+                return ReadError(last_pos + position, "warc_unreadable", f"corrupt gzip member: {exc}")
+            if not decomp.eof:
+                return ReadError(last_pos + position, "warc_truncated", "gzip member ends before its end marker")
+            position = len(rest) - len(decomp.unused_data)
+            if decomp.unused_data.strip(b"\0\r\n ") == b"":
+                return None
+        return None
+    # uncompressed: the last record's declared length must fit in the file
+    header_end = rest.find(b"\r\n\r\n")
+    match = re.search(rb"(?im)^content-length:\s*(\d+)", rest[: header_end if header_end >= 0 else len(rest)])
+    if header_end < 0 or not match:
+        if rest.strip():
+            return ReadError(last_pos, "warc_truncated", "last record header is incomplete")
+        return None
+    end = header_end + 4 + int(match.group(1))
+    if end > len(rest):
+        return ReadError(last_pos, "warc_truncated", f"record declares {end} bytes, {len(rest)} remain")
+    if rest[end:].strip():
+        return ReadError(last_pos + end, "warc_unreadable", f"{len(rest) - end} bytes of trailing data")
+    return None
+
+
+# -------------------------------------------------------------------------------------------- ARC
+
+
+def _iter_arc(stream: BinaryIO) -> Iterator[ArchiveRecord | ReadError]:
+    head = stream.read(2)
+    stream.seek(0)
+    if head == GZIP_MAGIC[:2]:
+        data, error = _decompress_what_we_can(gzip.GzipFile(fileobj=stream))
+    else:
+        data, error = stream.read(), None
+    yield from _parse_arc(data)
+    if error is not None:
+        yield error
+
+
+def _decompress_what_we_can(raw: gzip.GzipFile) -> tuple[bytes, ReadError | None]:
+    """Decompress as much as possible; on corruption keep what was read and report the rest."""
+    parts: list[bytes] = []
+    total = 0
+    try:
+        while chunk := raw.read(SCAN_CHUNK):
+            parts.append(chunk)
+            total += len(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        error = ReadError(total, "arc_unreadable", f"decompression stopped after {total} bytes: {exc}")
+        return b"".join(parts), error
+    return b"".join(parts), None
+
+
+def _parse_arc(data: bytes) -> Iterator[ArchiveRecord | ReadError]:
+    position = 0
+    size = len(data)
+    while position < size:
+        line_end = data.find(b"\n", position)
+        if line_end < 0:
+            line_end = size
+        line = data[position:line_end].rstrip(b"\r")
+        if not line.strip():
+            position = line_end + 1
+            continue
+        match = ARC_HEADER.match(line)
+        if not match:
+            resync = _next_arc_header(data, line_end + 1)
+            yield ReadError(position, "arc_unreadable", f"no ARC header at this offset; skipped to {resync}")
+            position = resync
+            continue
+        url, _ip, date, _content_type, length = match.groups()
+        body_start = line_end + 1
+        body_end = body_start + int(length)
+        if body_end > size:
+            yield ReadError(position, "arc_truncated", f"record declares {length} bytes, {size - body_start} remain")
+            return
+        if not _arc_boundary_ok(data, body_end):
+            # declared length is wrong (seen in Common Crawl's 2008/09 ARCs): trust the next header
+            body_end = _next_arc_header(data, body_start)
+        record_bytes = data[body_start:body_end]
+        if url.startswith(b"filedesc://"):
+            position = body_end
+            continue
+        yield _arc_record(position, url.decode("utf-8", "replace"), date.decode(), record_bytes)
+        position = body_end
+
+
+def _arc_boundary_ok(data: bytes, offset: int) -> bool:
+    """True if ``offset`` is followed (after newlines) by an ARC header line or end of data."""
+    while offset < len(data) and data[offset : offset + 1] in (b"\n", b"\r"):
+        offset += 1
+    if offset >= len(data):
+        return True
+    line_end = data.find(b"\n", offset)
+    return bool(ARC_HEADER.match(data[offset : line_end if line_end >= 0 else len(data)].rstrip(b"\r")))
+
+
+def _next_arc_header(data: bytes, position: int) -> int:
+    """Offset of the next line that parses as an ARC header, or the end of data."""
+    while position < len(data):
+        line_end = data.find(b"\n", position)
+        if line_end < 0:
+            return len(data)
+        if ARC_HEADER.match(data[position:line_end].rstrip(b"\r")):
+            return position
+        position = line_end + 1
+    return len(data)
+
+
+def _arc_record(offset: int, url: str, date: str, body: bytes) -> ArchiveRecord:
+    out = ArchiveRecord(offset=offset, record_type="response", url=url, date=date)
+    if body.startswith(b"HTTP/"):
+        _parse_http_block(body, out)
+    else:
+        out.record_type = "resource"
+    return out
