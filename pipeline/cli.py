@@ -98,7 +98,7 @@ def run(
         data_dir = result.run_dir / "stages" / last / "data"
         shards = sorted(data_dir.glob("*.parquet"))
         out.print(f"\nOutput: {len(shards)} Parquet shard(s) in {data_dir}")
-        out.print(f"Inspect: winnow inspect {result.run_dir}    Query: winnow sql {result.run_dir} \"SELECT ...\"")
+        out.print(f'Inspect: winnow inspect {result.run_dir}    Query: winnow sql {result.run_dir} "SELECT ..."')
     if result.rows_errored:
         err.print(f"{result.rows_errored} input(s) errored; see the *_errors views (winnow sql {result.run_dir} ...)")
         raise typer.Exit(1)
@@ -125,14 +125,19 @@ def sql(
     max_rows: Annotated[int, typer.Option(help="Rows to print in table format (0 = all).")] = 50,
     memory_limit: Annotated[str | None, typer.Option(help="DuckDB memory_limit, e.g. 4GB.")] = None,
 ) -> None:
-    """Run DuckDB SQL over a run. Example: winnow sql out/demo "SELECT reason, count(*) FROM extract_rejects GROUP BY 1"."""
+    """Run DuckDB SQL over a run.
+
+    Example: winnow sql out/demo "SELECT reason, count(*) FROM extract_rejects GROUP BY 1"
+    """
     try:
         con = connect(run_dir, memory_limit)
         relation = con.sql(query)
     except FileNotFoundError as exc:
         _fail(str(exc), 2)
     except duckdb.Error as exc:
-        views = ", ".join(r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall())
+        views = ", ".join(
+            r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+        )
         _fail(f"{str(exc).splitlines()[0]} (views in this run: {views})", 2)
     if relation is None:
         return

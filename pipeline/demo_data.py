@@ -91,7 +91,8 @@ def page(title: str, paragraphs: list[str], site: str, lang: str = "en", charset
         f'<body><header><a class="logo" href="/">{site}</a><nav><ul>{nav}</ul></nav></header>'
         f'<div class="cookie">We use cookies to improve your experience. <button>Accept</button></div>'
         f"<main><article><h1>{html.escape(title)}</h1>{body}</article>"
-        f'<aside><h3>Popular</h3><ul><li><a href="/a">Ten tips</a></li><li><a href="/b">Weekly digest</a></li></ul></aside>'
+        f'<aside><h3>Popular</h3><ul><li><a href="/a">Ten tips</a></li>'
+        f'<li><a href="/b">Weekly digest</a></li></ul></aside>'
         f"</main><footer><p>© 2024 {site}. All rights reserved.</p>"
         f'<a href="/privacy">Privacy</a> | <a href="/terms">Terms</a></footer></body></html>'
     )
@@ -110,7 +111,9 @@ def _records(pages: int, seed: int) -> Iterator[bytes]:
     words = sorted({w.lower() for _, _, ps in articles[:20] for p in ps for w in p.split() if w.isalpha()})
     index = 0
 
-    def response(url: str, body: bytes, content_type: str = "text/html; charset=utf-8", status: int = 200) -> list[bytes]:
+    def response(
+        url: str, body: bytes, content_type: str = "text/html; charset=utf-8", status: int = 200
+    ) -> list[bytes]:
         """A request record and its response record."""
         nonlocal index
         index += 1
@@ -129,13 +132,17 @@ def _records(pages: int, seed: int) -> Iterator[bytes]:
         elif kind == 9:
             lang = ("de", "fr", "es")[(i // 20) % 3]
             text = OTHER_LANGUAGES[lang].split("\n")
-            yield from response(f"https://{lang}.news.example.org/artikel/{i}", page(f"Nachrichten {i}", text, site, lang).encode())
+            yield from response(
+                f"https://{lang}.news.example.org/artikel/{i}", page(f"Nachrichten {i}", text, site, lang).encode()
+            )
         elif kind == 11:
             yield from response(f"https://{SPAM_DOMAIN}/offers/{i}", spam_page(rng, words).encode())
         elif kind == 12:
             yield from response(f"https://cheap-deals.example.org/{i}", spam_page(rng, words).encode())
         elif kind == 13 and i % 40 == 13:
-            yield from response(f"https://{site}/missing/{i}", b"<html><body><h1>Not Found</h1></body></html>", status=404)
+            yield from response(
+                f"https://{site}/missing/{i}", b"<html><body><h1>Not Found</h1></body></html>", status=404
+            )
         elif kind == 14 and i % 40 == 14:
             latin = page(title, paragraphs, site, charset="iso-8859-1").encode("latin-1", "replace")
             yield from response(url, latin, "text/html")

@@ -109,7 +109,7 @@ class ExtractConfig(Strict):
     timeout_s: float = Field(5.0, gt=0, description="per-document extraction timeout")
     max_html_bytes: int = Field(5_000_000, ge=1024, description="larger pages are rejected (too_large)")
     memory_limit_mb: int = Field(2048, ge=256, description="address-space cap of the extraction worker")
-    favor_precision: bool = True
+    favor_precision: bool = Field(False, description="trafilatura precision mode (lower F1 on the AEB pages)")
     fallback: bool = Field(False, description="run trafilatura's fallback extractors (about 2x slower)")
     include_tables: bool = True
     include_comments: bool = False

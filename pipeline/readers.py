@@ -105,8 +105,11 @@ class WarcDocumentReader(PipelineStep):
     ) -> None:
         self.stat_update(f"in:{item.source}")
         meta = {"warc_file": item.path, "offset": offset}
-        doc = Document(text="", id=stable_id(item.source, f"{name}@{offset}", "error"), metadata={
-            "source": item.source, "meta": meta})
+        doc = Document(
+            text="",
+            id=stable_id(item.source, f"{name}@{offset}", "error"),
+            metadata={"source": item.source, "meta": meta},
+        )
         errors.write(doc, rank, reason=reason, detail=detail)
 
 

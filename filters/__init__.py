@@ -1,0 +1,1 @@
+"""Keep/drop logic as datatrove steps: language ID, heuristic filters (and later dedup and classifiers)."""
