@@ -1,6 +1,7 @@
 """FineWeb's heuristic filters from datatrove, wired from the manifest, each writing its rejects.
 
-The order is FineWeb's: URL filter (run before extraction, in the extract stage), language, Gopher
+The order is FineWeb's: URL filter (:mod:`filters.url_filter`, run before extraction in the extract
+stage), language, Gopher
 repetition, Gopher quality, C4 quality, FineWeb quality. Each filter is datatrove's own class with
 the manifest's keyword arguments; winnow adds two things: every dropped document goes to the
 stage's ``rejects`` with ``<filter>:<datatrove reason>``, and the word tokenizer is the regex one
@@ -9,48 +10,19 @@ from :mod:`filters.word_tokenizer` unless the manifest asks for spaCy.
 
 from __future__ import annotations
 
-from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters import (
     C4QualityFilter,
     FineWebQualityFilter,
     GopherQualityFilter,
     GopherRepetitionFilter,
-    URLFilter,
 )
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from filters.language import LanguageSelector
 from filters.word_tokenizer import RegexWordTokenizer
-from pipeline.manifest import HeuristicsConfig, LanguageConfig, UrlFilterConfig
+from pipeline.manifest import HeuristicsConfig, LanguageConfig
 from pipeline.outcomes import OutcomeWriter, StageLayout
-
-
-class OfflineURLFilter(URLFilter):
-    """datatrove's URLFilter with the public-suffix list bundled in tldextract (no download at run time).
-
-    Documents without a URL are kept: there is nothing to judge.
-    """
-
-    name = "😈 url filter"
-
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        from tldextract import TLDExtract
-
-        self.tldextractor = TLDExtract(suffix_list_urls=(), cache_dir=None)
-
-    def filter(self, document: Document) -> bool | tuple[bool, str]:
-        if not document.metadata.get("url"):
-            return True
-        return super().filter(document)
-
-
-def url_filter(config: UrlFilterConfig, layout: StageLayout) -> list[PipelineStep]:
-    """The URL filter step (empty when disabled)."""
-    if not config.enabled:
-        return []
-    return [OfflineURLFilter(exclusion_writer=OutcomeWriter(layout, "url_filter"), **config.kwargs())]
 
 
 def word_tokenizer(config: HeuristicsConfig) -> WordTokenizer | str:

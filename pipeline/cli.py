@@ -14,6 +14,7 @@ from typing import Annotated
 import duckdb
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.funnel import SourceFunnel, connect, stage_funnel, stage_names
@@ -26,8 +27,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # paths and commands stay on one line (copy-paste); tables still fit
+err = Console(stderr=True, soft_wrap=True)  # one message per line: no wrapping at 80 columns
 
 SetOption = Annotated[
     list[str] | None,
@@ -36,7 +37,8 @@ SetOption = Annotated[
         "-s",
         metavar="PATH=VALUE",
         help="Override a manifest field, e.g. --set output=out/x --set executor.tasks=8 "
-        "--set sources.0.paths='[data/*.warc.gz]'. VALUE is parsed as YAML. Repeatable.",
+        "--set sources.0.crawl=CC-MAIN-2024-33 (list items by index). VALUE is parsed as YAML, "
+        "so a list is written as a YAML flow list. Repeatable.",
     ),
 ]
 
@@ -50,7 +52,7 @@ def quiet_datatrove() -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -218,12 +220,14 @@ def _print_stage(stage: str, funnel: dict[str, SourceFunnel], reasons: int) -> N
     if len(funnel) > 1:
         table.add_row("[bold]all", *_counts(total))
     out.print(table)
-    merged: dict[str, int] = {}
-    for f in funnel.values():
-        for reason, n in {**f.rejected_by_reason, **{f"error:{k}": v for k, v in f.errored_by_reason.items()}}.items():
-            merged[reason] = merged.get(reason, 0) + n
-    for reason, n in sorted(merged.items(), key=lambda kv: -kv[1])[:reasons]:
-        out.print(f"    {n:>8,}  {reason}")
+    for source in sorted(funnel):
+        f = funnel[source]
+        outcomes = {**f.rejected_by_reason, **{f"error:{k}": v for k, v in f.errored_by_reason.items()}}
+        top = sorted(outcomes.items(), key=lambda kv: -kv[1])[:reasons]
+        if top:
+            out.print(f"  rejected/errored by reason ({source}):")
+        for reason, n in top:
+            out.print(f"    {n:>8,}  {reason}")
 
 
 def _counts(f: SourceFunnel) -> list[str]:

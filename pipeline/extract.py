@@ -51,6 +51,12 @@ def decode_html(payload: bytes, declared: str | None) -> tuple[str, str]:
             return payload.decode(codec), f"{codec} ({origin})"
         except (UnicodeDecodeError, LookupError):
             continue
+    # UTF-8 with a few invalid bytes (a damaged page, not another charset): keep the valid text as is.
+    # Legacy single-byte text mislabelled as UTF-8 has almost no valid multi-byte sequences.
+    lossy = payload.decode("utf-8", errors="replace")
+    invalid = lossy.count("\ufffd")
+    if len(lossy) - len(lossy.encode("ascii", "ignore")) - invalid > invalid:
+        return lossy, "utf-8 (lossy)"
     best = from_bytes(payload[:200_000]).best()
     if best is not None and best.encoding:
         return payload.decode(best.encoding, errors="replace"), f"{best.encoding} (detected)"

@@ -38,7 +38,8 @@ class LocalExecutor(Strict):
     workers: int = Field(2, ge=1, description="tasks run at the same time")
 
 
-Executor = Annotated[LocalExecutor, Field(discriminator="kind")]
+# one kind today; Slurm and Ray join as a union discriminated by `kind` (defaulting to local)
+Executor = LocalExecutor
 
 
 # ---------------------------------------------------------------- sources
@@ -195,6 +196,15 @@ class Manifest(Strict):
     sources: list[Source] = Field(min_length=1)
     stages: Stages = Field(default_factory=Stages)
 
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _default_executor_kind(cls, value: Any) -> Any:
+        # `kind` is the union's discriminator, which pydantic requires even though it has a default;
+        # without this, `executor: {tasks: 8}` fails with "Unable to extract tag using discriminator".
+        if isinstance(value, dict) and "kind" not in value:
+            return {"kind": "local", **value}
+        return value
+
     @field_validator("sources")
     @classmethod
     def _unique_names(cls, sources: list[WarcSource]) -> list[WarcSource]:
@@ -223,7 +233,7 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ManifestError(f"--set {path}: value is not valid YAML ({exc})") from None
+        raise ManifestError(f"--set {path}: value is not valid YAML ({_yaml_problem(exc)})") from None
     node: Any = raw
     for depth, key in enumerate(keys[:-1]):
         node = _child(node, key, ".".join(keys[: depth + 1]))
@@ -250,6 +260,15 @@ def _index(node: list[Any], key: str, where: str) -> int:
     if not key.isdigit() or int(key) >= len(node):
         raise ManifestError(f"--set: {where}: {key!r} is not an index of a list of {len(node)}")
     return int(key)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: ``line L, column C: what`` (PyYAML's own text spans several lines)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        what = ", ".join(part for part in (exc.context, exc.problem) if part)
+        return f"line {mark.line + 1}, column {mark.column + 1}: {what}"
+    return " ".join(str(exc).split())
 
 
 def _format_loc(loc: Sequence[int | str]) -> str:
@@ -280,7 +299,7 @@ def load_manifest(path: str | os.PathLike[str], overrides: Sequence[str] = (), c
     except FileNotFoundError:
         raise ManifestError(f"{path}: no such manifest file") from None
     except yaml.YAMLError as exc:
-        raise ManifestError(f"{path}: not valid YAML: {exc}") from None
+        raise ManifestError(f"{path}: not valid YAML at {_yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise ManifestError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     for assignment in overrides:

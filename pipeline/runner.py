@@ -124,7 +124,9 @@ def _merge_stats(logs_dir: Path) -> tuple[dict[str, int], list[dict[str, Any]]]:
     for step in merged.stats:
         for key, value in step.stats.items():
             if key.startswith("in:"):
-                rows_in[key[3:]] = rows_in.get(key[3:], 0) + int(value.total)
+                # datatrove loads a counter from JSON as a plain int; only adding two tasks makes it a MetricStats
+                total = value.total if hasattr(value, "total") else value
+                rows_in[key[3:]] = rows_in.get(key[3:], 0) + int(total)
     return rows_in, steps
 
 

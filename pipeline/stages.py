@@ -16,8 +16,9 @@ from typing import Any
 import pyarrow.parquet as pq
 from datatrove.pipeline.base import PipelineStep
 
-from filters.heuristics import heuristic_filters, url_filter
+from filters.heuristics import heuristic_filters
 from filters.language import LanguageAnnotator
+from filters.url_filter import url_filter
 from pipeline.extract import HtmlExtractor
 from pipeline.manifest import ExtractConfig, HeuristicsConfig, Manifest
 from pipeline.outcomes import BeginTask, DocumentWriter, StageLayout

@@ -28,7 +28,8 @@ from typing import BinaryIO
 from fastwarc.warc import ArchiveIterator, WarcRecord, WarcRecordType
 
 GZIP_MAGIC = b"\x1f\x8b\x08"
-WARC_MAGIC = re.compile(rb"(?:^|\n)WARC/[0-9]")
+# a WARC header line, not anchored to a line start: garbage before a record may not end in a newline
+WARC_MAGIC = re.compile(rb"WARC/[0-9]+\.[0-9]+\r?\n")
 ARC_HEADER = re.compile(rb"^(\S+) (\S+) (\d{14}) (\S*) (\d+)\r?$")
 SCAN_CHUNK = 1 << 20
 
@@ -67,28 +68,41 @@ def iter_archive(stream: BinaryIO, path: str) -> Iterator[ArchiveRecord | ReadEr
     if is_arc(path):
         yield from _iter_arc(stream)
     else:
-        yield from _iter_warc(stream)
+        yield from _iter_warc(stream, path)
 
 
 # ------------------------------------------------------------------------------------------- WARC
 
 
-def _iter_warc(stream: BinaryIO) -> Iterator[ArchiveRecord | ReadError]:
+def _iter_warc(stream: BinaryIO, path: str = "") -> Iterator[ArchiveRecord | ReadError]:
     head = stream.read(2)
     stream.seek(0, io.SEEK_END)
     size = stream.tell()
-    compressed = head == GZIP_MAGIC[:2]
+    # by magic, or by name when the file starts with junk (resynchronising must look for gzip members)
+    compressed = head == GZIP_MAGIC[:2] or (head != b"WA" and path.endswith(".gz"))
     start = 0
     while start < size:
         stream.seek(start)
         last_pos: int | None = None
+        pending: ArchiveRecord | None = None  # held back until we know it is complete
         try:
             for rec in ArchiveIterator(stream, parse_http=False):
-                last_pos = start + rec.stream_pos
-                yield _warc_record(rec, last_pos)
+                last_pos = rec.stream_pos  # FastWARC's stream_pos is absolute, not relative to `start`
+                record = _warc_record(rec, last_pos)
+                if pending is not None:
+                    yield pending
+                pending = record
         except (OSError, ValueError) as exc:
+            if pending is not None:
+                yield pending
             failed_at = last_pos if last_pos is not None else start
-            resume = _next_start(stream, failed_at + 1, compressed)
+            if pending is not None and last_pos is not None:
+                # the last record read fine: the bad stretch starts where that record ends
+                failed_at = _record_end(stream, last_pos, compressed) or last_pos
+            resume = _next_start(stream, failed_at + (failed_at == start), compressed)
+            if resume == failed_at:
+                start = resume  # nothing skipped yet: the next pass reports what fails there
+                continue
             end = resume if resume is not None else size
             reason = f"{str(exc)[:200]}; skipped bytes {failed_at}..{end}"
             yield ReadError(failed_at, "warc_unreadable", reason)
@@ -97,9 +111,35 @@ def _iter_warc(stream: BinaryIO) -> Iterator[ArchiveRecord | ReadError]:
             start = resume
             continue
         tail = _unread_tail(stream, last_pos if last_pos is not None else start, size, compressed)
+        if pending is not None and not (tail is not None and tail.offset == last_pos):
+            yield pending  # (a last record that the tail check finds cut short is reported, not emitted)
         if tail is not None:
             yield tail
         return
+
+
+def _record_end(stream: BinaryIO, position: int, compressed: bool) -> int | None:
+    """End offset of the gzip member / uncompressed record starting at ``position`` (None if unknown)."""
+    stream.seek(position)
+    if compressed:
+        decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        consumed = 0
+        while not decomp.eof:
+            chunk = stream.read(SCAN_CHUNK)
+            if not chunk:
+                return None
+            try:
+                decomp.decompress(chunk)
+            except zlib.error:
+                return None
+            consumed += len(chunk)
+        return position + consumed - len(decomp.unused_data)
+    head = stream.read(SCAN_CHUNK)
+    header_end = head.find(b"\r\n\r\n")
+    match = re.search(rb"(?im)^content-length:\s*(\d+)", head[: max(header_end, 0)])
+    if header_end < 0 or not match:
+        return None
+    return position + header_end + 4 + int(match.group(1)) + 4  # block, then the record's CRLF CRLF
 
 
 def _warc_record(rec: WarcRecord, offset: int) -> ArchiveRecord:
@@ -153,10 +193,7 @@ def _next_start(stream: BinaryIO, position: int, compressed: bool) -> int | None
             return None
         match = pattern.search(chunk)
         if match:
-            offset = (
-                match.start() if compressed else match.start() + (chunk[match.start() : match.start() + 1] == b"\n")
-            )
-            return position + offset
+            return position + match.start()
         if len(chunk) <= SCAN_CHUNK:
             return None
         position += SCAN_CHUNK
@@ -245,12 +282,18 @@ def _parse_arc(data: bytes) -> Iterator[ArchiveRecord | ReadError]:
         body_start = line_end + 1
         body_end = body_start + int(length)
         if body_end > size:
-            yield ReadError(position, "arc_truncated", f"record declares {length} bytes, {size - body_start} remain")
-            return
-        if not _arc_boundary_ok(data, body_end):
+            # past the end of the file: truncated, unless another record follows (a wrong length)
+            body_end = _next_arc_header(data, body_start)
+            if body_end >= size:
+                remain = size - body_start
+                yield ReadError(position, "arc_truncated", f"record declares {int(length)} bytes, {remain} remain")
+                return
+        elif not _arc_boundary_ok(data, body_end):
             # declared length is wrong (seen in Common Crawl's 2008/09 ARCs): trust the next header
             body_end = _next_arc_header(data, body_start)
         record_bytes = data[body_start:body_end]
+        if body_end != body_start + int(length):
+            record_bytes = record_bytes.removesuffix(b"\n")  # the newline that separates records
         if url.startswith(b"filedesc://"):
             position = body_end
             continue
@@ -259,11 +302,17 @@ def _parse_arc(data: bytes) -> Iterator[ArchiveRecord | ReadError]:
 
 
 def _arc_boundary_ok(data: bytes, offset: int) -> bool:
-    """True if ``offset`` is followed (after newlines) by an ARC header line or end of data."""
+    """True if ``offset`` is followed (after newlines) by an ARC header line or end of data.
+
+    The header must start a line: a declared length a few bytes too long lands inside the next
+    header line, whose tail (``://host/path IP date type length``) would otherwise pass as a header.
+    """
     while offset < len(data) and data[offset : offset + 1] in (b"\n", b"\r"):
         offset += 1
     if offset >= len(data):
         return True
+    if data[offset - 1 : offset] != b"\n":
+        return False
     line_end = data.find(b"\n", offset)
     return bool(ARC_HEADER.match(data[offset : line_end if line_end >= 0 else len(data)].rstrip(b"\r")))
 
