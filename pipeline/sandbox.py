@@ -19,6 +19,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 _HEADER = struct.Struct("!I")
@@ -35,9 +36,10 @@ class SandboxCrashed(Exception):
 class ExtractionSandbox:
     """Parent side: ``extract(html, url, options)`` returns the text (or None) or raises."""
 
-    def __init__(self, timeout_s: float, memory_limit_mb: int) -> None:
+    def __init__(self, timeout_s: float, memory_limit_mb: int, command: Sequence[str] | None = None) -> None:
         self.timeout_s = timeout_s
         self.memory_limit_mb = memory_limit_mb
+        self.command = list(command or [sys.executable, "-m", "pipeline.sandbox"])
         self._proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
 
@@ -83,7 +85,7 @@ class ExtractionSandbox:
             self._kill()
         env = dict(os.environ, WINNOW_SANDBOX_MEMORY_MB=str(self.memory_limit_mb))
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.sandbox"],
+            self.command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
