@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipeline.funnel import SourceFunnel, connect, stage_funnel, stage_names
+from pipeline.logs import quiet_console
 from pipeline.manifest import ManifestError, load_manifest
 
 app = typer.Typer(
@@ -41,14 +42,6 @@ SetOption = Annotated[
         "so a list is written as a YAML flow list. Repeatable.",
     ),
 ]
-
-
-def quiet_datatrove() -> None:
-    """Keep datatrove's summaries off the console (they stay in the task logs); warnings still show."""
-    from loguru import logger
-
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING")
 
 
 def _fail(message: str, code: int) -> None:
@@ -86,7 +79,7 @@ def run(
         _fail(str(exc), 2)
     out.print(f"winnow: running '{loaded.name}' into {loaded.run_dir}")
     if not verbose:
-        quiet_datatrove()
+        quiet_console()
     try:
         result = Runner(loaded, progress=progress, verbose=verbose).run()
     except StageFailed as exc:
@@ -131,6 +124,8 @@ def sql(
 
     Example: winnow sql out/demo "SELECT reason, count(*) FROM extract_rejects GROUP BY 1"
     """
+    if format_ not in ("table", "csv", "json"):
+        _fail(f"--format must be table, csv or json, not {format_!r}", 2)
     try:
         con = connect(run_dir, memory_limit)
         relation = con.sql(query)
@@ -138,7 +133,9 @@ def sql(
         _fail(str(exc), 2)
     except duckdb.Error as exc:
         views = ", ".join(
-            r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+            r[0]
+            for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()
+            if not r[0].startswith("_")
         )
         _fail(f"{str(exc).splitlines()[0]} (views in this run: {views})", 2)
     if relation is None:
@@ -147,10 +144,8 @@ def sql(
         _print_csv(relation)
     elif format_ == "json":
         _print_json(relation)
-    elif format_ == "table":
-        _print_table(relation, max_rows)
     else:
-        _fail(f"--format must be table, csv or json, not {format_!r}", 2)
+        _print_table(relation, max_rows)
 
 
 @app.command("make-demo-data")

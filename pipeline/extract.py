@@ -57,9 +57,16 @@ def decode_html(payload: bytes, declared: str | None) -> tuple[str, str]:
     invalid = lossy.count("\ufffd")
     if len(lossy) - len(lossy.encode("ascii", "ignore")) - invalid > invalid:
         return lossy, "utf-8 (lossy)"
-    best = from_bytes(payload[:200_000]).best()
+    matches = from_bytes(payload[:200_000])
+    best = matches.best()
     if best is not None and best.encoding:
-        return payload.decode(best.encoding, errors="replace"), f"{best.encoding} (detected)"
+        encoding = best.encoding
+        # detection often ties between Western/Central European code pages (same chaos and coherence
+        # scores); the tie goes to windows-1252, the web's most common legacy charset (and WHATWG's default)
+        tied = {m.encoding for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)}
+        if "cp1252" in tied:
+            encoding = "cp1252"
+        return payload.decode(encoding, errors="replace"), f"{encoding} (detected)"
     return payload.decode("utf-8", errors="replace"), "utf-8 (lossy)"
 
 

@@ -33,6 +33,7 @@ from datatrove.executor.local import LocalPipelineExecutor
 from datatrove.utils.stats import PipelineStats
 
 from pipeline.funnel import SourceFunnel, connect, count_outcomes, stage_funnel
+from pipeline.logs import quiet_console
 from pipeline.manifest import STAGE_ORDER, Manifest
 from pipeline.outcomes import StageLayout
 from pipeline.progress import ProgressMonitor
@@ -96,7 +97,10 @@ class QuietLocalExecutor(LocalPipelineExecutor):
     """
 
     def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1) -> PipelineStats:
-        return super()._run_for_rank(rank, local_rank + 1, node_rank)
+        try:
+            return super()._run_for_rank(rank, local_rank + 1, node_rank)
+        finally:
+            quiet_console()  # datatrove restores its default console logger after each task
 
 
 def _input_records(inputs: list[InputFile], previous: dict[str, Any] | None) -> list[dict[str, Any]]:

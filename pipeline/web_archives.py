@@ -7,7 +7,8 @@ records silently:
 - WARC: FastWARC stops at the first corrupt gzip member or garbage between records (raising), and
   stops *silently* at a truncated gzip member. We resume after a failure at the next gzip member
   (or ``WARC/`` header line for uncompressed files) and, when iteration ends, check that the rest of
-  the file was really consumed; what was skipped becomes a ``ReadError`` with its byte offset.
+  the file was really consumed; what was skipped becomes a ``ReadError`` with its byte offset. A
+  last record that turns out to be cut short is reported that way, never emitted half-read.
 - ARC: strict readers (warcio) reject Common Crawl's 2008/09 ARC files whose ``filedesc`` header
   declares a wrong length. The reader here trusts declared lengths when the next header lines up and
   otherwise resynchronises on the next line that looks like an ARC header. The HTTP payload of an ARC
@@ -139,7 +140,10 @@ def _record_end(stream: BinaryIO, position: int, compressed: bool) -> int | None
     match = re.search(rb"(?im)^content-length:\s*(\d+)", head[: max(header_end, 0)])
     if header_end < 0 or not match:
         return None
-    return position + header_end + 4 + int(match.group(1)) + 4  # block, then the record's CRLF CRLF
+    block_end = position + header_end + 4 + int(match.group(1))
+    stream.seek(block_end)
+    after = stream.read(4)  # the record's closing CRLF CRLF (sloppy writers use fewer)
+    return block_end + len(after) - len(after.lstrip(b"\r\n"))
 
 
 def _warc_record(rec: WarcRecord, offset: int) -> ArchiveRecord:

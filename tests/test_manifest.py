@@ -1,0 +1,250 @@
+"""Manifest loading and validation: ``load_manifest`` with ``--set`` overrides, and ``winnow validate``."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline.manifest import ManifestError, apply_override, load_manifest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((REPO_ROOT / "manifests").glob("*.yaml"))
+
+WinnowCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def paths_override(demo: Path) -> str:
+    return f"sources.0.paths=[{demo}/*.warc.gz]"
+
+
+def base_manifest(demo: Path) -> dict[str, Any]:
+    """A small valid manifest reading the demo WARC files."""
+    return {
+        "name": "t",
+        "output": "out",
+        "executor": {"kind": "local", "tasks": 2, "workers": 1},
+        "sources": [{"name": "cc", "kind": "warc", "paths": [f"{demo}/*.warc.gz"], "crawl": "TEST-1"}],
+        "stages": {"extract": {"timeout_s": 5}, "heuristics": {"c4": True}},
+    }
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def assert_one_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    """Exit 2, no traceback, exactly one message line on stderr, containing every fragment."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one error line, got:\n{result.stderr}"
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+# ---------------------------------------------------------------- shipped manifests
+
+
+@pytest.mark.parametrize("manifest", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_manifest_validates(manifest: Path, cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
+    """Every manifest in manifests/ validates once its input points at real files."""
+    loaded = load_manifest(manifest, [paths_override(cli_demo_warcs)])
+    assert loaded.sources[0].paths == [f"{cli_demo_warcs}/*.warc.gz"]
+    result = winnow_cli("validate", manifest, "--set", paths_override(cli_demo_warcs))
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+    assert f"'{loaded.name}'" in result.stdout
+
+
+def test_shipped_manifests_exist() -> None:
+    """The shipped-manifest check above is not vacuous: the demo manifest is among them."""
+    assert REPO_ROOT / "manifests" / "demo.yaml" in SHIPPED
+
+
+# ---------------------------------------------------------------- invalid manifests through the CLI
+
+
+def test_unknown_top_level_key(tmp_path: Path, cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
+    data = base_manifest(cli_demo_warcs) | {"ouptut_dir": "x"}
+    path = write_yaml(tmp_path / "typo.yaml", data)
+    line = assert_one_error(winnow_cli("validate", path), str(path), "ouptut_dir")
+    assert "unknown field" in line
+
+
+def test_unknown_stage(tmp_path: Path, cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
+    data = base_manifest(cli_demo_warcs)
+    data["stages"] = {"dedupe": {}}
+    path = write_yaml(tmp_path / "stage.yaml", data)
+    line = assert_one_error(winnow_cli("validate", path), str(path), "stages.dedupe")
+    assert "unknown field" in line
+
+
+def test_wrong_type(tmp_path: Path, cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
+    """``executor: {tasks: many}`` (no ``kind``) names executor.tasks, not the union's discriminator."""
+    data = base_manifest(cli_demo_warcs)
+    data["executor"] = {"tasks": "many"}
+    path = write_yaml(tmp_path / "type.yaml", data)
+    line = assert_one_error(winnow_cli("validate", path), str(path), "executor.tasks")
+    assert "integer" in line
+
+
+def test_wrong_type_deep(tmp_path: Path, cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
+    data = base_manifest(cli_demo_warcs)
+    data["stages"]["heuristics"] = {"gopher_quality": {"min_doc_words": "lots"}}
+    path = write_yaml(tmp_path / "deep.yaml", data)
+    assert_one_error(winnow_cli("validate", path), str(path), "stages.heuristics.gopher_quality.min_doc_words")
+
+
+def test_missing_input_path(tmp_path: Path, cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
+    data = base_manifest(cli_demo_warcs)
+    pattern = f"{tmp_path}/nothing/*.warc.gz"
+    data["sources"][0]["paths"] = [f"{cli_demo_warcs}/*.warc.gz", pattern]
+    path = write_yaml(tmp_path / "missing.yaml", data)
+    line = assert_one_error(winnow_cli("validate", path), str(path), "sources[0].paths[1]", pattern)
+    assert "matches no file" in line
+
+
+def test_message_keeps_brackets(tmp_path: Path, cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
+    """Text from the manifest is printed verbatim, never read as console markup (``[/x]``, ``[bold]``)."""
+    data = base_manifest(cli_demo_warcs)
+    pattern = f"{tmp_path}/[/x]/[bold]*.warc.gz"
+    data["sources"][0]["paths"] = [pattern]
+    path = write_yaml(tmp_path / "brackets.yaml", data)
+    assert_one_error(winnow_cli("validate", path), str(path), pattern)
+
+
+def test_invalid_yaml(tmp_path: Path, winnow_cli: WinnowCli) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: broken\noutput: out\nsources: [{name: cc, kind: warc\nstages: {}\n")
+    line = assert_one_error(winnow_cli("validate", path), str(path), "not valid YAML")
+    assert re.search(r"line \d+, column \d+", line), line
+
+
+def test_not_a_mapping(tmp_path: Path, winnow_cli: WinnowCli) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text("- name: x\n")
+    assert_one_error(winnow_cli("validate", path), str(path), "mapping")
+
+
+def test_missing_manifest_file(tmp_path: Path, winnow_cli: WinnowCli) -> None:
+    path = tmp_path / "absent.yaml"
+    assert_one_error(winnow_cli("validate", path), str(path), "no such manifest file")
+
+
+def test_set_without_equals_is_a_clear_error(cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
+    manifest = REPO_ROOT / "manifests" / "demo.yaml"
+    result = winnow_cli("validate", manifest, "--set", paths_override(cli_demo_warcs), "--set", "executor.tasks")
+    assert_one_error(result, "executor.tasks", "dotted.path=value")
+
+
+def test_set_bad_list_index(cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
+    manifest = REPO_ROOT / "manifests" / "demo.yaml"
+    result = winnow_cli("validate", manifest, "--set", paths_override(cli_demo_warcs), "--set", "sources.3.crawl=X")
+    assert_one_error(result, "sources.3")
+
+
+def test_set_value_invalid_for_schema(cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
+    """An override is validated like the file: the error names the manifest and the overridden field."""
+    manifest = REPO_ROOT / "manifests" / "demo.yaml"
+    result = winnow_cli("validate", manifest, "--set", paths_override(cli_demo_warcs), "--set", "executor.tasks=many")
+    assert_one_error(result, str(manifest), "executor.tasks")
+
+
+def test_set_value_invalid_yaml(cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
+    manifest = REPO_ROOT / "manifests" / "demo.yaml"
+    result = winnow_cli("validate", manifest, "--set", paths_override(cli_demo_warcs), "--set", "output=[a")
+    assert_one_error(result, "output", "not valid YAML")
+
+
+def test_run_refuses_invalid_manifest_before_writing(
+    tmp_path: Path, cli_demo_warcs: Path, winnow_cli: WinnowCli
+) -> None:
+    """``winnow run`` validates like ``validate`` (exit 2, one line) and creates no run folder."""
+    data = base_manifest(cli_demo_warcs)
+    data["output"] = str(tmp_path / "out")
+    data["stages"] = {"dedupe": {}}
+    path = write_yaml(tmp_path / "bad-run.yaml", data)
+    assert_one_error(winnow_cli("run", path, "--no-progress"), str(path), "stages.dedupe")
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def test_overrides_change_the_loaded_manifest(tmp_path: Path, cli_demo_warcs: Path) -> None:
+    path = write_yaml(tmp_path / "m.yaml", base_manifest(cli_demo_warcs))
+    original = path.read_text()
+    m = load_manifest(
+        path,
+        [
+            "output=elsewhere",  # scalar
+            "executor.tasks=8",  # nested, parsed as an int
+            "sources.0.crawl=CC-MAIN-2024-33",  # list index
+            "stages.heuristics.gopher_quality.min_doc_words=10",  # deep, key absent from the file
+            "stages.heuristics.c4=false",  # YAML boolean into a switchable filter
+            "stages.extract.language.keep=[en, de]",  # YAML flow list
+            "stages.extract.language.min_score=0.5",  # YAML float
+        ],
+    )
+    assert m.output == "elsewhere"
+    assert m.run_dir == Path("elsewhere") / "t"
+    assert m.executor.tasks == 8
+    assert m.sources[0].crawl == "CC-MAIN-2024-33"
+    assert m.stages.heuristics.gopher_quality.min_doc_words == 10
+    assert m.stages.heuristics.c4.enabled is False
+    assert m.stages.extract.language.keep == ["en", "de"]
+    assert m.stages.extract.language.min_score == 0.5
+    assert path.read_text() == original, "overrides must not touch the manifest file"
+
+
+def test_no_overrides_keeps_file_values(tmp_path: Path, cli_demo_warcs: Path) -> None:
+    m = load_manifest(write_yaml(tmp_path / "m.yaml", base_manifest(cli_demo_warcs)))
+    assert (m.output, m.executor.tasks, m.sources[0].crawl) == ("out", 2, "TEST-1")
+
+
+def test_override_value_is_yaml(tmp_path: Path, cli_demo_warcs: Path) -> None:
+    """Only the first '=' splits; the rest is one YAML value (quotes keep strings, null disables a stage)."""
+    path = write_yaml(tmp_path / "m.yaml", base_manifest(cli_demo_warcs))
+    m = load_manifest(path, ["sources.0.crawl=a=b", "name='007'", "stages.heuristics=null"])
+    assert m.sources[0].crawl == "a=b"
+    assert m.name == "007"
+    assert m.stages.heuristics is None
+
+
+def test_override_paths_make_a_manifest_valid(tmp_path: Path, cli_demo_warcs: Path) -> None:
+    """The point of --set: a shipped manifest pointed at the user's data without editing it."""
+    data = base_manifest(cli_demo_warcs)
+    data["sources"][0]["paths"] = [f"{tmp_path}/missing/*.warc.gz"]
+    path = write_yaml(tmp_path / "m.yaml", data)
+    with pytest.raises(ManifestError, match=r"sources\[0\]\.paths\[0\]"):
+        load_manifest(path)
+    assert load_manifest(path, [paths_override(cli_demo_warcs)]).sources[0].paths == [f"{cli_demo_warcs}/*.warc.gz"]
+
+
+def test_executor_kind_defaults_to_local(tmp_path: Path, cli_demo_warcs: Path) -> None:
+    data = base_manifest(cli_demo_warcs)
+    data["executor"] = {"tasks": 3}
+    m = load_manifest(write_yaml(tmp_path / "m.yaml", data))
+    assert (m.executor.kind, m.executor.tasks) == ("local", 3)
+
+
+@pytest.mark.parametrize("assignment", ["executor.tasks", "=3", "executor..tasks=3"])
+def test_bad_set_raises(assignment: str) -> None:
+    with pytest.raises(ManifestError, match="--set"):
+        apply_override({"executor": {"tasks": 1}}, assignment)
+
+
+def test_overrides_validated_with_file_name(tmp_path: Path, cli_demo_warcs: Path) -> None:
+    path = write_yaml(tmp_path / "m.yaml", base_manifest(cli_demo_warcs))
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path, ["executor.workers=0"])
+    message = str(info.value)
+    assert str(path) in message and "executor.workers" in message
