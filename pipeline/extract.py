@@ -1,11 +1,13 @@
 """The extraction step: raw HTML bytes of a response into main text with trafilatura.
 
 Cheap checks run first, so trafilatura (most of the CPU of the stage) sees only pages that can be
-kept: non-2xx status, empty payload, oversize page, binary payload. Then the bytes are decoded
+kept: non-2xx status, empty payload, oversize page, binary payload, and (after decoding) a page whose
+visible text is confidently in a language the run does not keep. Then the bytes are decoded
 (declared charset, then ``<meta charset>``, then UTF-8, then charset detection; a last-resort lossy
 decode is noted in ``meta.decode``), and trafilatura runs in an :class:`ExtractionSandbox` with a
 per-page timeout and memory cap. Every page leaves as a document, a reject with a reason
-(``http_status``, ``empty_payload``, ``too_large``, ``not_html``, ``extract_timeout``, ``no_text``)
+(``http_status``, ``empty_payload``, ``too_large``, ``not_html``, ``language_precheck``,
+``extract_timeout``, ``no_text``)
 or an error (``extract_failed``, ``extract_worker_died``).
 """
 
@@ -19,6 +21,7 @@ from charset_normalizer import from_bytes
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
+from filters.language import default_lid_model, load_fasttext, precheck_language
 from pipeline.manifest import ExtractConfig
 from pipeline.outcomes import OutcomeWriter, StageLayout
 from pipeline.sandbox import ExtractionSandbox, SandboxCrashed, SandboxTimeout
@@ -91,7 +94,8 @@ class HtmlExtractor(PipelineStep):
     def trafilatura_options(self) -> dict[str, Any]:
         c = self.config
         return {
-            "favor_precision": c.favor_precision,
+            "favor_precision": c.focus == "precision",
+            "favor_recall": c.focus == "recall",
             "fast": not c.fallback,
             "include_comments": c.include_comments,
             "include_tables": c.include_tables,
@@ -101,6 +105,9 @@ class HtmlExtractor(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         c = self.config
         options = self.trafilatura_options
+        keep = set(c.language.keep or [])
+        precheck = bool(keep) and c.language.precheck_min_score is not None
+        lid_model = load_fasttext(c.language.model or str(default_lid_model())) if precheck else None
         with (
             OutcomeWriter(self.layout, "extract") as rejects,
             OutcomeWriter(self.layout, "extract", kind="errors") as errors,
@@ -125,6 +132,13 @@ class HtmlExtractor(PipelineStep):
                     continue
                 html, how = decode_html(payload, meta.get("http_charset"))
                 meta["decode"] = how
+                if lid_model is not None:
+                    other = precheck_language(lid_model, html, keep, c.language.precheck_min_score)
+                    if other:
+                        self.stat_update("rejected_language_precheck")
+                        detail = f"visible text is {other[0]} ({other[1]:.2f})"
+                        rejects.write(doc, rank, reason="language_precheck", detail=detail)
+                        continue
                 with self.track_time():
                     try:
                         text = sandbox.extract(html, doc.metadata.get("url"), options)

@@ -1,9 +1,9 @@
 """Extraction quality against human ground truth: the scrapinghub article-extraction benchmark (AEB).
 
-Owns four things: the bag-of-words F1 of an extracted text against a gold text, loading the AEB
-pages (``html/<key>.html.gz`` + ``ground-truth.json``, key = file hash -> ``articleBody``, ``url``),
-wrapping pages into a gzip WARC that winnow's and datatrove's readers both take, and the mean F1 of
-an extraction run (url -> text) over a set of pages.
+Owns: the bag-of-words F1 of an extracted text against a gold text, loading the AEB pages
+(``html/<key>.html.gz`` + ``ground-truth.json``, key = file hash -> ``articleBody``, ``url``),
+wrapping pages into a gzip WARC that winnow's and datatrove's readers both take, running winnow's
+extract stage alone on such pages, and the mean F1 of an extraction (url -> text) over pages.
 
 The metric is F1 over the multiset of lowercased ``\\w+`` tokens, per page, averaged over pages. The
 AEB's own ``evaluate.py`` counts 4-token shingles (case-sensitive) and averages precision and recall
@@ -92,3 +92,35 @@ def mean_f1(extracted: Mapping[str, str], pages: Iterable[AebPage]) -> float:
     """Mean bag-of-words F1 over ``pages``, looking texts up by URL; a missing page scores 0."""
     scores = [bag_of_words_f1(extracted[p.url], p.gold) if p.url in extracted else 0.0 for p in pages]
     return sum(scores) / len(scores) if scores else 0.0
+
+
+def extract_stage_texts(
+    pages: Sequence[AebPage], workdir: Path, extract: Mapping[str, object] | None = None
+) -> dict[str, str]:
+    """Run winnow's extract stage alone on ``pages`` (wrapped into a WARC); returns url -> extracted text.
+
+    Language selection and the URL filter are off unless ``extract`` (stage settings) says otherwise:
+    this measures extraction, not which pages a run keeps.
+    """
+    import pyarrow.parquet as pq
+
+    from pipeline.manifest import Manifest
+    from pipeline.runner import Runner
+
+    warc = write_pages_warc(pages, workdir / "pages.warc.gz")
+    settings = {"language": {"keep": None}, "url_filter": False, **(extract or {})}
+    manifest = Manifest.model_validate(
+        {
+            "name": "extraction-quality",
+            "output": str(workdir),
+            "executor": {"tasks": 1, "workers": 1},
+            "sources": [{"name": "pages", "kind": "warc", "paths": [str(warc)]}],
+            "stages": {"extract": settings, "heuristics": None},
+        }
+    )
+    Runner(manifest, progress=False).run()
+    texts: dict[str, str] = {}
+    for path in sorted((manifest.run_dir / "stages" / "extract" / "data").glob("*.parquet")):
+        for row in pq.read_table(path, columns=["url", "text"]).to_pylist():
+            texts[row["url"]] = row["text"]
+    return texts

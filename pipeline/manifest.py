@@ -102,6 +102,13 @@ class LanguageConfig(Strict):
     model: str | None = Field(None, description="fastText LID model (.bin/.ftz); default lid.176.ftz")
     keep: list[str] | None = Field(["en"], description="languages to keep; null keeps all")
     min_score: float = Field(0.65, ge=0, le=1)
+    precheck_min_score: float | None = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="before extraction, reject pages whose visible text is confidently (>= this) in a "
+        "language not kept, sparing trafilatura; null disables",
+    )
 
 
 class ExtractConfig(Strict):
@@ -110,7 +117,9 @@ class ExtractConfig(Strict):
     timeout_s: float = Field(5.0, gt=0, description="per-document extraction timeout")
     max_html_bytes: int = Field(5_000_000, ge=1024, description="larger pages are rejected (too_large)")
     memory_limit_mb: int = Field(2048, ge=256, description="address-space cap of the extraction worker")
-    favor_precision: bool = Field(False, description="trafilatura precision mode (lower F1 on the AEB pages)")
+    focus: Literal["recall", "balanced", "precision"] = Field(
+        "recall", description="trafilatura's mode: favor_recall, neither, or favor_precision (FineWeb's)"
+    )
     fallback: bool = Field(False, description="run trafilatura's fallback extractors (about 2x slower)")
     include_tables: bool = True
     include_comments: bool = False

@@ -1,0 +1,29 @@
+"""Extraction quality of the extract stage against the AEB's human ground truth (skips without shared data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.extraction_quality import bag_of_words_f1, extract_stage_texts, load_aeb, mean_f1
+
+AEB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "html_gt" / "scrapinghub_aeb"
+
+
+def test_bag_of_words_f1() -> None:
+    assert bag_of_words_f1("the cat sat", "The cat sat") == 1.0
+    assert bag_of_words_f1("", "") == 1.0
+    assert bag_of_words_f1("", "gold") == 0.0
+    # two of three predicted tokens are right, two of four gold tokens are found
+    assert bag_of_words_f1("a b x", "a b c d") == pytest.approx(2 * (2 / 3) * (2 / 4) / (2 / 3 + 2 / 4))
+
+
+@pytest.mark.skipif(not AEB.is_dir(), reason="../shared/data/html_gt/scrapinghub_aeb is absent")
+def test_extract_stage_f1_on_aeb_is_at_least_094(tmp_path: Path) -> None:
+    pages = load_aeb(AEB)
+    assert len(pages) == 181
+    texts = extract_stage_texts(pages, tmp_path)
+    f1 = mean_f1(texts, pages)
+    print(f"extract stage bag-of-words F1 on {len(pages)} AEB pages: {f1:.4f}")
+    assert f1 >= 0.94

@@ -1,0 +1,51 @@
+"""Language ID: annotation, selection, and the pre-extraction check on a page's visible text."""
+
+from __future__ import annotations
+
+from datatrove.data import Document
+
+from filters.language import (
+    LanguageSelector,
+    default_lid_model,
+    identify,
+    load_fasttext,
+    precheck_language,
+    rough_visible_text,
+)
+from pipeline.demo_data import OTHER_LANGUAGES, page
+
+ENGLISH = [
+    "The city library stays open on every weekday during the summer holidays, and anyone who wants to "
+    "borrow books needs a valid library card, which can be requested at the information desk.",
+    "Besides novels and non-fiction, the library also offers magazines, audio books and films, and the "
+    "first floor has quiet desks with power sockets and free internet access for visitors.",
+]
+
+
+def test_visible_text_drops_markup_scripts_and_styles() -> None:
+    html = "<html><head><style>p{color:red}</style><script>var x = '<p>no</p>';</script></head>"
+    html += "<body><!-- hidden --><p>Hello <b>world</b></p></body></html>"
+    assert rough_visible_text(html).split() == ["Hello", "world"]
+
+
+def test_precheck_rejects_other_languages_but_not_english_with_foreign_frame() -> None:
+    model = load_fasttext(str(default_lid_model()))
+    german = page("Nachrichten", OTHER_LANGUAGES["de"].split("\n"), "news.example.org", "de")
+    assert precheck_language(model, german, {"en"}, 0.9) is not None
+    assert precheck_language(model, german, {"en", "de"}, 0.9) is None
+    # an English article whose site frame (title, nav) is German stays for extraction
+    english = page("Startseite Nachrichten Kontakt", ENGLISH, "news.example.org", "de")
+    assert precheck_language(model, english, {"en"}, 0.9) is None
+
+
+def test_selector_keeps_by_language_and_score() -> None:
+    model = load_fasttext(str(default_lid_model()))
+    language, score = identify(model, " ".join(ENGLISH))
+    assert language == "en" and score > 0.9
+    selector = LanguageSelector(["en"], 0.65, exclusion_writer=None)  # type: ignore[arg-type]
+    doc = Document(text="x", id="1", metadata={"language": "en", "language_score": 0.9})
+    assert selector.filter(doc) is True
+    doc.metadata["language_score"] = 0.5
+    assert selector.filter(doc) == (False, "low_language_score")
+    doc.metadata["language"] = "de"
+    assert selector.filter(doc) == (False, "other_language")
