@@ -235,6 +235,20 @@ def step_seconds(steps: list[dict[str, Any]]) -> list[tuple[str, float]]:
     return out
 
 
+def kept_urls(workdir: Path, side: str) -> set[str]:
+    """URLs of the documents a side kept (its final output)."""
+    import pyarrow.parquet as pq
+
+    if side == "datatrove":
+        rows = [
+            pq.read_table(p, columns=["metadata"]).column("metadata").to_pylist()
+            for p in (workdir / "output").rglob("*.parquet")
+        ]
+        return {m["url"] for batch in rows for m in batch}
+    folder = workdir / "bench" / "stages" / "heuristics" / "data"
+    return {u for p in folder.glob("*.parquet") for u in pq.read_table(p, columns=["url"]).column("url").to_pylist()}
+
+
 def load_steps(workdir: Path, side: str) -> list[tuple[str, float]]:
     if side == "datatrove":
         stats = json.loads((workdir / "logs" / "stats.json").read_text())
@@ -268,7 +282,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def report(n: int, timings: dict[str, Timing], f1: dict[str, float], steps: dict[str, list[tuple[str, float]]]) -> None:
+def report(
+    n: int,
+    timings: dict[str, Timing],
+    f1: dict[str, float],
+    steps: dict[str, list[tuple[str, float]]],
+    kept: dict[str, set[str]],
+) -> None:
     rate = {side: n / t.cpu_s for side, t in timings.items()}
     c = ExtractConfig()
     print(f"\n{n} HTML pages, one WARC; each side in its own child process (CPU = user+sys of its tree)")
@@ -281,6 +301,11 @@ def report(n: int, timings: dict[str, Timing], f1: dict[str, float], steps: dict
         print(f"\n{side} per-step time (s, datatrove stats):")
         for name, secs in rows:
             print(f"  {name:<48} {secs:>8.2f}")
+    both = kept["winnow"] & kept["datatrove"]
+    print(
+        f"\nkept: datatrove {len(kept['datatrove'])}, winnow {len(kept['winnow'])}, both {len(both)} "
+        f"(the two keep the same page in {len(both) / max(len(kept['winnow'] | kept['datatrove']), 1):.1%} of cases)"
+    )
     ratio = rate["winnow"] / rate["datatrove"]
     print(f"\nwinnow/datatrove pages per CPU-second: {ratio:.2f}x\n")
     print(
@@ -318,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
             "winnow": mean_f1(extract_stage_texts(gold, base / "winnow-f1"), gold),
             "datatrove": mean_f1(datatrove_texts(gold, args.timeout), gold),
         }
-        report(len(pages), timings, f1, steps)
+        kept = {side: kept_urls(base / side, side) for side in timings}
+        report(len(pages), timings, f1, steps, kept)
     return 0
 
 

@@ -13,8 +13,17 @@ import re
 
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-# words (letters/digits with inner apostrophes, hyphens, dots as in "U.S." or "3.5"), or single symbols
-WORD = re.compile(r"\w+(?:[-'’.]\w+)*|[^\w\s]")
+# Tokens as spaCy's English tokenizer makes them, closely enough for the filters' word statistics:
+# URLs whole; numbers with inner separators (3.50, 1,000, 10:30) whole; dotted abbreviations (U.S.,
+# e.g.) whole; words with inner ' / & kept together (don't, and/or, AT&T) but split at hyphens; a
+# run of one punctuation mark ("...", "--") is one token, other symbols one each.
+WORD = re.compile(
+    r"(?:https?://|www\.)\S+[^\s.,;:!?)\]\"']"
+    r"|\d+(?:[.,:]\d+)+"
+    r"|(?:[A-Za-z]\.){2,}"
+    r"|\w+(?:[.'’/&]\w+)*"
+    r"|(?P<mark>[^\w\s])(?P=mark)*"
+)
 # a sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace ...
 SENTENCE_END = re.compile(r"(?<=[.!?])([\"'”’)\]]*)\s+")
 # ... unless the period closes an abbreviation: "Dr.", "Mr.", "e.g.", "U.S.", a lone initial
@@ -28,7 +37,7 @@ class RegexWordTokenizer(WordTokenizer):
         super().__init__(language)
 
     def word_tokenize(self, text: str) -> list[str]:
-        return WORD.findall(text)
+        return [match.group() for match in WORD.finditer(text)]
 
     def sent_tokenize(self, text: str) -> list[str]:
         return [text[a:b].strip() for a, b in self.span_tokenize(text)]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
@@ -76,9 +75,14 @@ class SourceFunnel:
         return self.rows_in == self.rows_out + self.rows_rejected + self.rows_errored
 
 
-def count_outcomes(con: duckdb.DuckDBPyConnection, stage: str) -> dict[str, SourceFunnel]:
-    """Per source: rows out, rejected and errored (with reasons) of ``stage`` from its Parquet files."""
+def count_outcomes(
+    con: duckdb.DuckDBPyConnection, stage: str, rows_in: dict[str, int] | None = None
+) -> dict[str, SourceFunnel]:
+    """Per source: rows out, rejected and errored (with reasons) of ``stage`` from its Parquet files,
+    next to ``rows_in`` as counted by the stage's readers."""
     result: dict[str, SourceFunnel] = {}
+    for source, n in (rows_in or {}).items():
+        result.setdefault(source, SourceFunnel()).rows_in = n
     for source, n in con.execute(f'SELECT source, count(*) FROM "{stage}" GROUP BY 1').fetchall():
         result.setdefault(source, SourceFunnel()).rows_out = n
     for suffix, attr in (("_rejects", "rejected_by_reason"), ("_errors", "errored_by_reason")):
@@ -93,10 +97,6 @@ def count_outcomes(con: duckdb.DuckDBPyConnection, stage: str) -> dict[str, Sour
 
 def stage_funnel(run_dir: Path, con: duckdb.DuckDBPyConnection, stage: str) -> dict[str, SourceFunnel]:
     """Per source funnel of one stage: outcomes from Parquet, ``rows_in`` from the stage's stats.json."""
-    funnel = count_outcomes(con, stage)
     stats_path = Path(run_dir) / "stages" / stage / "stats.json"
-    if stats_path.exists():
-        rows_in: dict[str, Any] = json.loads(stats_path.read_text()).get("rows_in", {})
-        for source, n in rows_in.items():
-            funnel.setdefault(source, SourceFunnel()).rows_in = n
-    return funnel
+    rows_in = json.loads(stats_path.read_text()).get("rows_in", {}) if stats_path.exists() else {}
+    return count_outcomes(con, stage, rows_in)

@@ -131,5 +131,4 @@ class DocumentWriter(PipelineStep):
                 with self.track_time():
                     sink.write(doc_to_row(doc, names))
                 self.stat_update("written")
-        return
-        yield
+                yield doc

@@ -219,26 +219,20 @@ class Runner:
             raise StageFailed(self._failure_message(layout, f"tasks {missing} did not complete"))
         seconds = time.monotonic() - started
         rows_in, steps = _merge_stats(layout.logs_dir)
-        funnel_sources = self._funnel_counts(layout.stage, rows_in)
+        with connect(self.run_dir) as con:
+            funnel = count_outcomes(con, layout.stage, rows_in)
         write_json(
             layout.stage_dir / "stats.json",
             {
                 "stage": layout.stage,
                 "seconds": round(seconds, 3),
                 "rows_in": rows_in,
-                "sources": {s: vars(f) for s, f in funnel_sources.items()},
+                "sources": {s: vars(f) for s, f in funnel.items()},
                 "steps": steps,
             },
         )
         write_json(state_path, {"fingerprint": fp, "completed": True, "config": plan.config})
-        return StageResult(layout.stage, False, seconds, self._funnel(layout.stage)), fp
-
-    def _funnel_counts(self, stage: str, rows_in: dict[str, int]) -> dict[str, SourceFunnel]:
-        with connect(self.run_dir) as con:
-            counts = count_outcomes(con, stage)
-        for source, n in rows_in.items():
-            counts.setdefault(source, SourceFunnel()).rows_in = n
-        return counts
+        return StageResult(layout.stage, False, seconds, funnel), fp
 
     def _funnel(self, stage: str) -> dict[str, SourceFunnel]:
         with connect(self.run_dir) as con:

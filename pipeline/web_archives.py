@@ -151,7 +151,7 @@ def _warc_record(rec: WarcRecord, offset: int) -> ArchiveRecord:
     out = ArchiveRecord(
         offset=offset,
         record_type=str(rec.record_type),
-        url=headers.get("WARC-Target-URI"),
+        url=_target_uri(headers.get("WARC-Target-URI")),
         date=headers.get("WARC-Date"),
         record_id=headers.get("WARC-Record-ID"),
     )
@@ -160,6 +160,13 @@ def _warc_record(rec: WarcRecord, offset: int) -> ArchiveRecord:
         if block.startswith(b"HTTP/"):
             _parse_http_block(block, out)
     return out
+
+
+def _target_uri(value: str | None) -> str | None:
+    """The record's URI; some writers (WARC 1.0 drafts, wget) wrap it in angle brackets."""
+    if value and value.startswith("<") and value.endswith(">"):
+        return value[1:-1]
+    return value
 
 
 def _parse_http_block(block: bytes, out: ArchiveRecord) -> None:

@@ -72,7 +72,9 @@ class Outcome:
 
 
 def run_extract(tmp_path: Path, archive: bytes, filename: str = "input.warc.gz", **extract: Any) -> Outcome:
-    """Write ``archive`` to ``tmp_path/in/filename``, run the extract stage over it, collect the outcome."""
+    """Write ``archive`` to ``tmp_path/in/filename``, run the extract stage over it, collect the outcome.
+
+    Language selection is off (pages here are in several languages; this is about reading them)."""
     path = tmp_path / "in" / filename
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(archive)
@@ -82,7 +84,10 @@ def run_extract(tmp_path: Path, archive: bytes, filename: str = "input.warc.gz",
             "output": str(tmp_path / "out"),
             "executor": {"kind": "local", "tasks": 1, "workers": 1},
             "sources": [{"name": SOURCE, "kind": "warc", "paths": [str(path)]}],
-            "stages": {"extract": {"timeout_s": 2, "url_filter": False, **extract}, "heuristics": None},
+            "stages": {
+                "extract": {"timeout_s": 2, "url_filter": False, "language": {"keep": None}, **extract},
+                "heuristics": None,
+            },
         }
     )
     result = Runner(manifest, progress=False).run()

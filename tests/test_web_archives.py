@@ -328,3 +328,10 @@ def test_malformed_cc_arc_matches_its_warc_conversion(arc_name: str, warc_name: 
     assert len(warc_pages) > 0
     assert len(arc_pages) == len(warc_pages)
     assert sorted(arc_pages, key=repr) == sorted(warc_pages, key=repr)
+
+
+def test_bracketed_target_uri_is_unwrapped(tmp_path: Path) -> None:
+    """wget and WARC 1.0 drafts write ``WARC-Target-URI: <http://...>``; the URL is the part inside."""
+    path = write_warc(tmp_path / "b.warc.gz", [warc_record(f"<{url(1)}>", http_response(page(1)))])
+    (rec,), errors = read(path)
+    assert errors == [] and rec.url == url(1)
