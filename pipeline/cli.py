@@ -148,6 +148,16 @@ def sql(
         _print_table(relation, max_rows)
 
 
+@app.command()
+def schema() -> None:
+    """Print the manifest reference: the JSON Schema of a manifest, every field with its type, default and meaning."""
+    import json
+
+    from pipeline.manifest import Manifest
+
+    sys.stdout.write(json.dumps(Manifest.model_json_schema(), indent=2) + "\n")
+
+
 @app.command("make-demo-data")
 def make_demo_data(
     folder: Annotated[Path, typer.Argument(help="Where to write the demo WARC files.")] = Path("data/demo"),

@@ -294,7 +294,7 @@ def _format_validation(path: str, exc: ValidationError) -> str:
         loc = [p for p in err["loc"] if p not in ("warc", "local") and not str(p).startswith("function-")]
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown field (check spelling; see `winnow validate --help` for the manifest reference)"
+            msg = "unknown field (check the spelling; `winnow schema` prints every field)"
         lines.append(f"{path}: {_format_loc(loc)}: {msg}")
     return "\n".join(lines)
 

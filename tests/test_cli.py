@@ -264,3 +264,13 @@ def test_nothing_vanishes_between_stages(
     )
     (row,) = sql_json(winnow_cli, run_dir, query)
     assert row["extracted"] == row["leaving"] and row["not_once"] == 0, row
+
+
+def test_schema_prints_the_manifest_reference(winnow_cli: WinnowCli) -> None:
+    """`winnow schema` is the manifest reference: valid JSON Schema naming every stage and its settings."""
+    result = winnow_cli("schema")
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    assert set(schema["properties"]) >= {"name", "output", "executor", "sources", "stages"}
+    extract = schema["$defs"]["ExtractConfig"]["properties"]
+    assert extract["timeout_s"]["default"] == 5.0 and "description" in extract["timeout_s"]
