@@ -31,6 +31,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from datatrove.executor.local import LocalPipelineExecutor
 from datatrove.utils.stats import PipelineStats
+from rich.progress import track
 
 from pipeline.funnel import SourceFunnel, connect, count_outcomes, stage_funnel
 from pipeline.logs import quiet_console
@@ -103,11 +104,11 @@ class QuietLocalExecutor(LocalPipelineExecutor):
             quiet_console()  # datatrove restores its default console logger after each task
 
 
-def _input_records(inputs: list[InputFile], previous: dict[str, Any] | None) -> list[dict[str, Any]]:
+def _input_records(inputs: list[InputFile], previous: dict[str, Any] | None, progress: bool) -> list[dict[str, Any]]:
     """Inputs with checksums, reusing the previous run's checksum when path and size are unchanged."""
     known = {(r["path"], r["size"]): r.get("checksum") for r in (previous or {}).get("inputs", [])}
     records = []
-    for item in inputs:
+    for item in track(inputs, description="checksums ", disable=not progress, transient=True):
         record = item.as_dict()
         record["checksum"] = known.get((item.path, item.size)) or checksum(item.path)
         records.append(record)
@@ -154,7 +155,7 @@ class Runner:
             "started_at": datetime.now(UTC).isoformat(),
             "manifest": self.manifest.model_dump(mode="json"),
             "config_hash": fingerprint(self.manifest.model_dump(mode="json")),
-            "inputs": _input_records(inputs, previous),
+            "inputs": _input_records(inputs, previous, self.progress),
             "stages": {},
         }
         write_json(self.run_dir / "run.json", record)
