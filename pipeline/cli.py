@@ -77,6 +77,10 @@ def run(
         loaded = load_manifest(manifest, set_ or [])
     except ManifestError as exc:
         _fail(str(exc), 2)
+    try:
+        loaded.run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"cannot create the run folder {loaded.run_dir}: {exc.strerror or exc} (set --set output=...)", 2)
     out.print(f"winnow: running '{loaded.name}' into {loaded.run_dir}")
     if not verbose:
         quiet_console()

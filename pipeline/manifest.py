@@ -191,6 +191,12 @@ class Stages(Strict):
     extract: ExtractConfig | None = Field(default_factory=ExtractConfig)
     heuristics: HeuristicsConfig | None = Field(default_factory=HeuristicsConfig)
 
+    @model_validator(mode="after")
+    def _upstream_present(self) -> Stages:
+        if self.heuristics is not None and self.extract is None:
+            raise ValueError("heuristics reads the output of extract: enable stages.extract or drop heuristics")
+        return self
+
 
 STAGE_ORDER: tuple[str, ...] = tuple(Stages.model_fields)
 

@@ -176,6 +176,25 @@ def test_run_refuses_invalid_manifest_before_writing(
     assert not (tmp_path / "out").exists()
 
 
+def test_heuristics_without_extract_is_a_config_error(
+    tmp_path: Path, cli_demo_warcs: Path, winnow_cli: WinnowCli
+) -> None:
+    """A stage whose upstream is switched off is refused at validation, naming the stages."""
+    data = base_manifest(cli_demo_warcs)
+    data["stages"] = {"extract": None}
+    path = write_yaml(tmp_path / "no-extract.yaml", data)
+    assert_one_error(winnow_cli("validate", path), str(path), "stages", "enable stages.extract")
+
+
+def test_unwritable_output_is_a_clear_error(tmp_path: Path, cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
+    """An output folder that cannot be created exits 2 with one line naming it, not a traceback."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    path = write_yaml(tmp_path / "m.yaml", base_manifest(cli_demo_warcs))
+    result = winnow_cli("run", path, "--no-progress", "--set", f"output={blocker}")
+    assert_one_error(result, "cannot create the run folder", str(blocker))
+
+
 # ---------------------------------------------------------------- overrides
 
 
