@@ -17,12 +17,13 @@ from datatrove.pipeline.filters import (
     GopherQualityFilter,
     GopherRepetitionFilter,
 )
+from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from filters.language import LanguageSelector
 from filters.word_tokenizer import RegexWordTokenizer
 from pipeline.manifest import HeuristicsConfig, LanguageConfig
-from pipeline.outcomes import OutcomeWriter, StageLayout
+from pipeline.outcomes import ErrorsAsRecords, OutcomeWriter, StageLayout
 
 
 def word_tokenizer(config: HeuristicsConfig) -> WordTokenizer | str:
@@ -30,37 +31,40 @@ def word_tokenizer(config: HeuristicsConfig) -> WordTokenizer | str:
     return RegexWordTokenizer("en") if config.tokenizer == "fast" else "en"
 
 
+class GuardedGopherRepetition(ErrorsAsRecords, GopherRepetitionFilter):
+    """datatrove's GopherRepetitionFilter; a per-document exception becomes an error record."""
+
+
+class GuardedGopherQuality(ErrorsAsRecords, GopherQualityFilter):
+    """datatrove's GopherQualityFilter; a per-document exception becomes an error record."""
+
+
+class GuardedC4Quality(ErrorsAsRecords, C4QualityFilter):
+    """datatrove's C4QualityFilter; a per-document exception becomes an error record."""
+
+
+class GuardedFineWebQuality(ErrorsAsRecords, FineWebQualityFilter):
+    """datatrove's FineWebQualityFilter; a per-document exception becomes an error record."""
+
+
+# FineWeb's order; the name is both the manifest key and the reject-reason prefix
+FILTERS: tuple[tuple[str, type[BaseFilter]], ...] = (
+    ("gopher_repetition", GuardedGopherRepetition),
+    ("gopher_quality", GuardedGopherQuality),
+    ("c4", GuardedC4Quality),
+    ("fineweb", GuardedFineWebQuality),
+)
+
+
 def heuristic_filters(config: HeuristicsConfig, language: LanguageConfig, layout: StageLayout) -> list[PipelineStep]:
     """The enabled filters in FineWeb's order."""
     steps: list[PipelineStep] = []
-    tokenizer = word_tokenizer(config)
     if config.language:
         steps.append(LanguageSelector(language.keep, language.min_score, OutcomeWriter(layout, "language")))
-    if config.gopher_repetition.enabled:
-        kwargs = config.gopher_repetition.kwargs()
-        kwargs["top_n_grams"] = tuple(tuple(x) for x in kwargs["top_n_grams"])
-        kwargs["dup_n_grams"] = tuple(tuple(x) for x in kwargs["dup_n_grams"])
-        steps.append(
-            GopherRepetitionFilter(
-                exclusion_writer=OutcomeWriter(layout, "gopher_repetition"), language=tokenizer, **kwargs
-            )
-        )
-    if config.gopher_quality.enabled:
-        steps.append(
-            GopherQualityFilter(
-                exclusion_writer=OutcomeWriter(layout, "gopher_quality"),
-                language=tokenizer,
-                **config.gopher_quality.kwargs(),
-            )
-        )
-    if config.c4.enabled:
-        steps.append(
-            C4QualityFilter(exclusion_writer=OutcomeWriter(layout, "c4"), language=tokenizer, **config.c4.kwargs())
-        )
-    if config.fineweb.enabled:
-        steps.append(
-            FineWebQualityFilter(
-                exclusion_writer=OutcomeWriter(layout, "fineweb"), language=tokenizer, **config.fineweb.kwargs()
-            )
-        )
+    tokenizer = word_tokenizer(config)
+    for name, filter_class in FILTERS:
+        settings = getattr(config, name)
+        if settings.enabled:
+            writer = OutcomeWriter(layout, name)
+            steps.append(filter_class(exclusion_writer=writer, language=tokenizer, **settings.kwargs()))
     return steps

@@ -21,12 +21,12 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
-from pipeline.outcomes import OutcomeWriter
+from pipeline.outcomes import ErrorsAsRecords, OutcomeWriter, StageLayout
 
 PREDICT_CHARS = 20_000
 PRECHECK_CHARS = 10_000
-HIDDEN = re.compile(r"<(script|style|noscript|template|svg)\b.*?</\1\s*>|<!--.*?-->", re.S | re.I)
-TAG = re.compile(r"<[^>]*>")
+HIDDEN_START = re.compile(r"<(script|style|noscript|template|svg)\b|<!--", re.I)
+TAG = re.compile(r"<[^<>]*>")
 SPACE = re.compile(r"\s+")
 
 
@@ -57,9 +57,29 @@ def rough_visible_text(html: str, limit: int = PRECHECK_CHARS) -> str:
     """A page's visible text, roughly: scripts, styles, comments and tags dropped, whitespace folded.
 
     Good enough to identify the language of a whole page before extraction (about 1.5 ms for a
-    100 KB page); never used as document text.
+    100 KB page); never used as document text. Linear in the page size, whatever the markup (an
+    unclosed ``<script>`` hides the rest of the page, as in a browser), and stops once it has
+    ``limit`` characters.
     """
-    return SPACE.sub(" ", TAG.sub(" ", HIDDEN.sub(" ", html)))[:limit]
+    lowered = html.lower()
+    parts: list[str] = []
+    collected = 0
+    position = 0
+    window = 8 * limit  # raw HTML looked at per step, so a huge tag-free stretch is not all processed
+    while position < len(html) and collected < 2 * limit:
+        hidden = HIDDEN_START.search(html, position, position + window)
+        end = hidden.start() if hidden else min(len(html), position + window)
+        visible = TAG.sub(" ", html[position:end])
+        parts.append(visible)
+        collected += len(visible)
+        if hidden is None:
+            position = end
+            continue
+        closing = "-->" if hidden.group(1) is None else f"</{hidden.group(1).lower()}"
+        close = lowered.find(closing, hidden.end())
+        close_end = html.find(">", close + len(closing) - 1) if close >= 0 else -1
+        position = len(html) if close_end < 0 else close_end + 1
+    return SPACE.sub(" ", " ".join(parts)).strip()[:limit]
 
 
 def precheck_language(model: Any, html: str, keep: set[str], min_score: float) -> tuple[str, float] | None:
@@ -74,22 +94,28 @@ class LanguageAnnotator(PipelineStep):
     name = "🌍 language ID (fastText)"
     type = "WINNOW"
 
-    def __init__(self, model_path: str | None = None) -> None:
+    def __init__(self, model_path: str | None, layout: StageLayout) -> None:
         super().__init__()
         self.model_path = str(model_path or default_lid_model())
+        self.layout = layout
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         model = load_fasttext(self.model_path)
-        for doc in data:
-            with self.track_time():
-                language, score = identify(model, doc.text)
-            doc.metadata["language"] = language
-            doc.metadata["language_score"] = score
-            self.stat_update(f"lang_{language}")
-            yield doc
+        with OutcomeWriter(self.layout, "language_id", kind="errors") as errors:
+            for doc in data:
+                try:
+                    with self.track_time():
+                        language, score = identify(model, doc.text)
+                except Exception as exc:
+                    errors.write(doc, rank, reason="language_id_failed", detail=f"{type(exc).__name__}: {exc}")
+                    continue
+                doc.metadata["language"] = language
+                doc.metadata["language_score"] = score
+                self.stat_update(f"lang_{language}")
+                yield doc
 
 
-class LanguageSelector(BaseFilter):
+class LanguageSelector(ErrorsAsRecords, BaseFilter):
     """Keeps documents whose annotated language is in ``keep`` with score >= ``min_score``."""
 
     name = "🌍 language selection"

@@ -21,7 +21,7 @@ from datatrove.utils._import_utils import ASSETS_PATH
 from huggingface_hub import cached_assets_path
 
 from pipeline.manifest import UrlFilterConfig
-from pipeline.outcomes import OutcomeWriter, StageLayout
+from pipeline.outcomes import ErrorsAsRecords, OutcomeWriter, StageLayout
 
 
 class _BothSets:
@@ -55,7 +55,7 @@ def _integrated_list(name: str) -> frozenset[str]:
         return frozenset(line for line in fh.read().split() if not line.startswith("#"))
 
 
-class OfflineURLFilter(URLFilter):
+class OfflineURLFilter(ErrorsAsRecords, URLFilter):
     """datatrove's URLFilter with the public-suffix list bundled in tldextract (no download at run time).
 
     Documents without a URL are kept: there is nothing to judge.

@@ -27,7 +27,8 @@ WORD = re.compile(
 # a sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace ...
 SENTENCE_END = re.compile(r"(?<=[.!?])([\"'”’)\]]*)\s+")
 # ... unless the period closes an abbreviation: "Dr.", "Mr.", "e.g.", "U.S.", a lone initial
-ABBREVIATION = re.compile(r"(?:\b[A-Z][a-z]{0,2}|\b(?:[A-Za-z]\.)+[A-Za-z]|\b[a-z])\.$")
+TITLES = "Mr|Mrs|Ms|Dr|Prof|Sr|Jr|St|Mt|Gen|Col|Lt|Sgt|Rev|Gov|Sen|Rep|No|Vol|Fig|Inc|Ltd|Co|Corp|vs|etc|approx"
+ABBREVIATION = re.compile(rf"(?:\b(?:{TITLES})|\b(?:[A-Za-z]\.)+[A-Za-z]|\b[A-Za-z])\.$")
 
 
 class RegexWordTokenizer(WordTokenizer):

@@ -88,6 +88,10 @@ def run(
         result = Runner(loaded, progress=progress, verbose=verbose).run()
     except StageFailed as exc:
         _fail(str(exc), 3)
+    except Exception as exc:
+        if verbose:
+            raise
+        _fail(f"the run stopped: {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)", 3)
     for stage in result.stages:
         if stage.skipped:
             out.print(f"  {stage.name}: unchanged since the last run, skipped")
@@ -132,9 +136,12 @@ def sql(
         _fail(f"--format must be table, csv or json, not {format_!r}", 2)
     try:
         con = connect(run_dir, memory_limit)
-        relation = con.sql(query)
     except FileNotFoundError as exc:
         _fail(str(exc), 2)
+    except duckdb.Error as exc:
+        _fail(f"cannot open {run_dir} in DuckDB: {str(exc).splitlines()[0]}", 2)
+    try:
+        relation = con.sql(query)
     except duckdb.Error as exc:
         views = ", ".join(
             r[0]

@@ -28,15 +28,18 @@ from pipeline.sandbox import ExtractionSandbox, SandboxCrashed, SandboxTimeout
 
 META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 SNIFF_BYTES = 4096
+# charsets the HTML standard forbids (they can smuggle markup, and UTF-7 yields lone surrogates)
+FORBIDDEN_CODECS = {"utf-7", "utf_7", "hz", "iso2022_jp", "iso2022_kr", "iso2022_jp_2"}
 
 
 def _codec(name: str | None) -> str | None:
     if not name:
         return None
     try:
-        return codecs.lookup(name.strip().strip("\"'")).name
+        codec = codecs.lookup(name.strip().strip("\"'")).name
     except LookupError:
         return None
+    return None if codec in FORBIDDEN_CODECS else codec
 
 
 def decode_html(payload: bytes, declared: str | None) -> tuple[str, str]:
@@ -130,15 +133,21 @@ class HtmlExtractor(PipelineStep):
                     self.stat_update(f"rejected_{reason}")
                     rejects.write(doc, rank, reason=reason, detail=detail)
                     continue
-                html, how = decode_html(payload, meta.get("http_charset"))
-                meta["decode"] = how
-                if lid_model is not None:
-                    other = precheck_language(lid_model, html, keep, c.language.precheck_min_score)
-                    if other:
-                        self.stat_update("rejected_language_precheck")
-                        detail = f"visible text is {other[0]} ({other[1]:.2f})"
-                        rejects.write(doc, rank, reason="language_precheck", detail=detail)
-                        continue
+                try:
+                    html, how = decode_html(payload, meta.get("http_charset"))
+                    meta["decode"] = how
+                    other = (
+                        precheck_language(lid_model, html, keep, c.language.precheck_min_score) if precheck else None
+                    )
+                except Exception as exc:  # one strange page must not fail the task (and every rerun)
+                    self.stat_update("errored_extract_failed")
+                    errors.write(doc, rank, reason="extract_failed", detail=f"{type(exc).__name__}: {exc}")
+                    continue
+                if other:
+                    self.stat_update("rejected_language_precheck")
+                    detail = f"visible text is {other[0]} ({other[1]:.2f})"
+                    rejects.write(doc, rank, reason="language_precheck", detail=detail)
+                    continue
                 with self.track_time():
                     try:
                         text = sandbox.extract(html, doc.metadata.get("url"), options)

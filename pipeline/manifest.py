@@ -136,6 +136,13 @@ class GopherRepetitionConfig(Switchable):
     top_n_grams: list[tuple[int, float]] = [(2, 0.2), (3, 0.18), (4, 0.16)]
     dup_n_grams: list[tuple[int, float]] = [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)]
 
+    def kwargs(self) -> dict[str, Any]:
+        """datatrove wants the n-gram settings as tuples of tuples."""
+        kwargs = super().kwargs()
+        kwargs["top_n_grams"] = tuple(map(tuple, kwargs["top_n_grams"]))
+        kwargs["dup_n_grams"] = tuple(map(tuple, kwargs["dup_n_grams"]))
+        return kwargs
+
 
 class GopherQualityConfig(Switchable):
     min_doc_words: int | None = 50
@@ -186,7 +193,7 @@ class HeuristicsConfig(Strict):
 
 
 class Stages(Strict):
-    """The stages a run executes, in flow order; a missing key means the stage is not run."""
+    """The stages a run executes, in flow order; a missing key runs the stage with defaults, ``null`` skips it."""
 
     extract: ExtractConfig | None = Field(default_factory=ExtractConfig)
     heuristics: HeuristicsConfig | None = Field(default_factory=HeuristicsConfig)
@@ -210,15 +217,6 @@ class Manifest(Strict):
     shard_target_mb: int = Field(128, ge=1, description="target size of one output Parquet shard")
     sources: list[Source] = Field(min_length=1)
     stages: Stages = Field(default_factory=Stages)
-
-    @field_validator("executor", mode="before")
-    @classmethod
-    def _default_executor_kind(cls, value: Any) -> Any:
-        # `kind` is the union's discriminator, which pydantic requires even though it has a default;
-        # without this, `executor: {tasks: 8}` fails with "Unable to extract tag using discriminator".
-        if isinstance(value, dict) and "kind" not in value:
-            return {"kind": "local", **value}
-        return value
 
     @field_validator("sources")
     @classmethod
@@ -268,6 +266,8 @@ def _child(node: Any, key: str, where: str) -> Any:
         raise ManifestError(f"--set: {where} is not a mapping or list")
     if node.get(key) is None:
         node[key] = {}
+    elif isinstance(node[key], bool):  # a switch written as `c4: true` takes sub-fields too
+        node[key] = {"enabled": node[key]}
     return node[key]
 
 

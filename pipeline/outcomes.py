@@ -58,41 +58,62 @@ class StageLayout:
         return tuple(self.attributes)
 
 
+ERROR_KEY = "winnow_error"
+
+
 class OutcomeWriter:
     """A datatrove-compatible exclusion writer that records rejected or errored documents.
 
     Used as ``with writer: writer.write(doc, rank)``; datatrove filters put their reason in
-    ``doc.metadata["filter_reason"]``; winnow steps pass ``reason`` and ``detail`` directly.
+    ``doc.metadata["filter_reason"]``; winnow steps pass ``reason`` and ``detail`` directly. A
+    document that carries ``metadata[ERROR_KEY]`` (see :class:`ErrorsAsRecords`) goes to the errors
+    dataset whatever the writer's kind.
     """
 
     def __init__(self, layout: StageLayout, step: str, kind: Literal["rejects", "errors"] = "rejects") -> None:
         self.layout = layout
         self.step = step
         self.kind = kind
-        self._sink: ParquetSink | None = None
+        self._sinks: dict[str, ParquetSink] = {}
 
     def __enter__(self) -> OutcomeWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._sink is not None:
-            self._sink.close()
-            self._sink = None
+        for sink in self._sinks.values():
+            sink.__exit__(*exc)  # publishes the shard, or drops it if the task failed
+        self._sinks = {}
 
     def write(self, doc: Document, rank: int = 0, reason: str | None = None, detail: str | None = None) -> None:
         """Record ``doc``; ``reason`` defaults to the datatrove filter's reason, prefixed by the step name."""
-        if self._sink is None:
-            schema = outcome_schema(self.layout.attributes)
-            folder = self.layout.dataset_dir(self.kind)
-            self._sink = ParquetSink(folder, self.step, schema, rank, self.layout.target_bytes)
+        kind = self.kind
+        if (error := doc.metadata.pop(ERROR_KEY, None)) is not None:
+            kind, reason, detail = "errors", f"{self.step}:exception", error
+            doc.metadata.pop("filter_reason", None)
         if reason is None:
             reason = f"{self.step}:{doc.metadata.pop('filter_reason', 'filtered')}"
+        if kind not in self._sinks:
+            schema = outcome_schema(self.layout.attributes)
+            folder = self.layout.dataset_dir(kind)
+            self._sinks[kind] = ParquetSink(folder, self.step, schema, rank, self.layout.target_bytes)
         row: dict[str, Any] = doc_to_row(doc, self.layout.attribute_names)
         row.update(stage=self.layout.stage, reason=reason, detail=detail)
-        self._sink.write(row)
+        self._sinks[kind].write(row)
+
+
+class ErrorsAsRecords:
+    """Mixin for datatrove filters: an exception on one document makes it an error record, not a failed task.
+
+    The document is dropped with ``metadata[ERROR_KEY]`` set, so the filter's :class:`OutcomeWriter`
+    files it under ``errors/`` with the exception text (reason ``<step>:exception``).
+    """
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        try:
+            return super().filter(doc)  # type: ignore[misc]
+        except Exception as exc:
+            doc.metadata[ERROR_KEY] = f"{type(exc).__name__}: {exc}"
+            return False, "exception"
 
 
 class BeginTask(PipelineStep):

@@ -3,9 +3,9 @@
 A :class:`ParquetSink` writes the rows one task produces for one dataset (a stage's ``data``,
 ``rejects`` or ``errors``) to ``<folder>/<prefix>-<rank:05d>-<shard:04d>.parquet``. Each shard is
 written under a hidden temporary name and renamed into place when it reaches the target size or the
-task ends, so a reader never sees a half-written file. Opening a sink for a rank first removes that
-rank's files from an earlier, interrupted attempt: a rerun of a task replaces its output instead of
-adding to it.
+task ends, so a reader never sees a half-written file. :func:`remove_rank_files` clears a rank's
+files from an earlier, interrupted attempt (called by ``BeginTask`` at the start of every task), so a
+rerun of a task replaces its output instead of adding to it.
 """
 
 from __future__ import annotations

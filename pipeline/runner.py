@@ -105,12 +105,12 @@ class QuietLocalExecutor(LocalPipelineExecutor):
 
 
 def _input_records(inputs: list[InputFile], previous: dict[str, Any] | None, progress: bool) -> list[dict[str, Any]]:
-    """Inputs with checksums, reusing the previous run's checksum when path and size are unchanged."""
-    known = {(r["path"], r["size"]): r.get("checksum") for r in (previous or {}).get("inputs", [])}
+    """Inputs with checksums, reusing the previous run's checksum when path, size and version are unchanged."""
+    known = {(r["path"], r["size"], r.get("version")): r.get("checksum") for r in (previous or {}).get("inputs", [])}
     records = []
     for item in track(inputs, description="checksums ", disable=not progress, transient=True):
         record = item.as_dict()
-        record["checksum"] = known.get((item.path, item.size)) or checksum(item.path)
+        record["checksum"] = known.get((item.path, item.size, item.version)) or checksum(item)
         records.append(record)
     return records
 

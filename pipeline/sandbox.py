@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 _HEADER = struct.Struct("!I")
+STARTUP_TIMEOUT_S = 120.0
 
 
 class SandboxTimeout(Exception):
@@ -92,6 +93,11 @@ class ExtractionSandbox:
             env=env,
         )
         self.restarts += 1
+        try:  # the per-page timeout starts once the child has imported trafilatura and said so
+            _read_frame(self._proc.stdout.fileno(), time.monotonic() + STARTUP_TIMEOUT_S)
+        except (TimeoutError, EOFError, OSError) as exc:
+            code = self._kill()
+            raise SandboxCrashed(f"extraction worker died while starting (exit code {code}): {exc}") from None
 
     def _kill(self) -> int | None:
         proc, self._proc = self._proc, None
@@ -142,6 +148,7 @@ def _worker() -> None:
     import trafilatura
 
     logging.disable(logging.CRITICAL)
+    _write_frame(out, ("ready", None))
     fd = sys.stdin.fileno()
     while True:
         try:

@@ -3,7 +3,8 @@
 Globs are expanded (sorted, so the file order — and hence task assignment and ids — is the same on
 every run), Common Crawl ``warc.paths(.gz)`` listings are read and prefixed with ``listing_base``,
 and fsspec URLs (``s3://``, ``https://``) pass through unchanged. Each input is described by path,
-size and a checksum (sha256 for local files; the remote's ETag or size otherwise) for ``run.json``.
+size, version (mtime or ETag) and a checksum (sha256 for local files, the ETag for remote ones) for
+``run.json``. An input that cannot be reached is still listed (size 0); its reader records the error.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class InputFile:
     path: str
     source: str
     crawl: str | None
-    size: int
+    size: int  # 0 when the input cannot be reached (the reader then records it as an error)
+    version: str | None = None  # "mtime:…" (local) or "etag:…" (remote): detects a rewrite in place
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,12 +51,17 @@ def _listing(source: WarcSource) -> list[str]:
     return [line if "://" in line else base + line for line in raw.decode().split() if line.strip()]
 
 
-def _size(path: str) -> int:
+def _describe(path: str) -> tuple[int, str | None]:
+    """(size, version) of an input from one metadata call; (0, None) if it cannot be reached."""
     try:
         fs, _, (resolved,) = fsspec.get_fs_token_paths(path)
-        return int(fs.size(resolved) or 0)
+        info = fs.info(resolved)
     except (OSError, ValueError):
-        return 0
+        return 0, None
+    for key, label in (("mtime", "mtime"), ("ETag", "etag"), ("etag", "etag"), ("LastModified", "modified")):
+        if info.get(key) is not None:
+            return int(info.get("size") or 0), f"{label}:{str(info[key]).strip(chr(34))}"
+    return int(info.get("size") or 0), None
 
 
 def resolve_inputs(manifest: Manifest) -> list[InputFile]:
@@ -69,19 +76,20 @@ def resolve_inputs(manifest: Manifest) -> list[InputFile]:
         paths = list(dict.fromkeys(paths))
         if source.limit:
             paths = paths[: source.limit]
-        files.extend(InputFile(p, source.name, source.crawl, _size(p)) for p in paths)
+        files.extend(InputFile(p, source.name, source.crawl, *_describe(p)) for p in paths)
     return files
 
 
-def checksum(path: str) -> str:
-    """``sha256:<hex>`` for local files; ``etag:<value>`` or ``size:<n>`` for remote ones."""
-    if not is_remote(path):
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
+def checksum(item: InputFile) -> str | None:
+    """``sha256:<hex>`` of a local file; ``etag:<value>`` of a remote one (reading it all is the
+    readers' job); None when the input cannot be read or has no ETag."""
+    if is_remote(item.path):
+        return item.version if item.version and item.version.startswith("etag:") else None
+    digest = hashlib.sha256()
+    try:
+        with open(item.path, "rb") as fh:
             while chunk := fh.read(1 << 20):
                 digest.update(chunk)
-        return f"sha256:{digest.hexdigest()}"
-    fs, _, (resolved,) = fsspec.get_fs_token_paths(path)
-    info = fs.info(resolved)
-    etag = info.get("ETag") or info.get("etag")
-    return f"etag:{str(etag).strip(chr(34))}" if etag else f"size:{info.get('size')}"
+    except OSError:
+        return None
+    return f"sha256:{digest.hexdigest()}"

@@ -51,10 +51,12 @@ def build_extract(
         WarcDocumentReader(inputs, layout),
         *url_filter(config.url_filter, layout),
         HtmlExtractor(config, layout),
-        LanguageAnnotator(config.language.model),
+        LanguageAnnotator(config.language.model, layout),
         DocumentWriter(layout),
     ]
-    fingerprint = {"config": config.model_dump(mode="json"), "inputs": [(f.path, f.size) for f in inputs]}
+    # language.min_score only matters to the selection in heuristics: changing it must not re-extract
+    settings = config.model_dump(mode="json", exclude={"language": {"min_score"}})
+    fingerprint = {"config": settings, "inputs": [(f.path, f.size) for f in inputs]}
     return StagePlan(layout, steps, fingerprint, sum(f.size for f in inputs))
 
 
@@ -62,8 +64,7 @@ def build_heuristics(
     manifest: Manifest, run_dir: Path, inputs: Sequence[InputFile], upstream: StageLayout | None
 ) -> StagePlan:
     config: HeuristicsConfig = manifest.stages.heuristics
-    if upstream is None:
-        raise ValueError("the heuristics stage reads the output of extract; enable stages.extract")
+    assert upstream is not None, "manifest validation guarantees extract runs before heuristics"
     layout = _layout(manifest, run_dir, "heuristics", upstream)
     files = sorted(upstream.dataset_dir("data").glob("*.parquet"))
     language = (manifest.stages.extract or ExtractConfig()).language

@@ -18,7 +18,6 @@ records silently:
 
 from __future__ import annotations
 
-import gzip
 import io
 import re
 import zlib
@@ -250,26 +249,51 @@ def _iter_arc(stream: BinaryIO) -> Iterator[ArchiveRecord | ReadError]:
     head = stream.read(2)
     stream.seek(0)
     if head == GZIP_MAGIC[:2]:
-        data, error = _decompress_what_we_can(gzip.GzipFile(fileobj=stream))
+        data, errors = _decompress_members(stream.read())
     else:
-        data, error = stream.read(), None
+        data, errors = stream.read(), []
     yield from _parse_arc(data)
-    if error is not None:
-        yield error
+    yield from errors
 
 
-def _decompress_what_we_can(raw: gzip.GzipFile) -> tuple[bytes, ReadError | None]:
-    """Decompress as much as possible; on corruption keep what was read and report the rest."""
+def _decompress_members(raw: bytes) -> tuple[bytes, list[ReadError]]:
+    """Decompress a multi-member gzip file member by member, skipping corrupt members to the next one.
+
+    Error offsets are positions in the compressed file; the ARC parser resynchronises on the next
+    record header after a gap.
+    """
+    view = memoryview(raw)
     parts: list[bytes] = []
-    total = 0
-    try:
-        while chunk := raw.read(SCAN_CHUNK):
-            parts.append(chunk)
-            total += len(chunk)
-    except (OSError, EOFError, zlib.error) as exc:
-        error = ReadError(total, "arc_unreadable", f"decompression stopped after {total} bytes: {exc}")
-        return b"".join(parts), error
-    return b"".join(parts), None
+    errors: list[ReadError] = []
+    position = 0
+    while position < len(raw):
+        try:
+            data, position_after = _gunzip_member(view, position)
+        except zlib.error as exc:
+            resume = raw.find(GZIP_MAGIC, position + 1)
+            end = resume if resume >= 0 else len(raw)
+            errors.append(ReadError(position, "arc_unreadable", f"gzip member: {exc}; skipped bytes {position}..{end}"))
+            if resume < 0:
+                break
+            position = resume
+            continue
+        parts.append(data)
+        position = position_after
+    return b"".join(parts), errors
+
+
+def _gunzip_member(view: memoryview, position: int) -> tuple[bytes, int]:
+    """(decompressed data, end offset) of the gzip member at ``position``; zlib.error if it is damaged."""
+    decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    parts = []
+    cursor = position
+    while not decomp.eof:
+        if cursor >= len(view):
+            raise zlib.error("member ends before its end marker")
+        chunk = view[cursor : cursor + 65536]
+        parts.append(decomp.decompress(chunk))
+        cursor += len(chunk)
+    return b"".join(parts), cursor - len(decomp.unused_data)
 
 
 def _parse_arc(data: bytes) -> Iterator[ArchiveRecord | ReadError]:

@@ -224,6 +224,16 @@ def test_overrides_change_the_loaded_manifest(tmp_path: Path, cli_demo_warcs: Pa
     assert path.read_text() == original, "overrides must not touch the manifest file"
 
 
+def test_override_reaches_into_a_switch_written_as_a_bool(tmp_path: Path, cli_demo_warcs: Path) -> None:
+    """`c4: true` in the file still takes `--set stages.heuristics.c4.min_num_sentences=3`."""
+    data = base_manifest(cli_demo_warcs)
+    data["stages"] = {"heuristics": {"c4": True}}
+    path = write_yaml(tmp_path / "switch.yaml", data)
+    loaded = load_manifest(path, ["stages.heuristics.c4.min_num_sentences=3"])
+    assert loaded.stages.heuristics is not None
+    assert loaded.stages.heuristics.c4.enabled and loaded.stages.heuristics.c4.min_num_sentences == 3
+
+
 def test_no_overrides_keeps_file_values(tmp_path: Path, cli_demo_warcs: Path) -> None:
     m = load_manifest(write_yaml(tmp_path / "m.yaml", base_manifest(cli_demo_warcs)))
     assert (m.output, m.executor.tasks, m.sources[0].crawl) == ("out", 2, "TEST-1")

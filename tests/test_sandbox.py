@@ -31,8 +31,10 @@ def test_extracts_and_survives_timeout_and_crash() -> None:
 
 def test_worker_dying_mid_page_is_reported() -> None:
     # No real page reliably kills trafilatura on demand, so the worker here is a stand-in process
-    # that reads the start of the request and exits, as a worker killed mid-page would.
-    dies = [sys.executable, "-c", "import sys; sys.stdin.buffer.read(4); sys.exit(9)"]
+    # that says it is ready, reads the start of the request and exits, as a worker killed mid-page would.
+    ready = "import pickle, struct, sys; b = pickle.dumps(('ready', None)); "
+    ready += "sys.stdout.buffer.write(struct.pack('!I', len(b)) + b); sys.stdout.flush(); "
+    dies = [sys.executable, "-c", ready + "sys.stdin.buffer.read(4); sys.exit(9)"]
     with ExtractionSandbox(timeout_s=20, memory_limit_mb=1024, command=dies) as sandbox:
         with pytest.raises(SandboxCrashed, match="exit code 9"):
             sandbox.extract(ARTICLE, None, {"fast": True})
@@ -46,3 +48,10 @@ def test_bad_option_is_a_clean_error() -> None:
         with pytest.raises(RuntimeError, match="TypeError"):
             sandbox.extract(ARTICLE, None, {"no_such_option": True})
         assert "quick brown fox" in (sandbox.extract(ARTICLE, None, {"fast": True}) or "")
+
+
+def test_worker_that_cannot_start_is_reported() -> None:
+    broken = [sys.executable, "-c", "import sys; sys.exit(7)"]
+    sandbox = ExtractionSandbox(timeout_s=5, memory_limit_mb=1024, command=broken)
+    with sandbox, pytest.raises(SandboxCrashed, match=r"while starting.*exit code 7"):
+        sandbox.extract(ARTICLE, None, {"fast": True})

@@ -62,7 +62,8 @@ def test_globs_are_sorted_limited_and_checksummed(demo_dir: Path, tmp_path: Path
     inputs = resolve_inputs(manifest)
     assert [Path(i.path).name for i in inputs] == ["demo-00.warc.gz"]
     assert inputs[0].size == (demo_dir / "demo-00.warc.gz").stat().st_size
-    assert checksum(inputs[0].path).startswith("sha256:")
+    assert (checksum(inputs[0]) or "").startswith("sha256:")
+    assert (inputs[0].version or "").startswith("mtime:")
 
 
 def test_listing_over_http_gives_same_documents_as_local_files(
@@ -79,6 +80,12 @@ def test_listing_over_http_gives_same_documents_as_local_files(
 
     remote_result = Runner(remote, progress=False).run()
     Runner(local, progress=False).run()
+
+    unreachable = _manifest(tmp_path / "gone", {"paths": [f"{http_server}/no-such-file.warc.gz"]})
+    [gone] = resolve_inputs(unreachable)
+    assert gone.size == 0 and checksum(gone) is None  # listed, not fatal: the reader records the error
+    gone_result = Runner(unreachable, progress=False).run()
+    assert gone_result.rows_errored == 1
 
     remote_ids = _ids(remote.run_dir)
     assert remote_ids and remote_ids == _ids(local.run_dir)

@@ -335,3 +335,22 @@ def test_bracketed_target_uri_is_unwrapped(tmp_path: Path) -> None:
     path = write_warc(tmp_path / "b.warc.gz", [warc_record(f"<{url(1)}>", http_response(page(1)))])
     (rec,), errors = read(path)
     assert errors == [] and rec.url == url(1)
+
+
+def test_corrupt_member_in_arc_gz_costs_only_that_record(tmp_path: Path) -> None:
+    """A damaged gzip member of a .arc.gz loses its record, not the records before and after it."""
+    blocks = arc_blocks(5)
+    plain = arc_file(blocks)
+    first_record = plain.index(url(0).encode())
+    members = [plain[:first_record]]  # the filedesc header
+    cuts = [plain.index(url(i).encode()) for i in range(5)] + [len(plain)]
+    members += [plain[cuts[i] : cuts[i + 1]] for i in range(5)]
+    compressed = [gzip.compress(m, mtime=0) for m in members]
+    damaged = bytearray(compressed[3])  # the member of record 2
+    damaged[len(damaged) // 2] ^= 0xFF
+    compressed[3] = bytes(damaged)
+    path = tmp_path / "damaged.arc.gz"
+    path.write_bytes(b"".join(compressed))
+    recs, errors = read(path)
+    assert {r.url for r in recs if r.payload} == {url(i) for i in (0, 1, 3, 4)}
+    assert len(errors) == 1 and errors[0].reason == "arc_unreadable"
