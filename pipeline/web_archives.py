@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -110,7 +110,7 @@ def _iter_warc(stream: BinaryIO, path: str = "") -> Iterator[ArchiveRecord | Rea
                 return
             start = resume
             continue
-        tail = _unread_tail(stream, last_pos if last_pos is not None else start, size, compressed)
+        tail = _unread_tail(stream, last_pos if last_pos is not None else start, compressed)
         if pending is not None and not (tail is not None and tail.offset == last_pos):
             yield pending  # (a last record that the tail check finds cut short is reported, not emitted)
         if tail is not None:
@@ -122,27 +122,45 @@ def _record_end(stream: BinaryIO, position: int, compressed: bool) -> int | None
     """End offset of the gzip member / uncompressed record starting at ``position`` (None if unknown)."""
     stream.seek(position)
     if compressed:
-        decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        consumed = 0
-        while not decomp.eof:
-            chunk = stream.read(SCAN_CHUNK)
-            if not chunk:
-                return None
-            try:
-                decomp.decompress(chunk)
-            except zlib.error:
-                return None
-            consumed += len(chunk)
-        return position + consumed - len(decomp.unused_data)
-    head = stream.read(SCAN_CHUNK)
-    header_end = head.find(b"\r\n\r\n")
-    match = re.search(rb"(?im)^content-length:\s*(\d+)", head[: max(header_end, 0)])
-    if header_end < 0 or not match:
+        try:
+            return position + _gunzip_member(stream.read, keep=False)[1]
+        except (EOFError, zlib.error):
+            return None
+    declared = _declared_length(stream.read(SCAN_CHUNK))
+    if declared is None:
         return None
-    block_end = position + header_end + 4 + int(match.group(1))
+    block_end = position + declared
     stream.seek(block_end)
     after = stream.read(4)  # the record's closing CRLF CRLF (sloppy writers use fewer)
     return block_end + len(after) - len(after.lstrip(b"\r\n"))
+
+
+def _gunzip_member(read: Callable[[int], bytes], keep: bool) -> tuple[bytes, int]:
+    """Decompress the gzip member that ``read`` starts at: (data if ``keep``, compressed length).
+
+    Raises EOFError if the member is cut short, zlib.error if it is corrupt.
+    """
+    decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    parts: list[bytes] = []
+    consumed = 0
+    while not decomp.eof:
+        chunk = read(1 << 16)
+        if not chunk:
+            raise EOFError("member ends before its end marker")
+        data = decomp.decompress(chunk)
+        if keep:
+            parts.append(data)
+        consumed += len(chunk)
+    return b"".join(parts), consumed - len(decomp.unused_data)
+
+
+def _declared_length(record: bytes) -> int | None:
+    """Length of an uncompressed WARC record's header + block from its Content-Length (None if absent)."""
+    header_end = record.find(b"\r\n\r\n")
+    if header_end < 0:
+        return None
+    match = re.search(rb"(?im)^content-length:\s*(\d+)", record[:header_end])
+    return header_end + 4 + int(match.group(1)) if match else None
 
 
 def _warc_record(rec: WarcRecord, offset: int) -> ArchiveRecord:
@@ -209,32 +227,29 @@ def _next_start(stream: BinaryIO, position: int, compressed: bool) -> int | None
         position += SCAN_CHUNK
 
 
-def _unread_tail(stream: BinaryIO, last_pos: int, size: int, compressed: bool) -> ReadError | None:
+def _unread_tail(stream: BinaryIO, last_pos: int, compressed: bool) -> ReadError | None:
     """After a clean end, report data FastWARC did not turn into records (truncation, trailing junk)."""
+    if compressed:
+        position = last_pos
+        while True:
+            stream.seek(position)
+            if not stream.read().strip(b"\0\r\n "):
+                return None
+            stream.seek(position)
+            try:
+                position += _gunzip_member(stream.read, keep=False)[1]
+            except EOFError:
+                return ReadError(position, "warc_truncated", "gzip member ends before its end marker")
+            except zlib.error as exc:
+                return ReadError(position, "warc_unreadable", f"corrupt gzip member: {exc}")
+    # uncompressed: the last record's declared length must fit in the file
     stream.seek(last_pos)
     rest = stream.read()
-    if compressed:
-        position = 0
-        while position < len(rest):
-            decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            try:
-                decomp.decompress(rest[position:])
-            except zlib.error as exc:
-                return ReadError(last_pos + position, "warc_unreadable", f"corrupt gzip member: {exc}")
-            if not decomp.eof:
-                return ReadError(last_pos + position, "warc_truncated", "gzip member ends before its end marker")
-            position = len(rest) - len(decomp.unused_data)
-            if decomp.unused_data.strip(b"\0\r\n ") == b"":
-                return None
-        return None
-    # uncompressed: the last record's declared length must fit in the file
-    header_end = rest.find(b"\r\n\r\n")
-    match = re.search(rb"(?im)^content-length:\s*(\d+)", rest[: header_end if header_end >= 0 else len(rest)])
-    if header_end < 0 or not match:
+    end = _declared_length(rest)
+    if end is None:
         if rest.strip():
             return ReadError(last_pos, "warc_truncated", "last record header is incomplete")
         return None
-    end = header_end + 4 + int(match.group(1))
     if end > len(rest):
         return ReadError(last_pos, "warc_truncated", f"record declares {end} bytes, {len(rest)} remain")
     if rest[end:].strip():
@@ -262,14 +277,15 @@ def _decompress_members(raw: bytes) -> tuple[bytes, list[ReadError]]:
     Error offsets are positions in the compressed file; the ARC parser resynchronises on the next
     record header after a gap.
     """
-    view = memoryview(raw)
+    buffer = io.BytesIO(raw)
     parts: list[bytes] = []
     errors: list[ReadError] = []
     position = 0
     while position < len(raw):
+        buffer.seek(position)
         try:
-            data, position_after = _gunzip_member(view, position)
-        except zlib.error as exc:
+            data, length = _gunzip_member(buffer.read, keep=True)
+        except (EOFError, zlib.error) as exc:
             resume = raw.find(GZIP_MAGIC, position + 1)
             end = resume if resume >= 0 else len(raw)
             errors.append(ReadError(position, "arc_unreadable", f"gzip member: {exc}; skipped bytes {position}..{end}"))
@@ -278,22 +294,8 @@ def _decompress_members(raw: bytes) -> tuple[bytes, list[ReadError]]:
             position = resume
             continue
         parts.append(data)
-        position = position_after
+        position += length
     return b"".join(parts), errors
-
-
-def _gunzip_member(view: memoryview, position: int) -> tuple[bytes, int]:
-    """(decompressed data, end offset) of the gzip member at ``position``; zlib.error if it is damaged."""
-    decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    parts = []
-    cursor = position
-    while not decomp.eof:
-        if cursor >= len(view):
-            raise zlib.error("member ends before its end marker")
-        chunk = view[cursor : cursor + 65536]
-        parts.append(decomp.decompress(chunk))
-        cursor += len(chunk)
-    return b"".join(parts), cursor - len(decomp.unused_data)
 
 
 def _parse_arc(data: bytes) -> Iterator[ArchiveRecord | ReadError]:
