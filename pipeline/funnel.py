@@ -1,7 +1,9 @@
 """DuckDB over a run folder: one view per stage dataset, and the funnel (rows in / out / rejected / errored).
 
 Views are named after the stages: ``extract`` (its output), ``extract_rejects`` and
-``extract_errors``; the same for every other stage, plus ``final`` once a mix is written. A dataset
+``extract_errors``; the same for every other stage, plus ``final`` once a mix is written. Other
+Parquet folders of a stage become ``<stage>_<folder path with _>`` views, e.g. ``dedup_clusters``,
+``dedup_decisions``, ``dedup_index_docs``. A dataset
 with no files yet is an empty view with the right columns, so queries never fail on a quiet stage.
 
 The funnel counts ``out``, ``rejected`` and ``errored`` from the Parquet files themselves and
@@ -41,8 +43,15 @@ def connect(run_dir: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyCo
     if memory_limit:
         con.execute(f"SET memory_limit = '{memory_limit}'")
     for stage in stage_names(run_dir):
+        stage_dir = run_dir / "stages" / stage
         for dataset, suffix in (("data", ""), ("rejects", "_rejects"), ("errors", "_errors")):
-            _register(con, f"{stage}{suffix}", _files(run_dir / "stages" / stage / dataset), dataset == "data")
+            _register(con, f"{stage}{suffix}", _files(stage_dir / dataset), dataset == "data")
+        for folder in sorted(p for p in stage_dir.rglob("*") if p.is_dir()):
+            relative = folder.relative_to(stage_dir)
+            if relative.parts[0] not in ("data", "rejects", "errors", "tmp") and _files(folder):
+                view = f"{stage}_{'_'.join(relative.parts)}"
+                listing = ", ".join("'" + f.replace("'", "''") + "'" for f in _files(folder))
+                con.execute(f'CREATE VIEW "{view}" AS SELECT * FROM read_parquet([{listing}], union_by_name = true)')
     final = _files(run_dir / "final")
     if final:
         _register(con, "final", final, True)

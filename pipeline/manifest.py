@@ -63,7 +63,29 @@ class WarcSource(Strict):
         return self
 
 
-Source = Annotated[WarcSource, Field(discriminator="kind")]
+class DocumentSource(Strict):
+    """Documents that are already text: JSON Lines (optionally compressed) or Parquet files.
+
+    Each row becomes one document: ``text_field`` holds the text, ``id_field`` a record id (the
+    document id is a hash of source name and that value; without it, of the file and row number),
+    ``url_field`` the URL; every other field is kept in ``meta``. The documents join the flow at
+    ``enter``.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["jsonl", "parquet"]
+    paths: list[str] = Field(min_length=1, description="files, globs or fsspec URLs (.jsonl may be .gz/.zst)")
+    text_field: str = "text"
+    id_field: str | None = Field("id", description="record id field; null numbers rows per file")
+    url_field: str | None = "url"
+    crawl: str | None = Field(None, description="crawl or batch id recorded on every document")
+    limit: int | None = Field(None, ge=1, description="use only the first N files")
+    enter: str | None = Field(
+        None, description="first stage these documents go through; default: the first enabled stage after extract"
+    )
+
+
+Source = Annotated[WarcSource | DocumentSource, Field(discriminator="kind")]
 
 
 # ---------------------------------------------------------------- stages
@@ -192,20 +214,55 @@ class HeuristicsConfig(Strict):
     )
 
 
+class MinhashConfig(Switchable):
+    """Near duplicates: MinHash over word n-grams, LSH with ``bands`` x ``rows``, then a check of candidate pairs."""
+
+    ngram: int = Field(5, ge=1, description="shingle length in tokens")
+    bands: int = Field(14, ge=1, description="LSH bands (FineWeb: 14)")
+    rows: int = Field(8, ge=1, description="signature values per band (FineWeb: 8)")
+    threshold: float | None = Field(
+        None, gt=0, lt=1, description="if set, datasketch picks bands x rows for this Jaccard threshold"
+    )
+    seed: int = Field(1, description="permutation seed; runs deduplicated against each other must share it")
+    verify: Literal["signature", "exact", "none"] = Field(
+        "signature",
+        description="check candidate pairs by the Jaccard estimate of the full signatures, by exact Jaccard of "
+        "the shingle sets (reads the texts again), or not at all (every LSH collision is a duplicate)",
+    )
+    min_similarity: float = Field(0.7, ge=0, le=1, description="candidate pairs below this Jaccard are not duplicates")
+
+
+class DedupConfig(Strict):
+    """URL, exact and near-duplicate removal over the whole run (and against earlier runs)."""
+
+    url: bool = Field(True, description="same normalised URL: keep the latest fetch")
+    exact: bool = Field(True, description="same normalised text (case, whitespace and punctuation folded)")
+    minhash: MinhashConfig = Field(default_factory=MinhashConfig)
+    prefer: str | None = Field(
+        None,
+        description="attribute column (e.g. score_quality) whose highest value wins a cluster, before crawl and id",
+    )
+    against: list[str] = Field(
+        default_factory=list, description="earlier run folders (or their dedup index folders) never to duplicate"
+    )
+    memory_limit: str = Field("2GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="DuckDB memory for clustering")
+    threads: int | None = Field(None, ge=1, description="DuckDB threads for clustering; default: executor workers")
+
+
 class Stages(Strict):
     """The stages a run executes, in flow order; a missing key runs the stage with defaults, ``null`` skips it."""
 
     extract: ExtractConfig | None = Field(default_factory=ExtractConfig)
     heuristics: HeuristicsConfig | None = Field(default_factory=HeuristicsConfig)
+    dedup: DedupConfig | None = Field(default_factory=DedupConfig)
 
-    @model_validator(mode="after")
-    def _upstream_present(self) -> Stages:
-        if self.heuristics is not None and self.extract is None:
-            raise ValueError("heuristics reads the output of extract: enable stages.extract or drop heuristics")
-        return self
+    def enabled(self) -> list[str]:
+        """Names of the enabled stages, in flow order."""
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
 
 
 STAGE_ORDER: tuple[str, ...] = tuple(Stages.model_fields)
+DOCUMENT_STAGES: tuple[str, ...] = tuple(s for s in STAGE_ORDER if s != "extract")
 
 
 class Manifest(Strict):
@@ -220,12 +277,36 @@ class Manifest(Strict):
 
     @field_validator("sources")
     @classmethod
-    def _unique_names(cls, sources: list[WarcSource]) -> list[WarcSource]:
+    def _unique_names(cls, sources: list[WarcSource | DocumentSource]) -> list[WarcSource | DocumentSource]:
         names = [s.name for s in sources]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
         return sources
+
+    @model_validator(mode="after")
+    def _every_stage_has_input(self) -> Manifest:
+        enabled = self.stages.enabled()
+        if any(isinstance(s, WarcSource) for s in self.sources) and "extract" not in enabled:
+            raise ValueError("stages: web archive sources are read by stages.extract: enable stages.extract")
+        for source in self.sources:
+            if isinstance(source, DocumentSource) and self.entry_stage(source) is None:
+                where = f"stages.{source.enter}" if source.enter else "a stage after extract"
+                raise ValueError(f"sources.{source.name}.enter: {where} is not an enabled document stage")
+        fed = {self.entry_stage(s) for s in self.sources}
+        for before, stage in zip([None, *enabled], enabled, strict=False):
+            if before is None and stage not in fed:
+                raise ValueError(f"stages.{stage} has no input: no earlier stage is enabled and no source enters it")
+        return self
+
+    def entry_stage(self, source: WarcSource | DocumentSource) -> str | None:
+        """The stage a source's documents enter: extract for archives; ``enter`` or the first stage after extract."""
+        enabled = self.stages.enabled()
+        if isinstance(source, WarcSource):
+            return "extract" if "extract" in enabled else None
+        if source.enter is not None:
+            return source.enter if source.enter in enabled and source.enter != "extract" else None
+        return next((stage for stage in enabled if stage != "extract"), None)
 
     @property
     def run_dir(self) -> Path:
@@ -297,7 +378,8 @@ def _format_validation(path: str, exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         # drop discriminator tags such as 'warc' that pydantic inserts into the location
-        loc = [p for p in err["loc"] if p not in ("warc", "local") and not str(p).startswith("function-")]
+        tags = ("warc", "jsonl", "parquet", "local")
+        loc = [p for p in err["loc"] if p not in tags and not str(p).startswith("function-")]
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling; `winnow schema` prints every field)"
@@ -342,8 +424,9 @@ def missing_inputs(manifest: Manifest) -> list[str]:
         for j, pattern in enumerate(source.paths):
             if not is_remote(pattern) and not glob.glob(pattern, recursive=True):
                 problems.append(f"sources[{i}].paths[{j}]: {pattern!r} matches no file")
-        if source.listing and not is_remote(source.listing) and not os.path.exists(source.listing):
-            problems.append(f"sources[{i}].listing: {source.listing!r} does not exist")
+        listing = getattr(source, "listing", None)
+        if listing and not is_remote(listing) and not os.path.exists(listing):
+            problems.append(f"sources[{i}].listing: {listing!r} does not exist")
     extract = manifest.stages.extract
     if extract and extract.language.model and not os.path.exists(extract.language.model):
         problems.append(f"stages.extract.language.model: {extract.language.model!r} does not exist")

@@ -15,7 +15,7 @@ attempt of the same task left behind, so a rerun replaces instead of duplicating
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +37,7 @@ class StageLayout:
     stage: str
     target_bytes: int
     attributes: Mapping[str, pa.DataType] = field(default_factory=dict)
+    phase: str | None = None  # stages that run in several passes (dedup) keep each pass's logs apart
 
     @property
     def stage_dir(self) -> Path:
@@ -44,7 +45,12 @@ class StageLayout:
 
     @property
     def logs_dir(self) -> Path:
-        return self.run_dir / "logs" / self.stage
+        logs = self.run_dir / "logs" / self.stage
+        return logs / self.phase if self.phase else logs
+
+    def for_phase(self, phase: str) -> StageLayout:
+        """The same stage, with the logs and progress of one of its phases."""
+        return replace(self, phase=phase)
 
     @property
     def progress_dir(self) -> Path:

@@ -61,6 +61,16 @@ class ParquetSink:
         if self._buffered_rows >= ROW_GROUP_ROWS or self._buffered_bytes >= ROW_GROUP_BYTES:
             self._flush()
 
+    def write_table(self, table: pa.Table) -> None:
+        """Add a whole table of this sink's schema (columnar producers such as dedup's index)."""
+        self._flush()
+        if self._writer is None:
+            self._open_shard()
+        self._writer.write_table(table.cast(self.schema), row_group_size=max(len(table), 1))
+        self.rows_written += len(table)
+        if self._file.tell() >= self.target_bytes:
+            self._finish_shard()
+
     def close(self) -> list[Path]:
         """Flush, finish the current shard and return the list of shards written by this sink."""
         self._flush()

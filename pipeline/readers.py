@@ -1,4 +1,4 @@
-"""datatrove reader steps: web archives into raw-HTML documents, and a stage's Parquet output into documents.
+"""datatrove reader steps: web archives into raw-HTML documents; stage outputs and JSONL/Parquet sources into documents.
 
 Both shard their inputs across tasks by file (file ``i`` goes to rank ``i % world_size``), count
 every document they emit as ``in:<source>`` (the independent side of the funnel's accounting), and
@@ -9,18 +9,23 @@ of stopping, and counts (but does not emit) records that are not HTML responses.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import fsspec
+import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
+from pipeline.manifest import DocumentSource
 from pipeline.outcomes import OutcomeWriter, StageLayout
 from pipeline.progress import TaskProgress
-from pipeline.schema import attributes_of, row_to_doc
+from pipeline.schema import CORE_COLUMNS, attributes_of, row_to_doc
 from pipeline.sources import InputFile
 from pipeline.web_archives import ArchiveRecord, ReadError, iter_archive
 
@@ -113,33 +118,119 @@ class WarcDocumentReader(PipelineStep):
         errors.write(doc, rank, reason=reason, detail=detail)
 
 
-class StageOutputReader(PipelineStep):
-    """Reads the ``data/`` Parquet dataset of an earlier stage."""
+@dataclass(frozen=True)
+class DocumentFile:
+    """One file of documents: an earlier stage's output (``stage``) or a document source's JSONL/Parquet file."""
 
-    name = "📖 read stage output"
+    path: str
+    format: Literal["stage", "jsonl", "parquet"]
+    units: int  # progress units: rows (Parquet) or 1 (JSON Lines)
+    source: str | None = None  # document sources only: the manifest's source name
+    text_field: str = "text"
+    id_field: str | None = "id"
+    url_field: str | None = "url"
+    crawl: str | None = None
+
+    @staticmethod
+    def of_stage(path: Path) -> DocumentFile:
+        return DocumentFile(str(path), "stage", pq.ParquetFile(path).metadata.num_rows)
+
+    @staticmethod
+    def of_source(item: InputFile, source: DocumentSource) -> DocumentFile:
+        units = 1
+        if source.kind == "parquet":
+            try:
+                units = pq.ParquetFile(fsspec.open(item.path, "rb").open()).metadata.num_rows
+            except (OSError, ValueError, pa.ArrowException):
+                units = 1  # the reader records why it cannot be read
+        fields = source.model_dump(include={"text_field", "id_field", "url_field", "crawl"})
+        return DocumentFile(item.path, source.kind, units, source.name, **fields)
+
+
+class DocumentReader(PipelineStep):
+    """Reads document files (stage outputs, JSONL and Parquet sources) in a fixed order.
+
+    Each document carries ``metadata["position"] = (file index, row index)``, the same on every run,
+    which stages such as dedup use to find their decisions again. A row without a text, an invalid
+    JSON line or an unreadable file becomes an error record (reasons ``missing_text``, ``bad_json``,
+    ``input_unreadable``).
+    """
+
+    name = "📖 read documents"
     type = "WINNOW"
 
-    def __init__(self, files: Sequence[Path], layout: StageLayout) -> None:
+    def __init__(self, files: Sequence[DocumentFile], layout: StageLayout, record: bool = True) -> None:
+        """``record=False`` for an extra pass over the same files (dedup's signatures): no ``in:`` counts
+        and no error records, which the stage's final pass makes."""
         super().__init__()
-        self.files = [Path(f) for f in files]
+        self.files = list(files)
         self.layout = layout
+        self.record = record
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:
             yield from data
         progress = TaskProgress(self.layout.progress_dir, rank)
-        for index, path in enumerate(self.files):
-            if index % world_size != rank:
-                continue
-            parquet = pq.ParquetFile(path)
-            names = tuple(attributes_of(parquet.schema_arrow))
-            rows_done = 0
-            for batch in parquet.iter_batches(batch_size=1024):
-                for row in batch.to_pylist():
-                    doc = row_to_doc(row, names)
-                    self.stat_update(f"in:{doc.metadata['source']}")
-                    rows_done += 1
-                    progress.advance(docs=1, units=rows_done)
-                    yield doc
-            progress.next_input(parquet.metadata.num_rows)
+        with OutcomeWriter(self.layout, "read", kind="errors") as errors:
+            for index, file in enumerate(self.files):
+                if index % world_size != rank:
+                    continue
+                for row_index, doc in enumerate(self._read(file, index, errors, rank)):
+                    if self.record:
+                        self.stat_update(f"in:{doc.metadata['source']}")
+                    progress.advance(docs=1, units=row_index + 1 if file.format != "jsonl" else 0)
+                    if doc.metadata.pop("read_error", None) is None:
+                        doc.metadata["position"] = (index, row_index)
+                        yield doc
+                    elif self.record:
+                        errors.write(doc, rank, reason=doc.metadata.pop("reason"), detail=doc.metadata.pop("detail"))
+                progress.next_input(file.units)
         progress.flush()
+
+    def _read(self, file: DocumentFile, index: int, errors: OutcomeWriter, rank: int) -> Iterator[Document]:
+        """Documents of one file; rows that cannot become documents are yielded flagged ``read_error``."""
+        try:
+            if file.format == "jsonl":
+                with fsspec.open(file.path, "rt", compression="infer", encoding="utf-8") as lines:
+                    for line_no, line in enumerate(lines):
+                        try:
+                            row = json.loads(line)
+                            if not isinstance(row, dict):
+                                raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+                        except ValueError as exc:
+                            yield _unreadable(file, f"line {line_no + 1}", "bad_json", str(exc))
+                            continue
+                        yield _source_document(row, file, line_no)
+                return
+            with fsspec.open(file.path, "rb") as handle:
+                parquet = pq.ParquetFile(handle)
+                names = tuple(attributes_of(parquet.schema_arrow))
+                native = file.format == "stage" or set(CORE_COLUMNS) <= set(parquet.schema_arrow.names)
+                row_no = 0
+                for batch in parquet.iter_batches(batch_size=1024):
+                    for row in batch.to_pylist():
+                        yield row_to_doc(row, names) if native else _source_document(row, file, row_no)
+                        row_no += 1
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            yield _unreadable(file, "file", "input_unreadable", f"{type(exc).__name__}: {exc}")
+
+
+def _source_document(row: dict[str, Any], file: DocumentFile, row_no: int) -> Document:
+    """A document from one JSONL/Parquet row of a document source."""
+    text = row.get(file.text_field)
+    if not isinstance(text, str):
+        return _unreadable(file, f"row {row_no + 1}", "missing_text", f"field {file.text_field!r} is not a string")
+    record_id = row.get(file.id_field) if file.id_field else None
+    doc_id = stable_id(file.source or "", str(record_id) if record_id is not None else f"{file.path}#{row_no}")
+    url = row.get(file.url_field) if file.url_field else None
+    meta = {k: v for k, v in row.items() if k not in (file.text_field, file.id_field, file.url_field)}
+    meta["source_file"] = file.path
+    metadata = {"source": file.source, "url": url if isinstance(url, str) else None, "crawl": file.crawl, "meta": meta}
+    return Document(text=text, id=doc_id, metadata=metadata)
+
+
+def _unreadable(file: DocumentFile, where: str, reason: str, detail: str) -> Document:
+    doc_id = stable_id(file.source or "", f"{file.path}#{where}", "error")
+    metadata = {"source": file.source or "", "meta": {"source_file": file.path, "where": where}}
+    metadata.update(read_error=True, reason=reason, detail=detail)
+    return Document(text="", id=doc_id, metadata=metadata)

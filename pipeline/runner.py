@@ -39,7 +39,7 @@ from pipeline.manifest import STAGE_ORDER, Manifest
 from pipeline.outcomes import StageLayout
 from pipeline.progress import ProgressMonitor
 from pipeline.sources import InputFile, checksum, resolve_inputs
-from pipeline.stages import BUILDERS, StagePlan
+from pipeline.stages import BUILDERS, Phase, StagePlan
 
 
 class StageFailed(Exception):
@@ -200,26 +200,11 @@ class Runner:
             shutil.rmtree(layout.stage_dir, ignore_errors=True)
             shutil.rmtree(layout.logs_dir, ignore_errors=True)
         write_json(state_path, {"fingerprint": fp, "completed": False, "config": plan.config})
-        executor_class = LocalPipelineExecutor if self.verbose else QuietLocalExecutor
-        executor = executor_class(
-            pipeline=plan.steps,
-            tasks=executor_cfg.tasks,
-            workers=min(executor_cfg.workers, executor_cfg.tasks),
-            logging_dir=str(layout.logs_dir),
-            skip_completed=True,
-        )
         started = time.monotonic()
-        monitor = ProgressMonitor(layout.stage, layout.progress_dir, plan.total_units, self.progress)
-        try:
-            with monitor:
-                executor.run()
-        except Exception as exc:
-            raise StageFailed(self._failure_message(layout, exc)) from exc
-        missing = [r for r in range(executor_cfg.tasks) if not executor.is_rank_completed(r)]
-        if missing:
-            raise StageFailed(self._failure_message(layout, f"tasks {missing} did not complete"))
+        for phase in plan.phases:
+            self._run_phase(plan, phase)
         seconds = time.monotonic() - started
-        rows_in, steps = _merge_stats(layout.logs_dir)
+        rows_in, steps = _merge_stats(self._phase_layout(plan, plan.counting_phase).logs_dir)
         with connect(self.run_dir) as con:
             funnel = count_outcomes(con, layout.stage, rows_in)
         write_json(
@@ -234,6 +219,34 @@ class Runner:
         )
         write_json(state_path, {"fingerprint": fp, "completed": True, "config": plan.config})
         return StageResult(layout.stage, False, seconds, funnel), fp
+
+    @staticmethod
+    def _phase_layout(plan: StagePlan, phase: Phase) -> StageLayout:
+        """Single-phase stages keep their logs in ``logs/<stage>``; others in ``logs/<stage>/<phase>``."""
+        return plan.layout if len(plan.phases) == 1 else plan.layout.for_phase(phase.name)
+
+    def _run_phase(self, plan: StagePlan, phase: Phase) -> None:
+        """Run one phase's pipeline through the executor; raises StageFailed unless every task completed."""
+        layout = self._phase_layout(plan, phase)
+        tasks = phase.tasks or self.manifest.executor.tasks
+        executor_class = LocalPipelineExecutor if self.verbose else QuietLocalExecutor
+        executor = executor_class(
+            pipeline=phase.steps,
+            tasks=tasks,
+            workers=min(self.manifest.executor.workers, tasks),
+            logging_dir=str(layout.logs_dir),
+            skip_completed=True,
+        )
+        label = plan.layout.stage if len(plan.phases) == 1 else f"{plan.layout.stage}:{phase.name}"
+        monitor = ProgressMonitor(label, layout.progress_dir, phase.total_units, self.progress)
+        try:
+            with monitor:
+                executor.run()
+        except Exception as exc:
+            raise StageFailed(self._failure_message(layout, exc)) from exc
+        missing = [r for r in range(tasks) if not executor.is_rank_completed(r)]
+        if missing:
+            raise StageFailed(self._failure_message(layout, f"tasks {missing} did not complete"))
 
     def _funnel(self, stage: str) -> dict[str, SourceFunnel]:
         with connect(self.run_dir) as con:

@@ -43,6 +43,7 @@ def _expand(pattern: str) -> list[str]:
 
 
 def _listing(source: WarcSource) -> list[str]:
+    assert source.listing is not None
     with fsspec.open(source.listing, "rb") as fh:
         raw = fh.read()
     if raw[:2] == b"\x1f\x8b":
@@ -71,7 +72,7 @@ def resolve_inputs(manifest: Manifest) -> list[InputFile]:
         paths: list[str] = []
         for pattern in source.paths:
             paths.extend(_expand(pattern))
-        if source.listing:
+        if isinstance(source, WarcSource) and source.listing:
             paths.extend(_listing(source))
         paths = list(dict.fromkeys(paths))
         if source.limit:

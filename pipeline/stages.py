@@ -1,9 +1,14 @@
-"""The stage registry: for each stage name, how to build its datatrove pipeline from a manifest.
+"""The stage registry: for each stage name, how to build its datatrove pipelines from a manifest.
 
 A builder receives the manifest, the run folder, the run's input files and the layout of the
-upstream stage (None for the first), and returns a :class:`StagePlan`: the full list of datatrove
-steps (``BeginTask``, a reader, the stage's work, ``DocumentWriter``), what the progress bar counts,
-and the configuration that decides whether an earlier result can be reused.
+upstream stage (None for the first), and returns a :class:`StagePlan`: one or more
+:class:`Phase` (a full datatrove pipeline — ``BeginTask``, a reader, the stage's work, usually
+``DocumentWriter`` — with its task count and what its progress bar counts) and the configuration
+that decides whether an earlier result can be reused. Most stages have one phase; dedup has three
+(signatures over all tasks, clustering in one task, selection over all tasks).
+
+Document stages read the upstream stage's output plus the files of every document source (JSONL,
+Parquet) that enters the flow at that stage (``sources[].enter``).
 """
 
 from __future__ import annotations
@@ -13,17 +18,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
+import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
+from filters.dedup import DedupSelect, DedupSignatures
+from filters.dedup_clusters import DedupClusters
 from filters.heuristics import heuristic_filters
 from filters.language import LanguageAnnotator
 from filters.url_filter import url_filter
 from pipeline.extract import HtmlExtractor
-from pipeline.manifest import ExtractConfig, HeuristicsConfig, Manifest
+from pipeline.manifest import DedupConfig, DocumentSource, ExtractConfig, HeuristicsConfig, Manifest, WarcSource
 from pipeline.outcomes import BeginTask, DocumentWriter, StageLayout
-from pipeline.readers import StageOutputReader, WarcDocumentReader
+from pipeline.readers import DocumentFile, DocumentReader, WarcDocumentReader
 from pipeline.sources import InputFile
+
+
+@dataclass
+class Phase:
+    """One datatrove pipeline of a stage."""
+
+    name: str
+    steps: list[PipelineStep]
+    total_units: int  # input bytes (archives), rows (Parquet) or steps: what the progress bar counts
+    tasks: int | None = None  # None: the executor's task count
 
 
 @dataclass
@@ -31,14 +48,44 @@ class StagePlan:
     """Everything the runner needs to execute one stage."""
 
     layout: StageLayout
-    steps: list[PipelineStep]
+    phases: list[Phase]
     config: dict[str, Any]
-    total_units: int  # input bytes (archives) or rows (Parquet): what the progress bar counts
+
+    @property
+    def counting_phase(self) -> Phase:
+        """The phase whose readers count ``in:<source>`` and whose writers produce every outcome: the last."""
+        return self.phases[-1]
 
 
-def _layout(manifest: Manifest, run_dir: Path, stage: str, upstream: StageLayout | None) -> StageLayout:
+def _layout(
+    manifest: Manifest,
+    run_dir: Path,
+    stage: str,
+    upstream: StageLayout | None,
+    added: dict[str, pa.DataType] | None = None,
+) -> StageLayout:
     attributes = dict(upstream.attributes) if upstream else {}
+    attributes.update(added or {})
     return StageLayout(run_dir, stage, manifest.shard_target_mb * 1024 * 1024, attributes)
+
+
+def document_files(
+    manifest: Manifest, stage: str, inputs: Sequence[InputFile], upstream: StageLayout | None
+) -> list[DocumentFile]:
+    """What a document stage reads, in a fixed order: the upstream output, then entering sources' files."""
+    files = (
+        [DocumentFile.of_stage(p) for p in sorted(upstream.dataset_dir("data").glob("*.parquet"))] if upstream else []
+    )
+    sources = {s.name: s for s in manifest.sources}
+    for item in inputs:
+        source = sources[item.source]
+        if isinstance(source, DocumentSource) and manifest.entry_stage(source) == stage:
+            files.append(DocumentFile.of_source(item, source))
+    return files
+
+
+def _fingerprint_files(files: Sequence[DocumentFile]) -> list[tuple[str, int]]:
+    return [(f.path, f.units) for f in files if f.format != "stage"]  # stage outputs are covered by upstream's
 
 
 def build_extract(
@@ -46,9 +93,11 @@ def build_extract(
 ) -> StagePlan:
     config: ExtractConfig = manifest.stages.extract
     layout = _layout(manifest, run_dir, "extract", upstream)
+    archives = {s.name for s in manifest.sources if isinstance(s, WarcSource)}
+    warcs = [f for f in inputs if f.source in archives]
     steps: list[PipelineStep] = [
         BeginTask(layout),
-        WarcDocumentReader(inputs, layout),
+        WarcDocumentReader(warcs, layout),
         *url_filter(config.url_filter, layout),
         HtmlExtractor(config, layout),
         LanguageAnnotator(config.language.model, layout),
@@ -56,29 +105,64 @@ def build_extract(
     ]
     # language.min_score only matters to the selection in heuristics: changing it must not re-extract
     settings = config.model_dump(mode="json", exclude={"language": {"min_score"}})
-    fingerprint = {"config": settings, "inputs": [(f.path, f.size) for f in inputs]}
-    return StagePlan(layout, steps, fingerprint, sum(f.size for f in inputs))
+    fingerprint = {"config": settings, "inputs": [(f.path, f.size) for f in warcs]}
+    return StagePlan(layout, [Phase("extract", steps, sum(f.size for f in warcs))], fingerprint)
 
 
 def build_heuristics(
     manifest: Manifest, run_dir: Path, inputs: Sequence[InputFile], upstream: StageLayout | None
 ) -> StagePlan:
     config: HeuristicsConfig = manifest.stages.heuristics
-    assert upstream is not None, "manifest validation guarantees extract runs before heuristics"
     layout = _layout(manifest, run_dir, "heuristics", upstream)
-    files = sorted(upstream.dataset_dir("data").glob("*.parquet"))
+    files = document_files(manifest, "heuristics", inputs, upstream)
     language = (manifest.stages.extract or ExtractConfig()).language
     steps: list[PipelineStep] = [
         BeginTask(layout),
-        StageOutputReader(files, layout),
+        DocumentReader(files, layout),
         *heuristic_filters(config, language, layout),
         DocumentWriter(layout),
     ]
-    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    fingerprint = {"config": config.model_dump(mode="json"), "language": language.model_dump(mode="json")}
-    return StagePlan(layout, steps, fingerprint, rows)
+    fingerprint = {
+        "config": config.model_dump(mode="json"),
+        "language": language.model_dump(mode="json"),
+        "inputs": _fingerprint_files(files),
+    }
+    return StagePlan(layout, [Phase("heuristics", steps, sum(f.units for f in files))], fingerprint)
+
+
+def build_dedup(
+    manifest: Manifest, run_dir: Path, inputs: Sequence[InputFile], upstream: StageLayout | None
+) -> StagePlan:
+    config: DedupConfig = manifest.stages.dedup
+    layout = _layout(manifest, run_dir, "dedup", upstream, {"dup_count": pa.int64()})
+    files = document_files(manifest, "dedup", inputs, upstream)
+    rows = sum(f.units for f in files)
+    signatures = layout.for_phase("signatures")
+    clusters = layout.for_phase("clusters")
+    select = layout.for_phase("select")
+    threads = config.threads or manifest.executor.workers
+    phases = [
+        Phase(
+            "signatures",
+            [
+                BeginTask(signatures),
+                DocumentReader(files, signatures, record=False),
+                DedupSignatures(config, signatures),
+            ],
+            rows,
+        ),
+        Phase("clusters", [DedupClusters(config, clusters, threads)], 8, tasks=1),
+        Phase(
+            "select",
+            [BeginTask(select), DocumentReader(files, select), DedupSelect(select), DocumentWriter(select)],
+            rows,
+        ),
+    ]
+    # the memory and thread settings change how, not what: they must not invalidate a finished stage
+    settings = config.model_dump(mode="json", exclude={"memory_limit", "threads"})
+    return StagePlan(layout, phases, {"config": settings, "inputs": _fingerprint_files(files)})
 
 
 Builder = Callable[[Manifest, Path, Sequence[InputFile], StageLayout | None], StagePlan]
 
-BUILDERS: dict[str, Builder] = {"extract": build_extract, "heuristics": build_heuristics}
+BUILDERS: dict[str, Builder] = {"extract": build_extract, "heuristics": build_heuristics, "dedup": build_dedup}

@@ -83,7 +83,7 @@ def test_every_file_is_an_input() -> None:
 
 def test_run_reads_every_file(run: RunResult) -> None:
     """Both stages ran, and run.json lists every shared file as an input."""
-    assert [s.name for s in run.stages] == ["extract", "heuristics"]
+    assert [s.name for s in run.stages] == ["extract", "heuristics", "dedup"]
     record = json.loads((run.run_dir / "run.json").read_text())
     expected = sorted(str(p) for files in source_groups().values() for p in files)
     assert sorted(i["path"] for i in record["inputs"]) == expected

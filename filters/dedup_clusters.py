@@ -1,0 +1,362 @@
+"""The dedup stage's clustering phase: from the dedup index to duplicate clusters and per-document decisions.
+
+Everything runs in DuckDB over the Parquet index, under the manifest's ``memory_limit``, spilling to
+``stages/dedup/tmp/``; Python only sees bounded batches of candidate pairs. Memory does not grow with
+the corpus beyond DuckDB's limit. Steps:
+
+1. URL duplicates: among documents of this run with the same normalised URL, the latest fetch (then
+   the smallest id) is kept; the others are removed as ``url_duplicate`` and take no further part.
+2. Exact duplicates: documents with the same text key are joined to one hub of their group.
+3. Near duplicates: documents sharing an LSH bucket (band, bucket hash) are joined to the bucket's hub,
+   the member with the smallest id hash (a rule on ids, so the result does not depend on task count
+   or file order). Each candidate pair is then checked: by the Jaccard estimate of the full
+   signatures (default), by exact Jaccard of the shingle sets, or not at all; pairs below
+   ``min_similarity`` are dropped.
+4. Connected components of those pairs (label propagation with pointer jumping, in SQL).
+5. The keeper of each component: a released document (``against``) first, then the highest
+   ``prefer`` attribute, then the earliest crawl, the earliest fetch date, the smallest id. The others
+   of this run are removed: ``exact_duplicate`` when their text key equals the keeper's, else
+   ``near_duplicate``. Released documents are never removed; they are only compared against.
+6. WARC revisit stubs (no payload of their own) are exact duplicates of the response with the payload
+   digest they name, here or in a released index; when none is found they are ``revisit_unresolved``.
+
+Outputs: ``clusters/`` (one row per document of this run in a cluster of two or more: id, cluster_id
+= the keeper's id, kept, method, similarity to the keeper, cluster size) and
+``decisions/decisions.parquet`` (file, row, reason, keeper, dup_count; sorted by file and row) for the
+select phase.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+
+from filters.dedup import BANDS_SCHEMA, SHINGLES_SCHEMA, docs_schema, hasher_for, index_params, write_params
+from filters.minhash import estimated_jaccard, exact_jaccard
+from pipeline.manifest import DedupConfig
+from pipeline.outcomes import StageLayout
+from pipeline.progress import TaskProgress
+
+PAIR_BATCH = 65_536
+RELEASED_KEY_BASE = 1 << 52  # keys of released documents: -(index * base + their own key) - 1
+STEPS = 8
+
+
+class AgainstIndexError(ValueError):
+    """An ``against`` entry is not a usable dedup index (missing, or hashed with other parameters)."""
+
+
+def find_index(path: str | Path) -> Path:
+    """The dedup index folder of an earlier run: a run folder, its dedup stage folder, or the index itself."""
+    path = Path(path)
+    for candidate in (path / "stages" / "dedup" / "index", path / "index", path / "dedup_index", path):
+        if (candidate / "docs").is_dir() and (candidate / "params.json").exists():
+            return candidate
+    raise AgainstIndexError(f"{path}: no dedup index found (looked for stages/dedup/index, index/, dedup_index/)")
+
+
+def check_against(config: DedupConfig) -> list[Path]:
+    """Resolve ``against`` entries to index folders, refusing indexes hashed with other parameters."""
+    indexes = []
+    wanted = index_params(config)
+    for entry in config.against:
+        index = find_index(entry)
+        theirs = json.loads((index / "params.json").read_text())
+        if theirs != wanted:
+            raise AgainstIndexError(f"{entry}: its dedup index was built with {theirs}, this run uses {wanted}")
+        indexes.append(index)
+    return indexes
+
+
+def _relation(con: duckdb.DuckDBPyConnection, folder: Path, schema: pa.Schema) -> str:
+    """SQL for the Parquet dataset in ``folder``; an empty table of ``schema`` when it has no files."""
+    if any(folder.glob("*.parquet")):
+        return "read_parquet('" + str(folder / "*.parquet").replace("'", "''") + "')"
+    name = f"empty_{abs(hash(str(folder)))}"
+    con.register(name, schema.empty_table())
+    return name
+
+
+class DedupClusters(PipelineStep):
+    """Phase 2 (one task): find clusters and write decisions (terminal step: yields nothing)."""
+
+    name = "🕸️ dedup clusters"
+    type = "DEDUP"
+
+    def __init__(self, config: DedupConfig, layout: StageLayout, threads: int) -> None:
+        super().__init__()
+        self.config = config
+        self.layout = layout
+        self.threads = threads
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        stage_dir = self.layout.stage_dir
+        tmp = stage_dir / "tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        progress = TaskProgress(self.layout.progress_dir, rank)
+        con = duckdb.connect()
+        try:
+            con.execute(f"SET memory_limit = '{self.config.memory_limit}'")
+            con.execute(f"SET temp_directory = '{tmp}'")
+            con.execute(f"SET threads = {self.threads}")
+            con.execute("SET preserve_insertion_order = false")
+            with self.track_time():
+                self._cluster(con, progress)
+        finally:
+            con.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+        write_params(stage_dir / "index", self.config)
+        progress.flush()
+        return
+        yield  # a generator that yields nothing
+
+    # ------------------------------------------------------------------ the steps
+
+    def _cluster(self, con: duckdb.DuckDBPyConnection, progress: TaskProgress) -> None:
+        index = self.layout.stage_dir / "index"
+        released = check_against(self.config)
+        self._load_nodes(con, index, released)
+        progress.advance(docs=1, units=1)
+        if self.config.url:
+            con.execute(
+                """CREATE TABLE url_groups AS SELECT url_key FROM nodes
+                   WHERE NOT released AND url_key IS NOT NULL AND revisit_of IS NULL
+                   GROUP BY url_key HAVING count(*) > 1"""
+            )
+            con.execute(
+                """CREATE TABLE url_removed AS SELECT key, keeper FROM (
+                     SELECT key, first(key) OVER w AS keeper, row_number() OVER w AS rn
+                     FROM nodes SEMI JOIN url_groups USING (url_key)
+                     WHERE NOT released AND revisit_of IS NULL
+                     WINDOW w AS (PARTITION BY url_key ORDER BY date DESC NULLS LAST, id, key))
+                   WHERE rn > 1"""
+            )
+        else:
+            con.execute("CREATE TABLE url_removed (key BIGINT, keeper BIGINT)")
+        con.execute("CREATE TABLE edges (a BIGINT, b BIGINT)")
+        progress.advance(docs=1, units=2)
+        if self.config.exact:
+            con.execute(
+                """CREATE TABLE exact_groups AS SELECT text_key, min(key) AS hub FROM nodes
+                   WHERE text_key IS NOT NULL AND key NOT IN (SELECT key FROM url_removed)
+                   GROUP BY text_key HAVING count(*) > 1"""
+            )
+            con.execute(
+                """INSERT INTO edges SELECT n.key, g.hub FROM nodes n JOIN exact_groups g USING (text_key)
+                   WHERE n.key <> g.hub AND n.key NOT IN (SELECT key FROM url_removed)"""
+            )
+        progress.advance(docs=1, units=3)
+        if self.config.minhash.enabled:
+            self._near_edges(con, index, released)
+        progress.advance(docs=1, units=4)
+        self._components(con)
+        progress.advance(docs=1, units=5)
+        self._keepers(con)
+        progress.advance(docs=1, units=6)
+        self._similarities(con, index, released)
+        progress.advance(docs=1, units=7)
+        self._write_outputs(con)
+        progress.advance(docs=1, units=8)
+
+    def _load_nodes(self, con: duckdb.DuckDBPyConnection, index: Path, released: list[Path]) -> None:
+        """``nodes`` (this run's and released documents) and the ``sigs``/``bands`` views over all indexes."""
+        columns = "key, idh, id, source, file, row, crawl, date, url_key, text_key, prefer, payload_digest, revisit_of"
+        docs_schema_ = docs_schema(hasher_for(self.config).num_perm)
+        own_docs = _relation(con, index / "docs", docs_schema_)
+        con.execute(f"CREATE TABLE nodes AS SELECT {columns}, false AS released FROM {own_docs}")
+        sigs = [f"SELECT key, sig FROM {own_docs}"]
+        bands = [f"SELECT band, bucket, key, idh FROM {_relation(con, index / 'bands', BANDS_SCHEMA)}"]
+        shingles = [f"SELECT key, shingles FROM {_relation(con, index / 'shingles', SHINGLES_SCHEMA)}"]
+        for number, folder in enumerate(released):
+            key = f"-({(number + 1) * RELEASED_KEY_BASE} + key) - 1"  # disjoint from this run's keys (>= 0)
+            their_docs = _relation(con, folder / "docs", docs_schema_)
+            docs = their_docs
+            removed = folder.parent / "clusters"
+            if any(removed.glob("*.parquet")):  # only what that run kept was released
+                removed_ids = f"(SELECT id FROM {_relation(con, removed, pa.schema([]))} WHERE NOT kept)"
+                docs = f"(SELECT * FROM {their_docs} ANTI JOIN {removed_ids} USING (id))"
+            con.execute(
+                f"""INSERT INTO nodes SELECT {key}, idh, id, source, NULL, NULL, crawl, date, NULL, text_key, NULL,
+                    payload_digest, NULL, true FROM {docs} WHERE revisit_of IS NULL"""
+            )
+            sigs.append(f"SELECT {key} AS key, sig FROM {their_docs}")
+            if (folder / "shingles").is_dir():
+                shingles.append(
+                    f"SELECT {key} AS key, shingles FROM {_relation(con, folder / 'shingles', SHINGLES_SCHEMA)}"
+                )
+            bands.append(
+                f"""SELECT band, bucket, {key} AS key, idh FROM {_relation(con, folder / "bands", BANDS_SCHEMA)}
+                    WHERE {key} IN (SELECT key FROM nodes WHERE released)"""
+            )
+        con.execute("CREATE VIEW sigs AS " + " UNION ALL ".join(sigs))
+        con.execute("CREATE VIEW bands AS " + " UNION ALL ".join(bands))
+        if self.config.minhash.verify == "exact":
+            con.execute("CREATE VIEW shingle_sets AS " + " UNION ALL ".join(shingles))
+
+    def _near_edges(self, con: duckdb.DuckDBPyConnection, index: Path, released: list[Path]) -> None:
+        con.execute(
+            """CREATE TABLE buckets AS SELECT band, bucket, arg_min(key, idh) AS hub
+               FROM bands WHERE key NOT IN (SELECT key FROM url_removed)
+               GROUP BY band, bucket HAVING count(*) > 1"""
+        )
+        con.execute(
+            """CREATE TABLE candidates AS SELECT DISTINCT b.key AS a, k.hub AS b
+               FROM bands b JOIN buckets k USING (band, bucket)
+               WHERE b.key <> k.hub AND NOT (b.key < 0 AND k.hub < 0)
+                 AND b.key NOT IN (SELECT key FROM url_removed)"""
+        )
+        verify = self.config.minhash.verify
+        if verify == "none":
+            con.execute("INSERT INTO edges SELECT a, b FROM candidates")
+            return
+        con.execute("CREATE TABLE near_edges (a BIGINT, b BIGINT)")
+        if verify == "signature":
+            query = """SELECT c.a, c.b, sa.sig AS sa, sb.sig AS sb FROM candidates c
+                       JOIN sigs sa ON sa.key = c.a JOIN sigs sb ON sb.key = c.b"""
+        else:
+            query = """SELECT c.a, c.b, sa.shingles AS sa, sb.shingles AS sb FROM candidates c
+                       JOIN shingle_sets sa ON sa.key = c.a JOIN shingle_sets sb ON sb.key = c.b"""
+        writer = con.cursor()  # inserts go through a second connection while the first one streams
+        for batch, similarity in self._pair_similarities(con, query, verify):
+            passed = pa.array(similarity >= self.config.minhash.min_similarity)
+            kept = pa.table({"a": batch.column("a").filter(passed), "b": batch.column("b").filter(passed)})
+            writer.register("passed_batch", kept)
+            writer.execute("INSERT INTO near_edges SELECT a, b FROM passed_batch")
+            writer.unregister("passed_batch")
+        writer.close()
+        con.execute("INSERT INTO edges SELECT a, b FROM near_edges")
+
+    def _pair_similarities(
+        self, con: duckdb.DuckDBPyConnection, query: str, verify: str
+    ) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+        """Batches of (a, b, sa, sb) rows with the similarity of each pair (signature estimate or exact)."""
+        for batch in con.sql(query).to_arrow_reader(PAIR_BATCH):
+            if batch.num_rows == 0:
+                continue
+            if verify == "exact":
+                left = batch.column("sa").to_pylist()
+                right = batch.column("sb").to_pylist()
+                similarity = np.array(
+                    [exact_jaccard(np.array(x), np.array(y)) for x, y in zip(left, right, strict=True)]
+                )
+            else:
+                left = batch.column("sa").flatten().to_numpy().reshape(batch.num_rows, -1)
+                right = batch.column("sb").flatten().to_numpy().reshape(batch.num_rows, -1)
+                similarity = estimated_jaccard(left, right)
+            yield batch, similarity
+
+    def _components(self, con: duckdb.DuckDBPyConnection) -> None:
+        """``labels(n, l)``: every node with an edge and the smallest key of its connected component."""
+        con.execute("CREATE TABLE adjacency AS SELECT a AS n, b AS m FROM edges UNION ALL SELECT b, a FROM edges")
+        con.execute("CREATE TABLE labels AS SELECT n, least(n, min(m)) AS l FROM adjacency GROUP BY n")
+        while True:
+            con.execute(
+                """CREATE OR REPLACE TABLE spread AS
+                   SELECT a.n, least(min(nb.l), min(own.l)) AS l FROM adjacency a
+                   JOIN labels nb ON nb.n = a.m JOIN labels own ON own.n = a.n GROUP BY a.n"""
+            )
+            con.execute(  # pointer jumping: adopt the label of your label
+                """CREATE OR REPLACE TABLE jumped AS
+                   SELECT s.n, least(s.l, t.l) AS l FROM spread s JOIN spread t ON t.n = s.l"""
+            )
+            (changed,) = con.execute(
+                "SELECT count(*) FROM jumped j JOIN labels o USING (n) WHERE j.l <> o.l"
+            ).fetchone()
+            con.execute("CREATE OR REPLACE TABLE labels AS SELECT * FROM jumped")
+            if changed == 0:
+                break
+
+    def _keepers(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(
+            """CREATE TABLE members AS
+               SELECT n.key, c.l AS comp, n.id, n.released, n.text_key, n.file, n.row, n.source,
+                      row_number() OVER w AS rnk,
+                      count(*) FILTER (WHERE NOT n.released) OVER (PARTITION BY c.l) AS new_count
+               FROM labels c JOIN nodes n ON n.key = c.n
+               WINDOW w AS (PARTITION BY c.l ORDER BY n.released DESC, n.prefer DESC NULLS LAST,
+                            n.crawl ASC NULLS LAST, n.date ASC NULLS LAST, n.id, n.key)"""
+        )
+        con.execute(
+            """CREATE TABLE keepers AS SELECT comp, key AS keeper_key, id AS keeper_id, text_key AS keeper_text
+               FROM members WHERE rnk = 1"""
+        )
+        # documents of this run: kept, or removed with their reason and keeper
+        con.execute(
+            """CREATE TABLE outcome AS
+               SELECT m.key, m.id, m.source, m.file, m.row, k.keeper_key, k.keeper_id, m.new_count,
+                      CASE WHEN m.rnk = 1 THEN NULL
+                           WHEN m.text_key = k.keeper_text THEN 'exact_duplicate'
+                           ELSE 'near_duplicate' END AS reason
+               FROM members m JOIN keepers k USING (comp) WHERE NOT m.released"""
+        )
+        con.execute(
+            """INSERT INTO outcome
+               SELECT n.key, n.id, n.source, n.file, n.row, u.keeper, kn.id, 1, 'url_duplicate'
+               FROM url_removed u JOIN nodes n ON n.key = u.key JOIN nodes kn ON kn.key = u.keeper"""
+        )
+        # revisit stubs: the final keeper of the document holding the payload they name
+        con.execute(
+            """CREATE TABLE stub_targets AS
+               SELECT s.key, min(t.key) AS target FROM nodes s
+               LEFT JOIN nodes t ON t.payload_digest = s.revisit_of AND t.revisit_of IS NULL
+               WHERE s.revisit_of IS NOT NULL AND NOT s.released GROUP BY s.key"""
+        )
+        con.execute(
+            """INSERT INTO outcome
+               SELECT s.key, n.id, n.source, n.file, n.row,
+                      coalesce(o.keeper_key, s.target), coalesce(o.keeper_id, t.id), 1,
+                      CASE WHEN s.target IS NULL THEN 'revisit_unresolved' ELSE 'exact_duplicate' END
+               FROM stub_targets s JOIN nodes n ON n.key = s.key
+               LEFT JOIN nodes t ON t.key = s.target
+               LEFT JOIN outcome o ON o.key = s.target"""
+        )
+
+    def _similarities(self, con: duckdb.DuckDBPyConnection, index: Path, released: list[Path]) -> None:
+        """``similarity(key, value)`` to the keeper for every removed document (1.0 for exact and revisits)."""
+        con.execute("CREATE TABLE similarity (key BIGINT, value DOUBLE)")
+        query = """SELECT o.key AS a, o.keeper_key AS b, sa.sig AS sa, sb.sig AS sb FROM outcome o
+                   JOIN sigs sa ON sa.key = o.key JOIN sigs sb ON sb.key = o.keeper_key
+                   WHERE o.reason IN ('near_duplicate', 'url_duplicate')"""
+        writer = con.cursor()
+        for batch, value in self._pair_similarities(con, query, "signature"):
+            writer.register("similarity_batch", pa.table({"key": batch.column("a"), "value": value}))
+            writer.execute("INSERT INTO similarity SELECT key, value FROM similarity_batch")
+            writer.unregister("similarity_batch")
+        writer.close()
+
+    def _write_outputs(self, con: duckdb.DuckDBPyConnection) -> None:
+        stage_dir = self.layout.stage_dir
+        clusters = """SELECT o.id, o.keeper_id AS cluster_id, o.reason IS NULL AS kept,
+                   CASE WHEN o.reason IS NULL THEN NULL
+                        WHEN o.reason = 'url_duplicate' THEN 'url'
+                        WHEN o.reason = 'exact_duplicate' THEN 'exact'
+                        WHEN o.reason = 'near_duplicate' THEN 'near'
+                        ELSE 'revisit' END AS method,
+                   CASE WHEN o.reason IS NULL THEN 1.0
+                        WHEN o.reason = 'exact_duplicate' THEN 1.0 ELSE s.value END AS similarity,
+                   o.new_count AS cluster_size, o.source
+                   FROM outcome o LEFT JOIN similarity s USING (key)
+                   WHERE o.keeper_id IS NOT NULL ORDER BY o.keeper_id, o.id"""
+        _copy(con, clusters, stage_dir / "clusters" / "part-00000-0000.parquet")
+        decisions = """SELECT file, row, reason, keeper_id AS keeper, new_count AS dup_count
+                       FROM outcome ORDER BY file, row"""
+        _copy(con, decisions, stage_dir / "decisions" / "decisions.parquet")
+
+
+def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
+    """Write a query result to one Parquet file atomically (temporary name, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    target = str(tmp).replace("'", "''")
+    con.execute(f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)")
+    os.replace(tmp, path)

@@ -1,0 +1,182 @@
+"""MinHash signatures and LSH band keys for near-duplicate detection, vectorised over batches of documents.
+
+The permutation family is datasketch's ``affine32`` scheme (its default since 2.0): a 32-bit shingle
+hash ``h`` is pre-mixed with the MurmurHash3 finaliser and mapped by ``a * h + b mod 2**32`` with
+datasketch's own ``(a, b)`` for the seed. :meth:`MinHasher.signatures` returns exactly the values
+``datasketch.MinHash(num_perm, seed, hashfunc=<shingle hash>).update_batch(shingles)`` would (a test
+checks this), but for a whole batch of documents in a few numpy calls instead of one Python call per
+shingle.
+
+Tokens: the text is NFKC-normalised and case-folded; a token is a run of word characters, except in
+scripts written without spaces (Han, kana, Thai, Lao, Khmer, Myanmar), where every character is a
+token. Shingles are ``ngram`` consecutive tokens; a document with fewer tokens than ``ngram`` has
+one shingle made of all its tokens; a document without tokens has no signature (it is not compared).
+A shingle's hash combines per-token 64-bit xxhash values by position, then keeps 32 bits.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+
+import numpy as np
+import xxhash
+from datasketch import MinHash
+from datasketch.lsh import _optimal_param
+
+# scripts written without spaces between words: each character is a token
+_UNSPACED = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+TOKEN = re.compile(f"[{_UNSPACED}]|[^\\W{_UNSPACED}]+")
+
+_MASK32 = np.uint64(0xFFFFFFFF)
+_FMIX64 = (np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
+_FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35))
+SLICE_SHINGLES = 32_768  # shingles per permutation matrix: (32k x 112) uint32 = 14 MB
+
+
+# ASCII fast path: every byte that is not [A-Za-z0-9_] becomes a space (same tokens as the regex)
+_ASCII_NON_WORD = bytes(b if b < 128 and (chr(b).isalnum() or b == 0x5F) else 0x20 for b in range(256))
+
+
+def normalize(text: str) -> str:
+    """NFKC and case folding: the text every dedup key is computed from."""
+    if text.isascii():
+        return text.lower()
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def tokens(text: str) -> list[bytes]:
+    """UTF-8 tokens of the normalised text (see the module docstring)."""
+    if text.isascii():
+        return text.lower().encode("ascii").translate(_ASCII_NON_WORD).split()
+    return [t.encode("utf-8", "surrogatepass") for t in TOKEN.findall(normalize(text))]
+
+
+def _fmix64(values: np.ndarray) -> np.ndarray:
+    shift, m1, m2 = _FMIX64
+    values = values ^ (values >> shift)
+    values = values * m1
+    values = values ^ (values >> shift)
+    values = values * m2
+    return values ^ (values >> shift)
+
+
+def _fmix32(values: np.ndarray) -> np.ndarray:
+    s1, m1, s2, m2 = _FMIX32
+    values = values ^ (values >> s1)
+    values = values * m1
+    values = values ^ (values >> s2)
+    values = values * m2
+    return values ^ (values >> s1)
+
+
+class _TokenHashes(dict[bytes, int]):
+    """Token -> 64-bit xxhash, computed once per process per distinct token (vocabularies are Zipfian)."""
+
+    MAX_ENTRIES = 2_000_000
+
+    def __missing__(self, token: bytes) -> int:
+        if len(self) >= self.MAX_ENTRIES:
+            self.clear()
+        value = self[token] = xxhash.xxh64_intdigest(token)
+        return value
+
+
+class MinHasher:
+    """MinHash signatures (``num_perm`` uint32 values per document) and LSH band keys."""
+
+    def __init__(self, ngram: int = 5, bands: int = 14, rows: int = 8, seed: int = 1) -> None:
+        if ngram < 1 or bands < 1 or rows < 1:
+            raise ValueError("ngram, bands and rows must be >= 1")
+        self.ngram = ngram
+        self.bands = bands
+        self.rows = rows
+        self.num_perm = bands * rows
+        self.seed = seed
+        a, b = MinHash(num_perm=self.num_perm, seed=seed, scheme="affine32").permutations
+        self._a = np.asarray(a, dtype=np.uint32)
+        self._b = np.asarray(b, dtype=np.uint32)
+        rng = np.random.default_rng(seed)
+        # odd 64-bit multipliers: one per shingle position, and one per row of a band
+        self._position_mult = rng.integers(0, 2**63, size=ngram, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        self._row_mult = rng.integers(0, 2**63, size=rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        self._token_hashes = _TokenHashes()
+
+    @staticmethod
+    def for_threshold(threshold: float, num_perm: int, ngram: int = 5, seed: int = 1) -> MinHasher:
+        """Bands and rows chosen by datasketch for a Jaccard ``threshold`` (equal weight on FP and FN)."""
+        bands, rows = _optimal_param(threshold, num_perm, 0.5, 0.5)
+        return MinHasher(ngram=ngram, bands=bands, rows=rows, seed=seed)
+
+    def token_hashes(self, text: str) -> np.ndarray:
+        """64-bit hashes of the text's tokens, in order."""
+        return self.hash_tokens(tokens(text))
+
+    def hash_tokens(self, found: Sequence[bytes]) -> np.ndarray:
+        """64-bit hashes of already computed tokens, in order."""
+        return np.fromiter(map(self._token_hashes.__getitem__, found), dtype=np.uint64, count=len(found))
+
+    def shingle_hashes(self, token_hashes: np.ndarray) -> np.ndarray:
+        """32-bit hashes of the document's shingles (see the module docstring); empty without tokens."""
+        count = len(token_hashes)
+        if count == 0:
+            return np.empty(0, dtype=np.uint32)
+        width = min(self.ngram, count)
+        combined = np.zeros(count - width + 1, dtype=np.uint64)
+        for position in range(width):
+            combined += token_hashes[position : count - width + 1 + position] * self._position_mult[position]
+        return (_fmix64(combined) >> np.uint64(32)).astype(np.uint32)
+
+    def shingle_hash_set(self, text: str) -> np.ndarray:
+        """Distinct shingle hashes of a text (for exact Jaccard)."""
+        return np.unique(self.shingle_hashes(self.token_hashes(text)))
+
+    def signatures(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Signatures ``(len(texts), num_perm)`` uint32 and a boolean mask of documents that have one."""
+        shingles = [self.shingle_hashes(self.token_hashes(t)) for t in texts]
+        return self.signatures_of_shingles(shingles)
+
+    def signatures_of_shingles(self, shingles: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`signatures`, from each document's shingle hashes."""
+        counts = np.fromiter((len(s) for s in shingles), dtype=np.int64, count=len(shingles))
+        offsets = np.concatenate(([0], np.cumsum(counts)))
+        signatures = np.full((len(shingles), self.num_perm), np.uint32(0xFFFFFFFF), dtype=np.uint32)
+        if offsets[-1] == 0:
+            return signatures, counts > 0
+        mixed = _fmix32(np.concatenate(shingles))
+        total = int(offsets[-1])
+        for start in range(0, total, SLICE_SHINGLES):
+            stop = min(start + SLICE_SHINGLES, total)
+            # documents with shingles in [start, stop), and where each one's part of the slice begins
+            first = int(np.searchsorted(offsets, start, side="right")) - 1
+            last = int(np.searchsorted(offsets, stop, side="left"))
+            docs = np.arange(first, last)
+            docs = docs[counts[docs] > 0]
+            begins = np.maximum(offsets[docs], start) - start
+            permuted = mixed[start:stop, None] * self._a  # uint32 arithmetic wraps: mod 2**32
+            permuted += self._b
+            signatures[docs] = np.minimum(signatures[docs], np.minimum.reduceat(permuted, begins, axis=0))
+        return signatures, counts > 0
+
+    def band_keys(self, signatures: np.ndarray) -> np.ndarray:
+        """LSH bucket keys ``(n, bands)`` uint64: a 64-bit hash of each band's ``rows`` values."""
+        n = signatures.shape[0]
+        grouped = signatures[:, : self.bands * self.rows].reshape(n, self.bands, self.rows).astype(np.uint64)
+        keys = np.zeros((n, self.bands), dtype=np.uint64)
+        for row in range(self.rows):
+            keys = _fmix64(keys ^ (grouped[:, :, row] * self._row_mult[row]))
+        return keys
+
+
+def estimated_jaccard(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Share of equal signature values, row by row: the MinHash estimate of Jaccard similarity."""
+    return (left == right).mean(axis=-1)
+
+
+def exact_jaccard(left: np.ndarray, right: np.ndarray) -> float:
+    """Jaccard similarity of two sets of distinct shingle hashes (1.0 for two empty sets)."""
+    if len(left) == 0 and len(right) == 0:
+        return 1.0
+    shared = len(np.intersect1d(left, right, assume_unique=True))
+    return shared / (len(left) + len(right) - shared)
