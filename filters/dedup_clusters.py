@@ -18,7 +18,9 @@ the corpus beyond DuckDB's limit. Steps:
    of this run are removed: ``exact_duplicate`` when their text key equals the keeper's, else
    ``near_duplicate``. Released documents are never removed; they are only compared against.
 6. WARC revisit stubs (no payload of their own) are exact duplicates of the response with the payload
-   digest they name, here or in a released index; when none is found they are ``revisit_unresolved``.
+   digest they name, here or in a released index. When that response was dropped by an earlier stage
+   of this run, the stub is ``revisit_of_rejected`` (detail: the dropped page's id); when it is
+   nowhere, ``revisit_unresolved``.
 
 Outputs: ``clusters/`` (one row per document of this run in a cluster of two or more: id, cluster_id
 = the keeper's id, kept, method, similarity to the keeper, cluster size) and
@@ -31,7 +33,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import duckdb
@@ -92,11 +94,15 @@ class DedupClusters(PipelineStep):
     name = "🕸️ dedup clusters"
     type = "DEDUP"
 
-    def __init__(self, config: DedupConfig, layout: StageLayout, threads: int) -> None:
+    def __init__(
+        self, config: DedupConfig, layout: StageLayout, threads: int, upstream_outcomes: Sequence[Path] = ()
+    ) -> None:
+        """``upstream_outcomes``: rejects/errors folders of earlier stages (to explain revisits of dropped pages)."""
         super().__init__()
         self.config = config
         self.layout = layout
         self.threads = threads
+        self.upstream_outcomes = [Path(p) for p in upstream_outcomes]
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         stage_dir = self.layout.stage_dir
@@ -307,19 +313,37 @@ class DedupClusters(PipelineStep):
         # revisit stubs: the final keeper of the document holding the payload they name
         con.execute(
             """CREATE TABLE stub_targets AS
-               SELECT s.key, min(t.key) AS target FROM nodes s
+               SELECT s.key, s.revisit_of, min(t.key) AS target FROM nodes s
                LEFT JOIN nodes t ON t.payload_digest = s.revisit_of AND t.revisit_of IS NULL
-               WHERE s.revisit_of IS NOT NULL AND NOT s.released GROUP BY s.key"""
+               WHERE s.revisit_of IS NOT NULL AND NOT s.released GROUP BY s.key, s.revisit_of"""
         )
+        con.execute(f"CREATE TABLE rejected_payloads AS {self._rejected_payloads(con)}")
         con.execute(
             """INSERT INTO outcome
                SELECT s.key, n.id, n.source, n.file, n.row,
-                      coalesce(o.keeper_key, s.target), coalesce(o.keeper_id, t.id), 1,
-                      CASE WHEN s.target IS NULL THEN 'revisit_unresolved' ELSE 'exact_duplicate' END
+                      coalesce(o.keeper_key, s.target), coalesce(o.keeper_id, t.id, r.id), 1,
+                      CASE WHEN s.target IS NOT NULL THEN 'exact_duplicate'
+                           WHEN r.id IS NOT NULL THEN 'revisit_of_rejected'
+                           ELSE 'revisit_unresolved' END
                FROM stub_targets s JOIN nodes n ON n.key = s.key
                LEFT JOIN nodes t ON t.key = s.target
-               LEFT JOIN outcome o ON o.key = s.target"""
+               LEFT JOIN outcome o ON o.key = s.target
+               LEFT JOIN rejected_payloads r ON r.payload_digest = s.revisit_of"""
         )
+
+    def _rejected_payloads(self, con: duckdb.DuckDBPyConnection) -> str:
+        """SQL: (payload_digest, id) of pages an earlier stage of this run rejected or errored."""
+        parts = []
+        for folder in self.upstream_outcomes:
+            if any(folder.glob("*.parquet")):
+                relation = _relation(con, folder, pa.schema([]))
+                parts.append(
+                    f"SELECT json_extract_string(meta, '$.payload_digest') AS payload_digest, id FROM {relation}"
+                )
+        if not parts:
+            return "SELECT NULL::VARCHAR AS payload_digest, NULL::VARCHAR AS id WHERE false"
+        union = " UNION ALL ".join(parts)
+        return f"SELECT payload_digest, min(id) AS id FROM ({union}) WHERE payload_digest IS NOT NULL GROUP BY 1"
 
     def _similarities(self, con: duckdb.DuckDBPyConnection, index: Path, released: list[Path]) -> None:
         """``similarity(key, value)`` to the keeper for every removed document (1.0 for exact and revisits)."""
@@ -346,7 +370,8 @@ class DedupClusters(PipelineStep):
                         WHEN o.reason = 'exact_duplicate' THEN 1.0 ELSE s.value END AS similarity,
                    o.new_count AS cluster_size, o.source
                    FROM outcome o LEFT JOIN similarity s USING (key)
-                   WHERE o.keeper_id IS NOT NULL ORDER BY o.keeper_id, o.id"""
+                   WHERE o.keeper_id IS NOT NULL AND o.reason IS DISTINCT FROM 'revisit_of_rejected'
+                   ORDER BY o.keeper_id, o.id"""
         _copy(con, clusters, stage_dir / "clusters" / "part-00000-0000.parquet")
         decisions = """SELECT file, row, reason, keeper_id AS keeper, new_count AS dup_count
                        FROM outcome ORDER BY file, row"""

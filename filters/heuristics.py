@@ -4,8 +4,9 @@ The order is FineWeb's: URL filter (:mod:`filters.url_filter`, run before extrac
 stage), language, Gopher
 repetition, Gopher quality, C4 quality, FineWeb quality. Each filter is datatrove's own class with
 the manifest's keyword arguments; winnow adds two things: every dropped document goes to the
-stage's ``rejects`` with ``<filter>:<datatrove reason>``, and the word tokenizer is the regex one
-from :mod:`filters.word_tokenizer` unless the manifest asks for spaCy.
+stage's ``rejects`` with ``<filter>:<datatrove reason>``, the word tokenizer is the regex one
+from :mod:`filters.word_tokenizer` unless the manifest asks for spaCy, and WARC revisit stubs
+(:mod:`pipeline.revisits`) pass untouched to the dedup stage that resolves them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from filters.language import LanguageSelector
 from filters.word_tokenizer import RegexWordTokenizer
 from pipeline.manifest import HeuristicsConfig, LanguageConfig
 from pipeline.outcomes import ErrorsAsRecords, OutcomeWriter, StageLayout
+from pipeline.revisits import PassRevisitStubs
 
 
 def word_tokenizer(config: HeuristicsConfig) -> WordTokenizer | str:
@@ -31,19 +33,19 @@ def word_tokenizer(config: HeuristicsConfig) -> WordTokenizer | str:
     return RegexWordTokenizer("en") if config.tokenizer == "fast" else "en"
 
 
-class GuardedGopherRepetition(ErrorsAsRecords, GopherRepetitionFilter):
+class GuardedGopherRepetition(PassRevisitStubs, ErrorsAsRecords, GopherRepetitionFilter):
     """datatrove's GopherRepetitionFilter; a per-document exception becomes an error record."""
 
 
-class GuardedGopherQuality(ErrorsAsRecords, GopherQualityFilter):
+class GuardedGopherQuality(PassRevisitStubs, ErrorsAsRecords, GopherQualityFilter):
     """datatrove's GopherQualityFilter; a per-document exception becomes an error record."""
 
 
-class GuardedC4Quality(ErrorsAsRecords, C4QualityFilter):
+class GuardedC4Quality(PassRevisitStubs, ErrorsAsRecords, C4QualityFilter):
     """datatrove's C4QualityFilter; a per-document exception becomes an error record."""
 
 
-class GuardedFineWebQuality(ErrorsAsRecords, FineWebQualityFilter):
+class GuardedFineWebQuality(PassRevisitStubs, ErrorsAsRecords, FineWebQualityFilter):
     """datatrove's FineWebQualityFilter; a per-document exception becomes an error record."""
 
 

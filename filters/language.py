@@ -22,6 +22,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
 from pipeline.outcomes import ErrorsAsRecords, OutcomeWriter, StageLayout
+from pipeline.revisits import is_revisit_stub
 
 PREDICT_CHARS = 20_000
 PRECHECK_CHARS = 10_000
@@ -103,6 +104,9 @@ class LanguageAnnotator(PipelineStep):
         model = load_fasttext(self.model_path)
         with OutcomeWriter(self.layout, "language_id", kind="errors") as errors:
             for doc in data:
+                if is_revisit_stub(doc):  # no text of its own
+                    yield doc
+                    continue
                 try:
                     with self.track_time():
                         language, score = identify(model, doc.text)
@@ -126,6 +130,8 @@ class LanguageSelector(ErrorsAsRecords, BaseFilter):
         self.min_score = min_score
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        if is_revisit_stub(doc):  # no text, no language: dedup resolves it
+            return True
         language = doc.metadata.get("language")
         if self.keep is not None and language not in self.keep:
             return False, "other_language"

@@ -20,6 +20,7 @@ from rich.table import Table
 from pipeline.funnel import SourceFunnel, connect, stage_funnel, stage_names
 from pipeline.logs import quiet_console
 from pipeline.manifest import ManifestError, load_manifest
+from pipeline.stages import preflight
 
 app = typer.Typer(
     name="winnow",
@@ -57,6 +58,7 @@ def validate(
     """Check a manifest (schema, field types, unknown keys, input paths) without running it."""
     try:
         loaded = load_manifest(manifest, set_ or [])
+        preflight(loaded, str(manifest))
     except ManifestError as exc:
         _fail(str(exc), 2)
     stages = [name for name, cfg in loaded.stages if cfg is not None]
@@ -75,6 +77,7 @@ def run(
 
     try:
         loaded = load_manifest(manifest, set_ or [])
+        preflight(loaded, str(manifest))
     except ManifestError as exc:
         _fail(str(exc), 2)
     try:

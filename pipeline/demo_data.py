@@ -3,10 +3,10 @@
 The article text comes from the docstrings of the Python standard library's own source files (real
 prose written by people, read with ``ast``, nothing imported), wrapped in page boilerplate (navigation,
 cookie banners, footers) as real sites do. Around the articles the generator mixes in what a crawl
-contains and a curation pipeline must handle: reposts of the same article on other sites, pages in
-other languages, link farms and keyword spam, a blocklisted domain, error and redirect pages,
-legacy-encoded pages, an empty body, binary data labelled as HTML, and non-HTML records (requests,
-images, stylesheets, PDFs). The output is deterministic for a given Python version.
+contains and a curation pipeline must handle: reposts of the same article on other sites, lightly
+edited copies (near duplicates), pages in other languages, link farms and keyword spam, a blocklisted
+domain, error and redirect pages, legacy-encoded pages, an empty body, binary data labelled as HTML,
+and non-HTML records (requests, images, stylesheets, PDFs). The output is deterministic for a given Python version.
 """
 
 from __future__ import annotations
@@ -129,6 +129,12 @@ def _records(pages: int, seed: int) -> Iterator[bytes]:
         if kind == 7:  # the same article reposted elsewhere, with a different frame
             site2 = SITES[(i + 1) % len(SITES)]
             yield from response(f"https://{site2}/repost/{module}", page(title, paragraphs, site2).encode())
+        elif kind == 8:  # a lightly edited copy: a near duplicate, not an exact one
+            edited = [
+                *paragraphs[:-1],
+                f"Editor's note: this article on {module} was updated on {2020 + i % 5}-0{1 + i % 9}.",
+            ]
+            yield from response(f"https://{site}/edited/{module}/{i}", page(title, edited, site).encode())
         elif kind == 9:
             lang = ("de", "fr", "es")[(i // 20) % 3]
             text = OTHER_LANGUAGES[lang].split("\n")

@@ -8,7 +8,8 @@ decode is noted in ``meta.decode``), and trafilatura runs in an :class:`Extracti
 per-page timeout and memory cap. Every page leaves as a document, a reject with a reason
 (``http_status``, ``empty_payload``, ``too_large``, ``not_html``, ``language_precheck``,
 ``extract_timeout``, ``no_text``)
-or an error (``extract_failed``, ``extract_worker_died``).
+or an error (``extract_failed``, ``extract_worker_died``). WARC revisit stubs (:mod:`pipeline.revisits`)
+pass on unextracted when a dedup stage will resolve them, else are rejected as ``revisit``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from datatrove.pipeline.base import PipelineStep
 from filters.language import default_lid_model, load_fasttext, precheck_language
 from pipeline.manifest import ExtractConfig
 from pipeline.outcomes import OutcomeWriter, StageLayout
+from pipeline.revisits import is_revisit_stub
 from pipeline.sandbox import ExtractionSandbox, SandboxCrashed, SandboxTimeout
 
 META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
@@ -88,10 +90,12 @@ class HtmlExtractor(PipelineStep):
     name = "🛢 trafilatura (sandboxed)"
     type = "WINNOW"
 
-    def __init__(self, config: ExtractConfig, layout: StageLayout) -> None:
+    def __init__(self, config: ExtractConfig, layout: StageLayout, resolve_revisits: bool = False) -> None:
+        """``resolve_revisits``: a dedup stage follows, so revisit stubs pass on instead of being rejected."""
         super().__init__()
         self.config = config
         self.layout = layout
+        self.resolve_revisits = resolve_revisits
 
     @property
     def trafilatura_options(self) -> dict[str, Any]:
@@ -123,6 +127,12 @@ class HtmlExtractor(PipelineStep):
                 reason = None
                 if status is not None and not 200 <= status < 300:
                     reason, detail = "http_status", str(status)
+                elif is_revisit_stub(doc):
+                    if self.resolve_revisits:  # dedup resolves it against the payload it names
+                        self.stat_update("revisit_stub")
+                        yield doc
+                        continue
+                    reason, detail = "revisit", meta["revisit"]["payload_digest"]
                 elif not payload.strip():
                     reason, detail = "empty_payload", None
                 elif len(payload) > c.max_html_bytes:

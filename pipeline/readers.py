@@ -82,7 +82,8 @@ class WarcDocumentReader(PipelineStep):
                     progress.advance(docs=1, units=entry.offset)
                     continue
                 self.stat_update(f"records:{entry.record_type}")
-                if entry.record_type != "response" or entry.payload is None:
+                is_revisit = entry.record_type == "revisit"
+                if not is_revisit and (entry.record_type != "response" or entry.payload is None):
                     continue
                 if not is_html(entry.content_type):
                     self.stat_update("skipped_non_html")
@@ -100,7 +101,14 @@ class WarcDocumentReader(PipelineStep):
             "http_status": rec.http_status,
             "content_type": rec.content_type,
             "http_charset": rec.charset,
+            "payload_digest": rec.payload_digest,
         }
+        if rec.record_type == "revisit":  # a stub: see pipeline.revisits
+            meta["revisit"] = {
+                "payload_digest": rec.payload_digest,
+                "refers_to_uri": rec.refers_to_uri,
+                "refers_to_date": rec.refers_to_date,
+            }
         doc_id = stable_id(item.source, rec.record_id or f"{name}@{rec.offset}")
         metadata = {"source": item.source, "url": rec.url, "crawl": crawl, "meta": meta, "payload": rec.payload}
         return Document(text="", id=doc_id, metadata=metadata)

@@ -22,12 +22,20 @@ import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
 from filters.dedup import DedupSelect, DedupSignatures
-from filters.dedup_clusters import DedupClusters
+from filters.dedup_clusters import AgainstIndexError, DedupClusters, check_against
 from filters.heuristics import heuristic_filters
 from filters.language import LanguageAnnotator
 from filters.url_filter import url_filter
 from pipeline.extract import HtmlExtractor
-from pipeline.manifest import DedupConfig, DocumentSource, ExtractConfig, HeuristicsConfig, Manifest, WarcSource
+from pipeline.manifest import (
+    DedupConfig,
+    DocumentSource,
+    ExtractConfig,
+    HeuristicsConfig,
+    Manifest,
+    ManifestError,
+    WarcSource,
+)
 from pipeline.outcomes import BeginTask, DocumentWriter, StageLayout
 from pipeline.readers import DocumentFile, DocumentReader, WarcDocumentReader
 from pipeline.sources import InputFile
@@ -99,13 +107,17 @@ def build_extract(
         BeginTask(layout),
         WarcDocumentReader(warcs, layout),
         *url_filter(config.url_filter, layout),
-        HtmlExtractor(config, layout),
+        HtmlExtractor(config, layout, resolve_revisits=manifest.stages.dedup is not None),
         LanguageAnnotator(config.language.model, layout),
         DocumentWriter(layout),
     ]
     # language.min_score only matters to the selection in heuristics: changing it must not re-extract
     settings = config.model_dump(mode="json", exclude={"language": {"min_score"}})
-    fingerprint = {"config": settings, "inputs": [(f.path, f.size) for f in warcs]}
+    fingerprint = {
+        "config": settings,
+        "inputs": [(f.path, f.size) for f in warcs],
+        "revisits_to_dedup": manifest.stages.dedup is not None,
+    }
     return StagePlan(layout, [Phase("extract", steps, sum(f.size for f in warcs))], fingerprint)
 
 
@@ -141,6 +153,8 @@ def build_dedup(
     clusters = layout.for_phase("clusters")
     select = layout.for_phase("select")
     threads = config.threads or manifest.executor.workers
+    earlier = manifest.stages.enabled()[: manifest.stages.enabled().index("dedup")]
+    outcomes = [run_dir / "stages" / stage / dataset for stage in earlier for dataset in ("rejects", "errors")]
     phases = [
         Phase(
             "signatures",
@@ -151,7 +165,7 @@ def build_dedup(
             ],
             rows,
         ),
-        Phase("clusters", [DedupClusters(config, clusters, threads)], 8, tasks=1),
+        Phase("clusters", [DedupClusters(config, clusters, threads, outcomes)], 8, tasks=1),
         Phase(
             "select",
             [BeginTask(select), DocumentReader(files, select), DedupSelect(select), DocumentWriter(select)],
@@ -161,6 +175,15 @@ def build_dedup(
     # the memory and thread settings change how, not what: they must not invalidate a finished stage
     settings = config.model_dump(mode="json", exclude={"memory_limit", "threads"})
     return StagePlan(layout, phases, {"config": settings, "inputs": _fingerprint_files(files)})
+
+
+def preflight(manifest: Manifest, where: str) -> None:
+    """Checks a manifest needs beyond its own text (other runs' files); raises ManifestError naming the field."""
+    if manifest.stages.dedup is not None:
+        try:
+            check_against(manifest.stages.dedup)
+        except AgainstIndexError as exc:
+            raise ManifestError(f"{where}: stages.dedup.against: {exc}") from None
 
 
 Builder = Callable[[Manifest, Path, Sequence[InputFile], StageLayout | None], StagePlan]

@@ -27,6 +27,8 @@ from typing import BinaryIO
 
 from fastwarc.warc import ArchiveIterator, WarcRecord, WarcRecordType
 
+from pipeline.revisits import IDENTICAL_PAYLOAD_PROFILE
+
 GZIP_MAGIC = b"\x1f\x8b\x08"
 # a WARC header line, not anchored to a line start: garbage before a record may not end in a newline
 WARC_MAGIC = re.compile(rb"WARC/[0-9]+\.[0-9]+\r?\n")
@@ -47,6 +49,9 @@ class ArchiveRecord:
     content_type: str | None = None
     charset: str | None = None
     payload: bytes | None = None
+    payload_digest: str | None = None  # WARC-Payload-Digest, e.g. "sha1:..."
+    refers_to_uri: str | None = None  # revisits: the record whose payload this one repeats
+    refers_to_date: str | None = None
 
 
 @dataclass(slots=True)
@@ -171,11 +176,22 @@ def _warc_record(rec: WarcRecord, offset: int) -> ArchiveRecord:
         url=_target_uri(headers.get("WARC-Target-URI")),
         date=headers.get("WARC-Date"),
         record_id=headers.get("WARC-Record-ID"),
+        payload_digest=headers.get("WARC-Payload-Digest"),
     )
     if rec.record_type == WarcRecordType.response:
         block = rec.reader.read()
         if block.startswith(b"HTTP/"):
             _parse_http_block(block, out)
+    elif rec.record_type == WarcRecordType.revisit and (headers.get("WARC-Profile") or "").endswith(
+        IDENTICAL_PAYLOAD_PROFILE
+    ):
+        out.record_type = "revisit"
+        out.refers_to_uri = _target_uri(headers.get("WARC-Refers-To-Target-URI"))
+        out.refers_to_date = headers.get("WARC-Refers-To-Date")
+        block = rec.reader.read()
+        if block.startswith(b"HTTP/"):  # the HTTP headers of the revisit; the payload is the original's
+            _parse_http_block(block, out)
+        out.payload = None
     return out
 
 
