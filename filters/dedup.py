@@ -19,6 +19,7 @@ the same way in phases 1 and 3. Internal integer keys are ``file << 32 | row``.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 from pathlib import Path
 from typing import Any
@@ -143,13 +144,13 @@ class DedupSignatures(PipelineStep):
                 "file": [d.metadata["position"][0] for d in batch],
                 "row": [d.metadata["position"][1] for d in batch],
                 "crawl": [d.metadata.get("crawl") for d in batch],
-                "date": [m.get("date") for m in meta],
+                "date": [_text(m.get("date")) for m in meta],
                 "url_key": [url_key(d.metadata.get("url")) for d in batch],
                 "text_key": [text_key_of_tokens(t) for t in token_lists],
                 "prefer": [
                     _number((d.metadata.get("attributes") or {}).get(prefer)) if prefer else None for d in batch
                 ],
-                "payload_digest": [m.get("payload_digest") for m in meta],
+                "payload_digest": [_text(m.get("payload_digest")) for m in meta],
                 "revisit_of": [_revisit_of(d) for d in batch],
                 "sig": _signature_column(signatures, has_sig),
             }
@@ -179,7 +180,17 @@ class DedupSignatures(PipelineStep):
 def _revisit_of(doc: Document) -> str | None:
     """The payload digest a WARC revisit stub refers to (None for ordinary documents)."""
     revisit = (doc.metadata.get("meta") or {}).get("revisit")
-    return revisit.get("payload_digest") if isinstance(revisit, dict) else None
+    return _text(revisit.get("payload_digest")) if isinstance(revisit, dict) else None
+
+
+def _text(value: Any) -> str | None:
+    """A string index column from a ``meta`` value of any JSON/Parquet type (a source's ``date`` may be a
+    timestamp or a number): dates and datetimes in ISO format, other values as ``str``."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    return str(value)
 
 
 def _number(value: Any) -> float | None:

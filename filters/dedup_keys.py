@@ -45,8 +45,10 @@ def url_key(url: str | None) -> str | None:
         return None
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
-    if not host:
+    if not host or any(c.isspace() for c in host):
         return None
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
     netloc = host if port is None or DEFAULT_PORTS.get(scheme) == port else f"{host}:{port}"
     query = sorted(
         (k, v)

@@ -22,8 +22,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import xxhash
-from datasketch import MinHash
-from datasketch.lsh import _optimal_param
 
 # scripts written without spaces between words: each character is a token
 _UNSPACED = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -71,6 +69,18 @@ def _fmix32(values: np.ndarray) -> np.ndarray:
     return values ^ (values >> s1)
 
 
+def affine32_permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's ``affine32`` permutation parameters ``(a, b)`` for a seed (``MinHash._init_permutations``).
+
+    Generated here rather than by constructing a ``datasketch.MinHash`` because importing datasketch
+    imports scipy, about a second in every worker process; a test checks the values are datasketch's.
+    """
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
+
+
 class _TokenHashes(dict[bytes, int]):
     """Token -> 64-bit xxhash, computed once per process per distinct token (vocabularies are Zipfian)."""
 
@@ -94,9 +104,7 @@ class MinHasher:
         self.rows = rows
         self.num_perm = bands * rows
         self.seed = seed
-        a, b = MinHash(num_perm=self.num_perm, seed=seed, scheme="affine32").permutations
-        self._a = np.asarray(a, dtype=np.uint32)
-        self._b = np.asarray(b, dtype=np.uint32)
+        self._a, self._b = affine32_permutations(self.num_perm, seed)
         rng = np.random.default_rng(seed)
         # odd 64-bit multipliers: one per shingle position, and one per row of a band
         self._position_mult = rng.integers(0, 2**63, size=ngram, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
@@ -106,6 +114,8 @@ class MinHasher:
     @staticmethod
     def for_threshold(threshold: float, num_perm: int, ngram: int = 5, seed: int = 1) -> MinHasher:
         """Bands and rows chosen by datasketch for a Jaccard ``threshold`` (equal weight on FP and FN)."""
+        from datasketch.lsh import _optimal_param  # imports scipy (~1 s): only when a threshold is asked for
+
         bands, rows = _optimal_param(threshold, num_perm, 0.5, 0.5)
         return MinHasher(ngram=ngram, bands=bands, rows=rows, seed=seed)
 

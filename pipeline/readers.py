@@ -199,12 +199,18 @@ class DocumentReader(PipelineStep):
         """Documents of one file; rows that cannot become documents are yielded flagged ``read_error``."""
         try:
             if file.format == "jsonl":
-                with fsspec.open(file.path, "rt", compression="infer", encoding="utf-8") as lines:
+                # utf-8-sig: a byte-order mark at the start of the file (Windows tools write one) is not part of
+                # line 1; surrogateescape: bytes that are not UTF-8 make their line an error, not the rest of the file
+                with fsspec.open(
+                    file.path, "rt", compression="infer", encoding="utf-8-sig", errors="surrogateescape"
+                ) as lines:
                     for line_no, line in enumerate(lines):
                         try:
-                            row = json.loads(line)
+                            row = json.loads(_valid_utf8(line))
                             if not isinstance(row, dict):
                                 raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+                            if _SURROGATE_ESCAPE.search(line):
+                                _no_lone_surrogates(row)
                         except ValueError as exc:
                             yield _unreadable(file, f"line {line_no + 1}", "bad_json", str(exc))
                             continue
@@ -221,6 +227,26 @@ class DocumentReader(PipelineStep):
                         row_no += 1
         except (OSError, ValueError, pa.ArrowException) as exc:
             yield _unreadable(file, "file", "input_unreadable", f"{type(exc).__name__}: {exc}")
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _valid_utf8(line: str) -> str:
+    """The line, or ValueError if it held bytes that are not UTF-8 (decoded as lone surrogates by surrogateescape)."""
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"not valid UTF-8 at character {exc.start + 1}") from None
+    return line
+
+
+def _no_lone_surrogates(row: dict[str, Any]) -> None:
+    """ValueError if a JSON ``\\uD800``-style escape left a lone surrogate: such text cannot be written as UTF-8."""
+    try:
+        json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a \\u escape of a lone UTF-16 surrogate: not valid Unicode text") from None
 
 
 def _source_document(row: dict[str, Any], file: DocumentFile, row_no: int) -> Document:

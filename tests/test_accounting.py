@@ -111,12 +111,12 @@ def test_html_sources_have_input_and_wet_wat_has_none(run: RunResult) -> None:
     assert funnel.get("wet_wat") is None or funnel["wet_wat"].rows_in == 0
 
 
-def test_heuristics_reads_what_extract_wrote(run: RunResult) -> None:
-    """Per source, the heuristics stage's input is exactly the extract stage's output."""
-    extract, heuristics = run.stages
-    kept = {s: f.rows_out for s, f in extract.funnel.items() if f.rows_out}
-    assert kept
-    assert {s: f.rows_in for s, f in heuristics.funnel.items() if f.rows_in} == kept
+def test_each_stage_reads_what_the_previous_one_wrote(run: RunResult) -> None:
+    """Per source, a stage's input is exactly the previous stage's output (extract -> heuristics -> dedup)."""
+    for before, after in zip(run.stages, run.stages[1:], strict=False):
+        kept = {s: f.rows_out for s, f in before.funnel.items() if f.rows_out}
+        assert kept, before.name
+        assert {s: f.rows_in for s, f in after.funnel.items() if f.rows_in} == kept, after.name
 
 
 def test_malformed_arcs_read_leniently(run: RunResult) -> None:

@@ -87,6 +87,7 @@ def run_extract(tmp_path: Path, archive: bytes, filename: str = "input.warc.gz",
             "stages": {
                 "extract": {"timeout_s": 2, "url_filter": False, "language": {"keep": None}, **extract},
                 "heuristics": None,
+                "dedup": None,
             },
         }
     )

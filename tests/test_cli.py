@@ -142,7 +142,7 @@ def test_inspect_prints_each_stage_and_balance(
     assert result.returncode == 0, result.stderr
     assert "in = out+rej+err" in result.stdout
     rows = funnel_rows(result.stdout)
-    assert set(rows) == {"extract", "heuristics"}, result.stdout
+    assert set(rows) == {"extract", "heuristics", "dedup"}, result.stdout
     for stage, (_, rows_in, rows_out, rejected, errored, balanced) in rows.items():
         n_in, n_out, n_rej, n_err = (int(x.replace(",", "")) for x in (rows_in, rows_out, rejected, errored))
         assert balanced == "yes" and n_in == n_out + n_rej + n_err, (stage, rows[stage])
@@ -150,6 +150,7 @@ def test_inspect_prints_each_stage_and_balance(
         assert n_rej == parquet_rows(run_dir, f"{stage}_rejects")
         assert n_err == parquet_rows(run_dir, f"{stage}_errors")
     assert int(rows["heuristics"][1].replace(",", "")) == parquet_rows(run_dir, "extract"), "heuristics reads extract"
+    assert int(rows["dedup"][1].replace(",", "")) == parquet_rows(run_dir, "heuristics"), "dedup reads heuristics"
 
 
 def test_inspect_one_stage(demo_run: tuple[Path, subprocess.CompletedProcess[str]], winnow_cli: WinnowCli) -> None:

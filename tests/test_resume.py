@@ -99,20 +99,23 @@ def baseline(tmp_path_factory: pytest.TempPathFactory, resume_warcs: Path, winno
 
 
 def test_rerun_of_a_finished_run_does_no_work(baseline: Path, resume_warcs: Path, winnow_cli: WinnowCli) -> None:
-    """Both stages are reported skipped and no file under stages/ or logs/ is rewritten."""
+    """Every stage is reported skipped and no file under stages/ or logs/ is rewritten."""
     before = {name: mtimes(baseline / name) for name in ("stages", "logs")}
     result = winnow_cli(*run_args(baseline.parent, resume_warcs, 4, 2), cwd=baseline.parent)
     assert_finished(result)
     assert f"extract: {SKIPPED}" in result.stdout
     assert f"heuristics: {SKIPPED}" in result.stdout
-    assert {name: r["skipped"] for name, r in stage_records(baseline).items()} == {"extract": True, "heuristics": True}
+    assert f"dedup: {SKIPPED}" in result.stdout
+    expected = {"extract": True, "heuristics": True, "dedup": True}
+    assert {name: r["skipped"] for name, r in stage_records(baseline).items()} == expected
     assert {name: mtimes(baseline / name) for name in ("stages", "logs")} == before
 
 
 def test_changed_heuristics_setting_reruns_heuristics_only(
     baseline: Path, resume_warcs: Path, tmp_path: Path, winnow_cli: WinnowCli
 ) -> None:
-    """A heuristics setting changes heuristics' output; extract is untouched; going back restores it."""
+    """A heuristics setting changes heuristics' output (and so dedup's input); extract is untouched; going back
+    restores it."""
     output = tmp_path / "out"
     shutil.copytree(baseline.parent, output)
     run_dir = output / "demo"
@@ -125,7 +128,8 @@ def test_changed_heuristics_setting_reruns_heuristics_only(
     assert_finished(result)
     assert f"extract: {SKIPPED}" in result.stdout
     assert f"heuristics: {SKIPPED}" not in result.stdout
-    assert {name: r["skipped"] for name, r in stage_records(run_dir).items()} == {"extract": True, "heuristics": False}
+    expected = {"extract": True, "heuristics": False, "dedup": False}
+    assert {name: r["skipped"] for name, r in stage_records(run_dir).items()} == expected
     assert mtimes(run_dir / "stages" / "extract") == extract_before
 
     # every document kept before is now too short for gopher_quality; earlier filters decide as before
