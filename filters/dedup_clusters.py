@@ -22,10 +22,13 @@ the corpus beyond DuckDB's limit. Steps:
    of this run, the stub is ``revisit_of_rejected`` (detail: the dropped page's id); when it is
    nowhere, ``revisit_unresolved``.
 
+A URL duplicate joins the final cluster of its URL's latest fetch (and follows it if that fetch is
+itself removed), so every removed document's keeper is a document that survives.
+
 Outputs: ``clusters/`` (one row per document of this run in a cluster of two or more: id, cluster_id
-= the keeper's id, kept, method, similarity to the keeper, cluster size) and
-``decisions/decisions.parquet`` (file, row, reason, keeper, dup_count; sorted by file and row) for the
-select phase.
+= the final keeper's id, kept, method, similarity to the keeper, cluster size counting this run's
+documents and a released keeper) and ``decisions/decisions.parquet`` (file, row, reason, keeper,
+dup_count; sorted by file and row) for the select phase.
 """
 
 from __future__ import annotations
@@ -283,11 +286,11 @@ class DedupClusters(PipelineStep):
                 break
 
     def _keepers(self, con: duckdb.DuckDBPyConnection) -> None:
+        """``outcome``: every document of this run that is in a cluster, with its final keeper and reason."""
         con.execute(
             """CREATE TABLE members AS
-               SELECT n.key, c.l AS comp, n.id, n.released, n.text_key, n.file, n.row, n.source,
-                      row_number() OVER w AS rnk,
-                      count(*) FILTER (WHERE NOT n.released) OVER (PARTITION BY c.l) AS new_count
+               SELECT n.key, c.l AS comp, n.id, n.released, n.text_key,
+                      row_number() OVER w AS rnk
                FROM labels c JOIN nodes n ON n.key = c.n
                WINDOW w AS (PARTITION BY c.l ORDER BY n.released DESC, n.prefer DESC NULLS LAST,
                             n.crawl ASC NULLS LAST, n.date ASC NULLS LAST, n.id, n.key)"""
@@ -296,39 +299,51 @@ class DedupClusters(PipelineStep):
             """CREATE TABLE keepers AS SELECT comp, key AS keeper_key, id AS keeper_id, text_key AS keeper_text
                FROM members WHERE rnk = 1"""
         )
-        # documents of this run: kept, or removed with their reason and keeper
         con.execute(
             """CREATE TABLE outcome AS
-               SELECT m.key, m.id, m.source, m.file, m.row, k.keeper_key, k.keeper_id, m.new_count,
+               SELECT m.key, k.keeper_key, k.keeper_id,
                       CASE WHEN m.rnk = 1 THEN NULL
                            WHEN m.text_key = k.keeper_text THEN 'exact_duplicate'
                            ELSE 'near_duplicate' END AS reason
                FROM members m JOIN keepers k USING (comp) WHERE NOT m.released"""
         )
-        con.execute(
-            """INSERT INTO outcome
-               SELECT n.key, n.id, n.source, n.file, n.row, u.keeper, kn.id, 1, 'url_duplicate'
-               FROM url_removed u JOIN nodes n ON n.key = u.key JOIN nodes kn ON kn.key = u.keeper"""
-        )
-        # revisit stubs: the final keeper of the document holding the payload they name
+        # revisit stubs name the payload of another document: here, or released
         con.execute(
             """CREATE TABLE stub_targets AS
                SELECT s.key, s.revisit_of, min(t.key) AS target FROM nodes s
                LEFT JOIN nodes t ON t.payload_digest = s.revisit_of AND t.revisit_of IS NULL
                WHERE s.revisit_of IS NOT NULL AND NOT s.released GROUP BY s.key, s.revisit_of"""
         )
+        # URL keepers and revisit targets that are in no cluster of their own keep themselves
+        con.execute(
+            """INSERT INTO outcome SELECT n.key, n.key, n.id, NULL FROM nodes n
+               WHERE NOT n.released
+                 AND (n.key IN (SELECT keeper FROM url_removed) OR n.key IN (SELECT target FROM stub_targets))
+                 AND n.key NOT IN (SELECT key FROM outcome) AND n.key NOT IN (SELECT key FROM url_removed)"""
+        )
+        # an older fetch follows its URL's latest fetch to that one's final keeper
+        con.execute(
+            """INSERT INTO outcome SELECT u.key, o.keeper_key, o.keeper_id, 'url_duplicate'
+               FROM url_removed u JOIN outcome o ON o.key = u.keeper"""
+        )
         con.execute(f"CREATE TABLE rejected_payloads AS {self._rejected_payloads(con)}")
         con.execute(
             """INSERT INTO outcome
-               SELECT s.key, n.id, n.source, n.file, n.row,
-                      coalesce(o.keeper_key, s.target), coalesce(o.keeper_id, t.id, r.id), 1,
+               SELECT s.key, coalesce(o.keeper_key, s.target), coalesce(o.keeper_id, t.id, r.id),
                       CASE WHEN s.target IS NOT NULL THEN 'exact_duplicate'
                            WHEN r.id IS NOT NULL THEN 'revisit_of_rejected'
                            ELSE 'revisit_unresolved' END
-               FROM stub_targets s JOIN nodes n ON n.key = s.key
+               FROM stub_targets s
                LEFT JOIN nodes t ON t.key = s.target
                LEFT JOIN outcome o ON o.key = s.target
                LEFT JOIN rejected_payloads r ON r.payload_digest = s.revisit_of"""
+        )
+        # cluster size: the documents of this run that share a final keeper, plus a released keeper
+        con.execute(
+            """CREATE TABLE cluster_sizes AS
+               SELECT keeper_key, count(*) + CASE WHEN keeper_key < 0 THEN 1 ELSE 0 END AS size FROM outcome
+               WHERE reason IS NULL OR reason IN ('url_duplicate', 'exact_duplicate', 'near_duplicate')
+               GROUP BY keeper_key"""
         )
 
     def _rejected_payloads(self, con: duckdb.DuckDBPyConnection) -> str:
@@ -360,21 +375,22 @@ class DedupClusters(PipelineStep):
 
     def _write_outputs(self, con: duckdb.DuckDBPyConnection) -> None:
         stage_dir = self.layout.stage_dir
-        clusters = """SELECT o.id, o.keeper_id AS cluster_id, o.reason IS NULL AS kept,
+        clusters = """SELECT n.id, o.keeper_id AS cluster_id, o.reason IS NULL AS kept,
                    CASE WHEN o.reason IS NULL THEN NULL
                         WHEN o.reason = 'url_duplicate' THEN 'url'
-                        WHEN o.reason = 'exact_duplicate' THEN 'exact'
                         WHEN o.reason = 'near_duplicate' THEN 'near'
-                        ELSE 'revisit' END AS method,
-                   CASE WHEN o.reason IS NULL THEN 1.0
-                        WHEN o.reason = 'exact_duplicate' THEN 1.0 ELSE s.value END AS similarity,
-                   o.new_count AS cluster_size, o.source
-                   FROM outcome o LEFT JOIN similarity s USING (key)
-                   WHERE o.keeper_id IS NOT NULL AND o.reason IS DISTINCT FROM 'revisit_of_rejected'
-                   ORDER BY o.keeper_id, o.id"""
+                        WHEN n.revisit_of IS NOT NULL THEN 'revisit'
+                        ELSE 'exact' END AS method,
+                   CASE WHEN o.reason IS NULL OR o.reason = 'exact_duplicate' THEN 1.0 ELSE s.value END
+                        AS similarity,
+                   z.size AS cluster_size, n.source
+                   FROM outcome o JOIN nodes n USING (key) JOIN cluster_sizes z USING (keeper_key)
+                   LEFT JOIN similarity s USING (key)
+                   WHERE z.size > 1 ORDER BY cluster_id, n.id"""
         _copy(con, clusters, stage_dir / "clusters" / "part-00000-0000.parquet")
-        decisions = """SELECT file, row, reason, keeper_id AS keeper, new_count AS dup_count
-                       FROM outcome ORDER BY file, row"""
+        decisions = """SELECT n.file, n.row, o.reason, o.keeper_id AS keeper, coalesce(z.size, 1) AS dup_count
+                       FROM outcome o JOIN nodes n USING (key) LEFT JOIN cluster_sizes z USING (keeper_key)
+                       ORDER BY n.file, n.row"""
         _copy(con, decisions, stage_dir / "decisions" / "decisions.parquet")
 
 

@@ -7,10 +7,12 @@ datasketch's own ``(a, b)`` for the seed. :meth:`MinHasher.signatures` returns e
 checks this), but for a whole batch of documents in a few numpy calls instead of one Python call per
 shingle.
 
-Tokens: the text is NFKC-normalised and case-folded; a token is a run of word characters, except in
-scripts written without spaces (Han, kana, Thai, Lao, Khmer, Myanmar), where every character is a
-token. Shingles are ``ngram`` consecutive tokens; a document with fewer tokens than ``ngram`` has
-one shingle made of all its tokens; a document without tokens has no signature (it is not compared).
+Tokens: the text is NFKC-normalised and case-folded; a token is a run of word characters and
+combining marks (so Indic vowel signs stay inside their word), except in scripts written without
+spaces (Han, kana, Thai, Lao, Khmer, Myanmar), where every letter, digit or mark is a token on its
+own; punctuation and symbols are never tokens. Shingles are ``ngram`` consecutive tokens; a document
+with fewer tokens than ``ngram`` has one shingle made of all its tokens; a document without tokens
+has no signature (it is not compared).
 A shingle's hash combines per-token 64-bit xxhash values by position, then keeps 32 bits.
 """
 
@@ -23,9 +25,43 @@ from collections.abc import Sequence
 import numpy as np
 import xxhash
 
-# scripts written without spaces between words: each character is a token
-_UNSPACED = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-TOKEN = re.compile(f"[{_UNSPACED}]|[^\\W{_UNSPACED}]+")
+# blocks of scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, kana, Han
+_UNSPACED_BLOCKS = (
+    (0x0E00, 0x0EFF),
+    (0x1000, 0x109F),
+    (0x1780, 0x17FF),
+    (0x3040, 0x30FF),
+    (0x31F0, 0x31FF),
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xF900, 0xFAFF),
+    (0x20000, 0x3134F),
+)
+
+
+def _char_class(codepoints: Sequence[int]) -> str:
+    """The body of a regex character class matching exactly ``codepoints`` (sorted), as ranges."""
+    parts, start = [], None
+    for previous, current in zip([None, *codepoints], [*codepoints, None], strict=True):
+        if start is None:
+            start = current
+        elif current is None or current != previous + 1:
+            parts.append(re.escape(chr(start)) + ("" if previous == start else "-" + re.escape(chr(previous))))
+            start = current
+    return "".join(parts)
+
+
+def _token_pattern() -> re.Pattern[str]:
+    in_blocks = [c for a, b in _UNSPACED_BLOCKS for c in range(a, b + 1)]
+    unspaced = _char_class([c for c in in_blocks if unicodedata.category(chr(c))[0] in "LMN"])
+    blocked = {*in_blocks}
+    marks = _char_class(
+        [c for c in range(0x30000) if c not in blocked and unicodedata.category(chr(c)) in ("Mn", "Mc", "Me")]
+    )
+    return re.compile(f"[{unspaced}]|(?:[^\\W{_char_class(sorted(blocked))}]|[{marks}])+")
+
+
+TOKEN = _token_pattern()
 
 _MASK32 = np.uint64(0xFFFFFFFF)
 _FMIX64 = (np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))

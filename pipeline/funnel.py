@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from pipeline.manifest import STAGE_ORDER
 from pipeline.schema import document_schema, outcome_schema
@@ -44,8 +45,9 @@ def connect(run_dir: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyCo
         con.execute(f"SET memory_limit = '{memory_limit}'")
     for stage in stage_names(run_dir):
         stage_dir = run_dir / "stages" / stage
+        attributes = _stage_attributes(stage_dir)
         for dataset, suffix in (("data", ""), ("rejects", "_rejects"), ("errors", "_errors")):
-            _register(con, f"{stage}{suffix}", _files(stage_dir / dataset), dataset == "data")
+            _register(con, f"{stage}{suffix}", _files(stage_dir / dataset), dataset == "data", attributes)
         for folder in sorted(p for p in stage_dir.rglob("*") if p.is_dir()):
             relative = folder.relative_to(stage_dir)
             if relative.parts[0] not in ("data", "rejects", "errors", "tmp") and _files(folder):
@@ -58,12 +60,28 @@ def connect(run_dir: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyCo
     return con
 
 
-def _register(con: duckdb.DuckDBPyConnection, view: str, files: list[str], is_data: bool) -> None:
+def _stage_attributes(stage_dir: Path) -> dict[str, pa.DataType]:
+    """The attribute columns a stage declared (recorded in stage.json when it completed)."""
+    try:
+        recorded = json.loads((stage_dir / "stage.json").read_text()).get("attributes") or {}
+        return {name: pa.type_for_alias(dtype) for name, dtype in recorded.items()}
+    except (OSError, ValueError):
+        return {}
+
+
+def _register(
+    con: duckdb.DuckDBPyConnection,
+    view: str,
+    files: list[str],
+    is_data: bool,
+    attributes: dict[str, pa.DataType] | None = None,
+) -> None:
+    """A view over ``files``; without files, an empty view with the dataset's columns (attributes included)."""
     if files:
         listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
         con.execute(f'CREATE VIEW "{view}" AS SELECT * FROM read_parquet([{listing}], union_by_name = true)')
     else:
-        empty = (document_schema() if is_data else outcome_schema()).empty_table()
+        empty = (document_schema(attributes) if is_data else outcome_schema(attributes)).empty_table()
         con.register(f"_{view}_empty", empty)
         con.execute(f'CREATE VIEW "{view}" AS SELECT * FROM "_{view}_empty"')
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import lzma
 import re
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,9 @@ from pipeline.progress import TaskProgress
 from pipeline.schema import CORE_COLUMNS, attributes_of, row_to_doc
 from pipeline.sources import InputFile
 from pipeline.web_archives import ArchiveRecord, ReadError, iter_archive
+
+# what reading a damaged or mislabelled file can raise (gzip/zstd/xz streams, Parquet, JSON decoding)
+READ_ERRORS = (OSError, ValueError, EOFError, zlib.error, lzma.LZMAError, pa.ArrowException)
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 CRAWL_IN_NAME = re.compile(r"CC-MAIN-\d{4}-\d{2}")
@@ -138,6 +143,7 @@ class DocumentFile:
     id_field: str | None = "id"
     url_field: str | None = "url"
     crawl: str | None = None
+    attributes: tuple[tuple[str, str], ...] = ()  # a Parquet file in winnow's schema: its attribute columns
 
     @staticmethod
     def of_stage(path: Path) -> DocumentFile:
@@ -145,14 +151,18 @@ class DocumentFile:
 
     @staticmethod
     def of_source(item: InputFile, source: DocumentSource) -> DocumentFile:
-        units = 1
+        units, attributes = 1, ()
         if source.kind == "parquet":
             try:
-                units = pq.ParquetFile(fsspec.open(item.path, "rb").open()).metadata.num_rows
-            except (OSError, ValueError, pa.ArrowException):
-                units = 1  # the reader records why it cannot be read
+                with fsspec.open(item.path, "rb") as handle:
+                    parquet = pq.ParquetFile(handle)
+                    units = parquet.metadata.num_rows
+                    if set(CORE_COLUMNS) <= set(parquet.schema_arrow.names):
+                        attributes = tuple((n, str(t)) for n, t in attributes_of(parquet.schema_arrow).items())
+            except READ_ERRORS:
+                pass  # the reader records why it cannot be read
         fields = source.model_dump(include={"text_field", "id_field", "url_field", "crawl"})
-        return DocumentFile(item.path, source.kind, units, source.name, **fields)
+        return DocumentFile(item.path, source.kind, units, source.name, attributes=attributes, **fields)
 
 
 class DocumentReader(PipelineStep):
@@ -205,6 +215,8 @@ class DocumentReader(PipelineStep):
                     file.path, "rt", compression="infer", encoding="utf-8-sig", errors="surrogateescape"
                 ) as lines:
                     for line_no, line in enumerate(lines):
+                        if not line.strip():
+                            continue  # blank lines (e.g. a trailing one) hold no record
                         try:
                             row = json.loads(_valid_utf8(line))
                             if not isinstance(row, dict):
@@ -214,7 +226,7 @@ class DocumentReader(PipelineStep):
                         except ValueError as exc:
                             yield _unreadable(file, f"line {line_no + 1}", "bad_json", str(exc))
                             continue
-                        yield _source_document(row, file, line_no)
+                        yield _source_document(row, file, line_no, f"line {line_no + 1}")
                 return
             with fsspec.open(file.path, "rb") as handle:
                 parquet = pq.ParquetFile(handle)
@@ -223,9 +235,14 @@ class DocumentReader(PipelineStep):
                 row_no = 0
                 for batch in parquet.iter_batches(batch_size=1024):
                     for row in batch.to_pylist():
-                        yield row_to_doc(row, names) if native else _source_document(row, file, row_no)
+                        where = f"row {row_no + 1}"
+                        yield (
+                            _native_document(row, names, file, where)
+                            if native
+                            else _source_document(row, file, row_no, where)
+                        )
                         row_no += 1
-        except (OSError, ValueError, pa.ArrowException) as exc:
+        except READ_ERRORS as exc:
             yield _unreadable(file, "file", "input_unreadable", f"{type(exc).__name__}: {exc}")
 
 
@@ -249,11 +266,20 @@ def _no_lone_surrogates(row: dict[str, Any]) -> None:
         raise ValueError("a \\u escape of a lone UTF-16 surrogate: not valid Unicode text") from None
 
 
-def _source_document(row: dict[str, Any], file: DocumentFile, row_no: int) -> Document:
+def _native_document(row: dict[str, Any], names: tuple[str, ...], file: DocumentFile, where: str) -> Document:
+    """A document from a row already in winnow's schema (a stage output, or a source of such files)."""
+    if not isinstance(row.get("text"), str):
+        return _unreadable(file, where, "missing_text", "column 'text' is null")
+    doc = row_to_doc(row, names)
+    doc.metadata["source"] = doc.metadata.get("source") or file.source or ""
+    return doc
+
+
+def _source_document(row: dict[str, Any], file: DocumentFile, row_no: int, where: str) -> Document:
     """A document from one JSONL/Parquet row of a document source."""
     text = row.get(file.text_field)
     if not isinstance(text, str):
-        return _unreadable(file, f"row {row_no + 1}", "missing_text", f"field {file.text_field!r} is not a string")
+        return _unreadable(file, where, "missing_text", f"field {file.text_field!r} is not a string")
     record_id = row.get(file.id_field) if file.id_field else None
     doc_id = stable_id(file.source or "", str(record_id) if record_id is not None else f"{file.path}#{row_no}")
     url = row.get(file.url_field) if file.url_field else None

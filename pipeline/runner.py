@@ -42,7 +42,6 @@ from pipeline.progress import ProgressMonitor
 from pipeline.sources import InputFile, checksum, resolve_inputs
 from pipeline.stages import BUILDERS, Phase, StagePlan
 
-
 # datatrove's local executor starts task processes from a forkserver; importing winnow there once
 # (instead of in every task process of every phase) saves seconds per phase
 multiprocess.get_context("forkserver").set_forkserver_preload(["pipeline.stages"])
@@ -223,7 +222,8 @@ class Runner:
                 "steps": steps,
             },
         )
-        write_json(state_path, {"fingerprint": fp, "completed": True, "config": plan.config})
+        attributes = {name: str(dtype) for name, dtype in layout.attributes.items()}
+        write_json(state_path, {"fingerprint": fp, "completed": True, "config": plan.config, "attributes": attributes})
         return StageResult(layout.stage, False, seconds, funnel), fp
 
     @staticmethod

@@ -92,6 +92,11 @@ def document_files(
     return files
 
 
+def native_attributes(files: Sequence[DocumentFile]) -> dict[str, pa.DataType]:
+    """Attribute columns carried in by source files that are already in winnow's schema."""
+    return {name: pa.type_for_alias(dtype) for f in files for name, dtype in f.attributes}
+
+
 def _fingerprint_files(files: Sequence[DocumentFile]) -> list[tuple[str, int]]:
     return [(f.path, f.units) for f in files if f.format != "stage"]  # stage outputs are covered by upstream's
 
@@ -125,8 +130,8 @@ def build_heuristics(
     manifest: Manifest, run_dir: Path, inputs: Sequence[InputFile], upstream: StageLayout | None
 ) -> StagePlan:
     config: HeuristicsConfig = manifest.stages.heuristics
-    layout = _layout(manifest, run_dir, "heuristics", upstream)
     files = document_files(manifest, "heuristics", inputs, upstream)
+    layout = _layout(manifest, run_dir, "heuristics", upstream, native_attributes(files))
     language = (manifest.stages.extract or ExtractConfig()).language
     steps: list[PipelineStep] = [
         BeginTask(layout),
@@ -146,8 +151,8 @@ def build_dedup(
     manifest: Manifest, run_dir: Path, inputs: Sequence[InputFile], upstream: StageLayout | None
 ) -> StagePlan:
     config: DedupConfig = manifest.stages.dedup
-    layout = _layout(manifest, run_dir, "dedup", upstream, {"dup_count": pa.int64()})
     files = document_files(manifest, "dedup", inputs, upstream)
+    layout = _layout(manifest, run_dir, "dedup", upstream, {**native_attributes(files), "dup_count": pa.int64()})
     rows = sum(f.units for f in files)
     signatures = layout.for_phase("signatures")
     clusters = layout.for_phase("clusters")

@@ -7,8 +7,7 @@
   is alone; identical pages are exact duplicates.
 - Exact and URL keys, the keeper rule, independence from task count and file split, bad input with the
   funnel identity, and the ``winnow sql`` question "which documents are near duplicates of X".
-- Known bugs in files this test does not own, pinned by ``xfail(strict=True)`` tests at the end: remove the
-  marker when the fix lands (the test then passes, and a strict xfail that passes is a failure).
+- URL duplicates in the final clusters, Indic vowel signs, and SQL on an empty stage output.
 
 Expected document ids are computed with :func:`pipeline.readers.stable_id` from the record ids written.
 """
@@ -524,8 +523,9 @@ def test_url_duplicates_keep_the_latest_fetch(tmp_path: Path) -> None:
 
 
 def test_non_string_dates_of_document_sources(tmp_path: Path) -> None:
-    """A Parquet ``date`` column of timestamps and a JSONL ``date`` of numbers (both land in ``meta.date``) are
-    compared as dates, not a crash of the signatures phase: the latest fetch is kept."""
+    """A Parquet ``date`` column of timestamps and a JSONL ``date`` of numbers (both land in ``meta.date``) no
+    longer crash the signatures phase (ArrowTypeError): timestamps compare as ISO text, numbers as their decimal
+    text (right for equal-width yyyymmdd), and the latest fetch is kept."""
     urls = ["http://example.com/page"] * 3
     when = [datetime.datetime(2020, 5, 1, 12), datetime.datetime(2022, 1, 31, 9), datetime.datetime(2021, 12, 1)]
     table = pa.table(
@@ -730,9 +730,9 @@ def test_bad_input(tmp_path: Path) -> None:
     assert errors == [
         ("bad", "bad_json", "line 12"),
         ("bad", "bad_json", "line 13"),
-        ("bad", "missing_text", "row 14"),
-        ("bad", "missing_text", "row 15"),
-        ("bad", "missing_text", "row 16"),
+        ("bad", "missing_text", "line 14"),
+        ("bad", "missing_text", "line 15"),
+        ("bad", "missing_text", "line 16"),
         ("raw", "bad_json", "line 2"),
         ("raw", "bad_json", "line 4"),
     ]
@@ -794,16 +794,9 @@ def test_sql_answers_which_documents_are_near_duplicates_of_x(
         assert {json.loads(line)["id"] for line in result.stdout.splitlines()} == expected
 
 
-# ------------------------------------------------------------------------------ known bugs (strict xfail)
-
-URL_CLUSTER_BUG = (
-    "filters/dedup_clusters.py _keepers: url_removed documents go into `outcome` with new_count 1 and their URL keeper "
-    "is never added, so the keeper has no clusters row (kept=True) unless it is also in an exact/near cluster, the "
-    "url_duplicate row says cluster_size 1, and the keeper's dup_count ignores it"
-)
+# ------------------------------------------------------------------------------ URL clusters, scripts, empty stage
 
 
-@pytest.mark.xfail(strict=True, reason=URL_CLUSTER_BUG)
 def test_url_duplicate_and_its_keeper_form_one_cluster(tmp_path: Path) -> None:
     """Two fetches of one URL are a cluster of two: the latest fetch has the kept row, both rows say cluster_size
     2, the keeper's dup_count is 2 (the clusters/dedup/rejects invariants hold)."""
@@ -819,11 +812,6 @@ def test_url_duplicate_and_its_keeper_form_one_cluster(tmp_path: Path) -> None:
     assert_clusters_consistent(run_dir)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="filters/dedup_clusters.py _keepers: a url_duplicate's keeper stays the URL keeper even when that "
-    "document is then removed as an exact/near duplicate, so its detail and cluster_id name a removed document",
-)
 def test_url_duplicate_follows_its_keeper_into_the_final_cluster(tmp_path: Path) -> None:
     """``old`` and ``new`` fetch one URL (late crawl); ``twin`` holds new's text in an earlier crawl. new is an exact
     duplicate of twin, so old, removed as new's url_duplicate, must name the surviving document, twin."""
@@ -845,11 +833,6 @@ def test_url_duplicate_follows_its_keeper_into_the_final_cluster(tmp_path: Path)
     assert cluster_rows(run_dir)[old].cluster_id == twin
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="filters/minhash.py TOKEN: combining marks (Mn/Mc) are not \\w, so Indic vowel signs are dropped and "
-    "split words; texts that differ only in vowel signs get one text key (also pinned in tests/test_minhash.py)",
-)
 def test_texts_that_differ_in_indic_vowel_signs_are_not_duplicates(tmp_path: Path) -> None:
     """'मेरा दिल' (my heart) and 'मेरा दाल' (my lentils) differ in a vowel sign: the stage must keep both."""
     rows = [
@@ -860,11 +843,6 @@ def test_texts_that_differ_in_indic_vowel_signs_are_not_duplicates(tmp_path: Pat
     assert rejects(run_dir) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline/funnel.py _register: a stage dataset without files becomes an empty view of document_schema() "
-    "without the stage's attribute columns, so `SELECT ... dup_count FROM dedup` fails when dedup passes nothing on",
-)
 def test_sql_on_dup_count_when_the_stage_passed_nothing_on(tmp_path: Path, winnow_cli: WinnowCli) -> None:
     """A run whose only line is not JSON: ``dedup`` is empty but still has its dup_count column."""
     run_dir = run_dedup(tmp_path, [jsonl_source("s", [write_jsonl(tmp_path / "s.jsonl", ["not json"])])])

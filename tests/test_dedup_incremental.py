@@ -54,7 +54,10 @@ def _manifest(name: str, output: Path, source: Path, against: list[str] | None =
 
 
 def _tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*.parquet"))}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*.parquet"))
+    }
 
 
 def test_a_new_batch_is_deduplicated_against_an_earlier_release(tmp_path: Path) -> None:

@@ -353,11 +353,6 @@ def test_reader_keeps_ids_and_attributes_of_a_winnow_schema_file(tmp_path: Path)
         assert doc.metadata["attributes"] == {"dup_count": row["dup_count"], "score_quality": 0.5}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline/stages.py _layout takes attribute columns only from the upstream stage; attribute columns of a "
-    "native Parquet source (score_quality here) are read into doc.metadata but DocumentWriter drops them",
-)
 def test_attribute_columns_of_a_native_parquet_source_are_carried_along(tmp_path: Path) -> None:
     """Attribute columns of a winnow-schema source survive the stage it enters, like upstream attributes do."""
     rows = native_file(tmp_path / "native.parquet")
@@ -369,11 +364,6 @@ def test_attribute_columns_of_a_native_parquet_source_are_carried_along(tmp_path
     assert written == [(r["id"], r["score_quality"]) for r in rows]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline/readers.py DocumentReader._read uses row_to_doc for winnow-schema source files, taking `source` "
-    "from the row: a null source is counted in as 'None' (stat in:None) but written out as '' (doc_to_row)",
-)
 def test_winnow_schema_rows_with_a_null_source_keep_the_funnel_balanced(tmp_path: Path) -> None:
     """A winnow-schema Parquet source with a null `source` value still satisfies in == out + rejected + errored."""
     rows = native_file(tmp_path / "native.parquet")
@@ -470,11 +460,6 @@ def good_lines(count: int) -> bytes:
     return "".join(json.dumps({"id": i, "text": prose(i)}) + "\n" for i in range(count)).encode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline/readers.py DocumentReader._read catches OSError/ValueError/ArrowException only: gzip's EOFError "
-    "(truncated member) and zlib.error (corrupt deflate data) escape and fail the heuristics task (StageFailed)",
-)
 @pytest.mark.parametrize("damage", ["truncated", "corrupt"])
 def test_damaged_gzip_jsonl_is_an_error_record_not_a_failed_stage(tmp_path: Path, damage: str) -> None:
     """A damaged .jsonl.gz ends in an input_unreadable error record; the stage completes and balances."""
@@ -509,11 +494,6 @@ def test_lone_surrogate_escape_is_an_error_record(tmp_path: Path) -> None:
     assert counts.errored_by_reason == {"bad_json": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DocumentSource.paths documents .jsonl.zst, but zstandard is not a dependency (pyproject.toml): fsspec "
-    "does not infer 'zstd', so the compressed bytes are read as text lines: bad_json records, no documents",
-)
 def test_zstd_jsonl_is_read(tmp_path: Path) -> None:
     """A .jsonl.zst file (documented next to .gz) is decompressed and read row by row."""
     packed = pa.Codec("zstd").compress(good_lines(5), asbytes=True)

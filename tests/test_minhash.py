@@ -193,11 +193,6 @@ def test_case_and_compatibility_folding(folded: str, plain: str, hasher: MinHash
     np.testing.assert_array_equal(hasher.shingle_hash_set(folded), hasher.shingle_hash_set(plain))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="filters/minhash.py TOKEN: every character in the _UNSPACED ranges is a token, punctuation included "
-    "(U+30FB katakana middle dot, U+17D4 Khmer full stop, U+104B Myanmar section mark, U+0E5A Thai angkhankhu)",
-)
 @pytest.mark.parametrize(
     ("punctuated", "plain"),
     [("カタカナ・ひらがな", "カタカナ ひらがな"), ("ភាសា។", "ភាសា"), ("မြန်မာ။", "မြန်မာ"), ("ไทย๚", "ไทย")],
@@ -207,11 +202,6 @@ def test_punctuation_in_unspaced_scripts_is_not_a_token(punctuated: str, plain: 
     assert text_key(punctuated) == text_key(plain)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="filters/minhash.py TOKEN: combining marks (Mn/Mc) are not \\w, so Indic vowel signs and viramas are "
-    "dropped and split words: 'दिन' and 'दीन' have the same tokens and text_key",
-)
 def test_combining_vowel_signs_are_part_of_the_word() -> None:
     """Indic words keep their vowel signs: texts that differ in a letter (matra) have different keys."""
     assert tokens("हिन्दी") == ["हिन्दी".encode()]
@@ -394,11 +384,6 @@ def test_url_key_is_none_for_garbage(url: str | None) -> None:
     assert url_key(url) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="filters/dedup_keys.py url_key builds netloc from parts.hostname, which drops IPv6 brackets: "
-    "'http://[::1]:8080/x' and 'http://[::1:8080]/x' both become 'http://::1:8080/x'",
-)
 def test_url_key_keeps_ipv6_brackets() -> None:
     """An IPv6 host keeps its brackets, so the key is a valid URL and the port is not confused with the address."""
     assert url_key("http://[::1]:8080/x") == "http://[::1]:8080/x"
