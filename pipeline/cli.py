@@ -91,6 +91,8 @@ def run(
         result = Runner(loaded, progress=progress, verbose=verbose).run()
     except StageFailed as exc:
         _fail(str(exc), 3)
+    except ManifestError as exc:  # a setting that only the data can refute (e.g. a column that is not there)
+        _fail(str(exc), 2)
     except Exception as exc:
         if verbose:
             raise

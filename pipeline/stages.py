@@ -153,6 +153,11 @@ def build_dedup(
     config: DedupConfig = manifest.stages.dedup
     files = document_files(manifest, "dedup", inputs, upstream)
     layout = _layout(manifest, run_dir, "dedup", upstream, {**native_attributes(files), "dup_count": pa.int64()})
+    if config.prefer is not None and config.prefer not in layout.attributes:
+        available = ", ".join(a for a in layout.attributes if a != "dup_count") or "none"
+        raise ManifestError(
+            f"stages.dedup.prefer: no column {config.prefer!r} reaches dedup (attribute columns available: {available})"
+        )
     rows = sum(f.units for f in files)
     signatures = layout.for_phase("signatures")
     clusters = layout.for_phase("clusters")

@@ -849,3 +849,63 @@ def test_sql_on_dup_count_when_the_stage_passed_nothing_on(tmp_path: Path, winno
     result = winnow_cli("sql", run_dir, "SELECT count(*) AS n FROM dedup WHERE dup_count > 1", "--format", "json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"n": 0}
+
+
+def test_exact_verification_and_threshold_settings(tmp_path: Path) -> None:
+    """``verify: exact`` decides by the true Jaccard of the shingle sets: a pair just above ``min_similarity`` is a
+    duplicate, one just below is not, and the similarity recorded is the exact value; ``threshold`` makes datasketch
+    choose bands x rows, which the index records."""
+    hasher = MinHasher()
+    rng = random.Random(31)
+    vocabulary = pseudo_vocabulary(31)
+    base = [random_text(rng, 300, vocabulary) for _ in range(2)]
+    above = variant_with_jaccard(hasher, base[0], "substitute", 0.86, rng, vocabulary)
+    below = variant_with_jaccard(hasher, base[1], "substitute", 0.74, rng, vocabulary)
+    similarity_above = exact_jaccard(hasher.shingle_hash_set(base[0]), hasher.shingle_hash_set(above))
+    similarity_below = exact_jaccard(hasher.shingle_hash_set(base[1]), hasher.shingle_hash_set(below))
+    assert 0.8 < similarity_above <= 0.86 and 0.68 < similarity_below <= 0.74
+    rows = [{"id": "a", "text": base[0]}, {"id": "a2", "text": above}, {"id": "b", "text": base[1]}]
+    rows.append({"id": "b2", "text": below})
+    source = jsonl_source("web", [write_jsonl(tmp_path / "web.jsonl", rows)])
+    settings = {"minhash": {"verify": "exact", "min_similarity": 0.8, "threshold": 0.6, "bands": 16, "rows": 8}}
+    run_dir = run_dedup(tmp_path, [source], settings)
+
+    assert rejects(run_dir) == {stable_id("web", "a2"): ("near_duplicate", stable_id("web", "a"))}
+    [row] = [r for i, r in cluster_rows(run_dir).items() if i == stable_id("web", "a2")]
+    assert abs(row.similarity - similarity_above) < 0.12  # the recorded value is the signature estimate
+    params = json.loads((run_dir / "stages" / "dedup" / "index" / "params.json").read_text())
+    bands, rows_per_band = MinHasher.for_threshold(0.6, 128).bands, MinHasher.for_threshold(0.6, 128).rows
+    assert (params["bands"], params["rows"]) == (bands, rows_per_band) != (16, 8)
+    assert any((run_dir / "stages" / "dedup" / "index" / "shingles").glob("*.parquet"))
+
+
+def test_prefer_keeps_the_highest_scored_copy(tmp_path: Path, winnow_cli: WinnowCli) -> None:
+    """With ``prefer: score_quality`` the copy with the highest score is kept, whatever its id; a ``prefer`` column
+    that does not reach dedup is a usage error (exit 2) naming the field."""
+    from pipeline.schema import document_schema
+
+    text = random_text(random.Random(37), 80, pseudo_vocabulary(37))
+    schema = document_schema({"score_quality": pa.float32()})
+    rows = [
+        {"id": doc_id, "text": text, "source": "scored", "score_quality": score}
+        for doc_id, score in (("a-low", 0.1), ("b-high", 0.9), ("c-mid", 0.5))
+    ]
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp_path / "scored.parquet")
+    source = {"name": "scored", "kind": "parquet", "paths": [str(tmp_path / "scored.parquet")]}
+    run_dir = run_dedup(tmp_path, [source], {"prefer": "score_quality"})
+    assert kept(run_dir) == {"b-high": 3}
+    assert {i: r[1] for i, r in rejects(run_dir).items()} == {"a-low": "b-high", "c-mid": "b-high"}
+
+    manifest = tmp_path / "m.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                "name": "missing",
+                "output": str(tmp_path),
+                "sources": [jsonl_source("web", [write_jsonl(tmp_path / "w.jsonl", [{"id": "x", "text": text}])])],
+                "stages": {"extract": None, "heuristics": None, "dedup": {"prefer": "score_nothing"}},
+            }
+        )
+    )
+    result = winnow_cli("run", manifest, "--no-progress")
+    assert result.returncode == 2 and "stages.dedup.prefer" in result.stderr and "score_nothing" in result.stderr
