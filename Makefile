@@ -10,7 +10,7 @@ demo: $(VENV)/.installed
 	$(BIN)/winnow run manifests/demo.yaml
 	@echo
 	@echo "DuckDB: why were pages dropped, per stage?"
-	$(BIN)/winnow sql out/demo "SELECT stage, reason, count(*) AS n FROM (SELECT * FROM extract_rejects UNION ALL SELECT * FROM heuristics_rejects UNION ALL SELECT * FROM dedup_rejects) GROUP BY ALL ORDER BY n DESC LIMIT 10"
+	$(BIN)/winnow sql out/demo "SELECT stage, reason, count(*) AS n FROM (SELECT stage, reason FROM extract_rejects UNION ALL SELECT stage, reason FROM heuristics_rejects UNION ALL SELECT stage, reason FROM dedup_rejects) GROUP BY ALL ORDER BY n DESC LIMIT 10"
 	@echo "DuckDB: the near-duplicate clusters"
 	$(BIN)/winnow sql out/demo "SELECT cluster_id, id, method, round(similarity, 3) AS similarity FROM dedup_clusters WHERE cluster_id IN (SELECT cluster_id FROM dedup_clusters WHERE method = 'near') ORDER BY ALL LIMIT 8"
 

@@ -193,7 +193,7 @@ class DocumentReader(PipelineStep):
             for index, file in enumerate(self.files):
                 if index % world_size != rank:
                     continue
-                for row_index, doc in enumerate(self._read(file, index, errors, rank)):
+                for row_index, doc in enumerate(read_document_file(file)):
                     if self.record:
                         self.stat_update(f"in:{doc.metadata['source']}")
                     progress.advance(docs=1, units=row_index + 1 if file.format != "jsonl" else 0)
@@ -205,45 +205,47 @@ class DocumentReader(PipelineStep):
                 progress.next_input(file.units)
         progress.flush()
 
-    def _read(self, file: DocumentFile, index: int, errors: OutcomeWriter, rank: int) -> Iterator[Document]:
-        """Documents of one file; rows that cannot become documents are yielded flagged ``read_error``."""
-        try:
-            if file.format == "jsonl":
-                # utf-8-sig: a byte-order mark at the start of the file (Windows tools write one) is not part of
-                # line 1; surrogateescape: bytes that are not UTF-8 make their line an error, not the rest of the file
-                with fsspec.open(
-                    file.path, "rt", compression="infer", encoding="utf-8-sig", errors="surrogateescape"
-                ) as lines:
-                    for line_no, line in enumerate(lines):
-                        if not line.strip():
-                            continue  # blank lines (e.g. a trailing one) hold no record
-                        try:
-                            row = json.loads(_valid_utf8(line))
-                            if not isinstance(row, dict):
-                                raise ValueError(f"expected a JSON object, got {type(row).__name__}")
-                            if _SURROGATE_ESCAPE.search(line):
-                                _no_lone_surrogates(row)
-                        except ValueError as exc:
-                            yield _unreadable(file, f"line {line_no + 1}", "bad_json", str(exc))
-                            continue
-                        yield _source_document(row, file, line_no, f"line {line_no + 1}")
-                return
-            with fsspec.open(file.path, "rb") as handle:
-                parquet = pq.ParquetFile(handle)
-                names = tuple(attributes_of(parquet.schema_arrow))
-                native = file.format == "stage" or set(CORE_COLUMNS) <= set(parquet.schema_arrow.names)
-                row_no = 0
-                for batch in parquet.iter_batches(batch_size=1024):
-                    for row in batch.to_pylist():
-                        where = f"row {row_no + 1}"
-                        yield (
-                            _native_document(row, names, file, where)
-                            if native
-                            else _source_document(row, file, row_no, where)
-                        )
-                        row_no += 1
-        except READ_ERRORS as exc:
-            yield _unreadable(file, "file", "input_unreadable", f"{type(exc).__name__}: {exc}")
+
+def read_document_file(file: DocumentFile) -> Iterator[Document]:
+    """Documents of one file, in order; rows that cannot become documents are yielded flagged ``read_error``
+    (with ``reason`` and ``detail`` in their metadata), one per row, so row numbers stay aligned."""
+    try:
+        if file.format == "jsonl":
+            # utf-8-sig: a byte-order mark at the start of the file (Windows tools write one) is not part of
+            # line 1; surrogateescape: bytes that are not UTF-8 make their line an error, not the rest of the file
+            with fsspec.open(
+                file.path, "rt", compression="infer", encoding="utf-8-sig", errors="surrogateescape"
+            ) as lines:
+                for line_no, line in enumerate(lines):
+                    if not line.strip():
+                        continue  # blank lines (e.g. a trailing one) hold no record
+                    try:
+                        row = json.loads(_valid_utf8(line))
+                        if not isinstance(row, dict):
+                            raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+                        if _SURROGATE_ESCAPE.search(line):
+                            _no_lone_surrogates(row)
+                    except ValueError as exc:
+                        yield _unreadable(file, f"line {line_no + 1}", "bad_json", str(exc))
+                        continue
+                    yield _source_document(row, file, line_no, f"line {line_no + 1}")
+            return
+        with fsspec.open(file.path, "rb") as handle:
+            parquet = pq.ParquetFile(handle)
+            names = tuple(attributes_of(parquet.schema_arrow))
+            native = file.format == "stage" or set(CORE_COLUMNS) <= set(parquet.schema_arrow.names)
+            row_no = 0
+            for batch in parquet.iter_batches(batch_size=1024):
+                for row in batch.to_pylist():
+                    where = f"row {row_no + 1}"
+                    yield (
+                        _native_document(row, names, file, where)
+                        if native
+                        else _source_document(row, file, row_no, where)
+                    )
+                    row_no += 1
+    except READ_ERRORS as exc:
+        yield _unreadable(file, "file", "input_unreadable", f"{type(exc).__name__}: {exc}")
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
