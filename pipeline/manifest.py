@@ -249,12 +249,69 @@ class DedupConfig(Strict):
     threads: int | None = Field(None, ge=1, description="DuckDB threads for clustering; default: executor workers")
 
 
+class ClassifierConfig(Strict):
+    """One fastText classifier: its probability of ``label`` becomes the column ``score_<name>``."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="the score column is score_<name>")
+    model: str = Field(description="fastText model (.bin/.ftz), e.g. from `winnow classifier train`")
+    label: str = Field("hq", description="the positive label, without __label__")
+    max_chars: int = Field(100_000, ge=1, description="only the first N characters of a document are scored")
+
+
+class QualityKeep(Strict):
+    """Which scored documents go on: at most one rule; none keeps every document (annotation only)."""
+
+    top_fraction: float | None = Field(None, gt=0, le=1, description="the best share of the whole run, by `by`")
+    by: str | None = Field(
+        None, description="column ranked for top_fraction; default: the only score, or quality_rank for several"
+    )
+    threshold: dict[str, float] | None = Field(None, description="column -> minimum value; every one must hold")
+    min_bucket: int | None = Field(None, ge=0, description="keep quality_bucket >= this (needs `buckets`)")
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> QualityKeep:
+        rules = [r for r in ("top_fraction", "threshold", "min_bucket") if getattr(self, r) is not None]
+        if len(rules) > 1:
+            raise ValueError(f"give one of top_fraction, threshold, min_bucket (got {', '.join(rules)})")
+        if self.by is not None and self.top_fraction is None:
+            raise ValueError("`by` only applies to top_fraction")
+        return self
+
+
+class QualityConfig(Strict):
+    """Score every document with fastText classifiers (annotate), then select by the scores (cheap to change)."""
+
+    classifiers: list[ClassifierConfig] = Field(min_length=1)
+    buckets: int | None = Field(
+        None, ge=2, le=1000, description="rank-average of all scores into N buckets: column quality_bucket (0 = worst)"
+    )
+    keep: QualityKeep = Field(default_factory=QualityKeep)
+    memory_limit: str = Field("2GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="DuckDB memory for selection")
+
+    @model_validator(mode="after")
+    def _columns_exist(self) -> QualityConfig:
+        names = [c.name for c in self.classifiers]
+        if len(set(names)) != len(names):
+            raise ValueError("classifier names must be unique")
+        columns = {f"score_{n}" for n in names} | {"quality_rank"} | ({"quality_bucket"} if self.buckets else set())
+        asked = [self.keep.by] if self.keep.by else []
+        asked += list(self.keep.threshold or {})
+        for column in asked:
+            if column not in columns:
+                raise ValueError(f"keep: unknown column {column!r}; choose from {', '.join(sorted(columns))}")
+        if self.keep.min_bucket is not None and (self.buckets is None or self.keep.min_bucket >= self.buckets):
+            raise ValueError("keep.min_bucket needs `buckets` greater than it")
+        return self
+
+
 class Stages(Strict):
-    """The stages a run executes, in flow order; a missing key runs the stage with defaults, ``null`` skips it."""
+    """The stages a run executes, in flow order; a missing key runs the stage with defaults, ``null`` skips it
+    (quality needs a model, so it runs only when given)."""
 
     extract: ExtractConfig | None = Field(default_factory=ExtractConfig)
     heuristics: HeuristicsConfig | None = Field(default_factory=HeuristicsConfig)
     dedup: DedupConfig | None = Field(default_factory=DedupConfig)
+    quality: QualityConfig | None = None
 
     def enabled(self) -> list[str]:
         """Names of the enabled stages, in flow order."""
@@ -430,4 +487,7 @@ def missing_inputs(manifest: Manifest) -> list[str]:
     extract = manifest.stages.extract
     if extract and extract.language.model and not os.path.exists(extract.language.model):
         problems.append(f"stages.extract.language.model: {extract.language.model!r} does not exist")
+    for i, classifier in enumerate(manifest.stages.quality.classifiers if manifest.stages.quality else []):
+        if not is_remote(classifier.model) and not os.path.exists(classifier.model):
+            problems.append(f"stages.quality.classifiers[{i}].model: {classifier.model!r} does not exist")
     return problems

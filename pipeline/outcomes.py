@@ -128,31 +128,34 @@ class BeginTask(PipelineStep):
     name = "🧹 begin task"
     type = "WINNOW"
 
-    def __init__(self, layout: StageLayout) -> None:
+    def __init__(self, layout: StageLayout, datasets: tuple[str, ...] = DATASETS) -> None:
+        """``datasets``: the folders of the stage this phase writes per task (and so clears)."""
         super().__init__()
         self.layout = layout
+        self.datasets = datasets
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        for dataset in DATASETS:
+        for dataset in self.datasets:
             remove_rank_files(self.layout.dataset_dir(dataset), rank)
         if data:
             yield from data
 
 
 class DocumentWriter(PipelineStep):
-    """Last step of a stage: write every document that reached it to the stage's ``data/`` dataset."""
+    """Last step of a stage: write every document that reached it to the stage's ``data/`` dataset (or another)."""
 
     name = "💽 write documents"
     type = "WINNOW"
 
-    def __init__(self, layout: StageLayout) -> None:
+    def __init__(self, layout: StageLayout, dataset: str = "data") -> None:
         super().__init__()
         self.layout = layout
+        self.dataset = dataset
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         schema = document_schema(self.layout.attributes)
         names = self.layout.attribute_names
-        sink = ParquetSink(self.layout.dataset_dir("data"), "part", schema, rank, self.layout.target_bytes)
+        sink = ParquetSink(self.layout.dataset_dir(self.dataset), "part", schema, rank, self.layout.target_bytes)
         with sink:
             for doc in data:
                 with self.track_time():

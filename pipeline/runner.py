@@ -186,28 +186,40 @@ class Runner:
         return RunResult(self.run_dir, results)
 
     def _run_stage(self, plan: StagePlan, upstream_fp: str) -> tuple[StageResult, str]:
+        """Run the phases whose fingerprint changed or that did not complete; returns the stage's fingerprint.
+
+        A phase's fingerprint chains the previous one's (the first: the upstream stage's) with its own
+        configuration, winnow's version, the task count and the shard size, so a changed phase reruns
+        with every phase after it, and the phases before it are kept (e.g. new selection settings do
+        not rescore). A phase that reruns first loses its outputs and its task logs.
+        """
         layout = plan.layout
-        executor_cfg = self.manifest.executor
-        fp = fingerprint(
-            {
-                "upstream": upstream_fp,
-                "stage": plan.config,
-                "version": winnow_version(),
-                "tasks": executor_cfg.tasks,
-                "shard_target_mb": self.manifest.shard_target_mb,
-            }
-        )
+        common = {
+            "version": winnow_version(),
+            "tasks": self.manifest.executor.tasks,
+            "shard_target_mb": self.manifest.shard_target_mb,
+        }
         state_path = layout.stage_dir / "stage.json"
-        state = read_json(state_path)
-        if state and state.get("fingerprint") == fp and state.get("completed"):
-            return StageResult(layout.stage, True, 0.0, self._funnel(layout.stage)), fp
-        if state and state.get("fingerprint") != fp:
-            shutil.rmtree(layout.stage_dir, ignore_errors=True)
-            shutil.rmtree(layout.logs_dir, ignore_errors=True)
-        write_json(state_path, {"fingerprint": fp, "completed": False, "config": plan.config})
+        state = read_json(state_path) or {}
+        phases: dict[str, Any] = state.get("phases") or {}
+        fp = upstream_fp
         started = time.monotonic()
+        ran = False
         for phase in plan.phases:
+            config = plan.config if phase.config is None else phase.config
+            fp = fingerprint({"upstream": fp, "phase": phase.name, "config": config, **common})
+            record = phases.get(phase.name) or {}
+            if record.get("fingerprint") == fp and record.get("completed"):
+                continue
+            if record.get("fingerprint") != fp:
+                self._wipe_phase(plan, phase)
+            phases[phase.name] = {"fingerprint": fp, "completed": False}
+            write_json(state_path, {"fingerprint": None, "completed": False, "config": plan.config, "phases": phases})
             self._run_phase(plan, phase)
+            phases[phase.name]["completed"] = True
+            ran = True
+        if not ran and state.get("completed") and state.get("fingerprint") == fp:
+            return StageResult(layout.stage, True, 0.0, self._funnel(layout.stage)), fp
         seconds = time.monotonic() - started
         rows_in, steps = _merge_stats(self._phase_layout(plan, plan.counting_phase).logs_dir)
         with connect(self.run_dir) as con:
@@ -223,8 +235,22 @@ class Runner:
             },
         )
         attributes = {name: str(dtype) for name, dtype in layout.attributes.items()}
-        write_json(state_path, {"fingerprint": fp, "completed": True, "config": plan.config, "attributes": attributes})
+        write_json(
+            state_path,
+            {"fingerprint": fp, "completed": True, "config": plan.config, "phases": phases, "attributes": attributes},
+        )
         return StageResult(layout.stage, False, seconds, funnel), fp
+
+    def _wipe_phase(self, plan: StagePlan, phase: Phase) -> None:
+        """Remove what an earlier, different attempt of ``phase`` wrote: its outputs and its task logs."""
+        stage_dir = plan.layout.stage_dir
+        if phase.outputs is None:  # the phase owns the whole stage folder
+            targets = [p for p in stage_dir.iterdir() if p.name != "stage.json"] if stage_dir.is_dir() else []
+        else:
+            targets = [stage_dir / name for name in phase.outputs]
+        for target in targets:
+            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+        shutil.rmtree(self._phase_layout(plan, phase).logs_dir, ignore_errors=True)
 
     @staticmethod
     def _phase_layout(plan: StagePlan, phase: Phase) -> StageLayout:

@@ -14,7 +14,7 @@ Parquet) that enters the flow at that stage (``sources[].enter``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from filters.dedup import DedupSelect, DedupSignatures
 from filters.dedup_clusters import AgainstIndexError, DedupClusters, check_against
 from filters.heuristics import heuristic_filters
 from filters.language import LanguageAnnotator
+from filters.quality import QualityScorer, QualitySelect
 from filters.url_filter import url_filter
 from pipeline.extract import HtmlExtractor
 from pipeline.manifest import (
@@ -34,6 +35,7 @@ from pipeline.manifest import (
     HeuristicsConfig,
     Manifest,
     ManifestError,
+    QualityConfig,
     WarcSource,
 )
 from pipeline.outcomes import BeginTask, DocumentWriter, StageLayout
@@ -49,6 +51,9 @@ class Phase:
     steps: list[PipelineStep]
     total_units: int  # input bytes (archives), rows (Parquet) or steps: what the progress bar counts
     tasks: int | None = None  # None: the executor's task count
+    config: dict[str, Any] | None = None  # what this phase's result depends on; None: the stage's whole config
+    outputs: tuple[str, ...] | None = None  # folders of the stage it writes; None: the whole stage folder
+    counts_input: bool = False  # its readers count ``in:<source>`` (default: the last phase does)
 
 
 @dataclass
@@ -61,8 +66,8 @@ class StagePlan:
 
     @property
     def counting_phase(self) -> Phase:
-        """The phase whose readers count ``in:<source>`` and whose writers produce every outcome: the last."""
-        return self.phases[-1]
+        """The phase whose readers count ``in:<source>``: the one marked so, else the last."""
+        return next((p for p in self.phases if p.counts_input), self.phases[-1])
 
 
 def _layout(
@@ -169,22 +174,72 @@ def build_dedup(
         Phase(
             "signatures",
             [
-                BeginTask(signatures),
+                BeginTask(signatures, datasets=()),
                 DocumentReader(files, signatures, record=False),
                 DedupSignatures(config, signatures),
             ],
             rows,
+            outputs=("index",),
         ),
-        Phase("clusters", [DedupClusters(config, clusters, threads, outcomes)], 8, tasks=1),
+        Phase(
+            "clusters",
+            [DedupClusters(config, clusters, threads, outcomes)],
+            8,
+            tasks=1,
+            outputs=("clusters", "decisions"),
+        ),
         Phase(
             "select",
             [BeginTask(select), DocumentReader(files, select), DedupSelect(select), DocumentWriter(select)],
             rows,
+            outputs=("data", "rejects", "errors"),
         ),
     ]
     # the memory and thread settings change how, not what: they must not invalidate a finished stage
     settings = config.model_dump(mode="json", exclude={"memory_limit", "threads"})
     return StagePlan(layout, phases, {"config": settings, "inputs": _fingerprint_files(files)})
+
+
+def build_quality(
+    manifest: Manifest, run_dir: Path, inputs: Sequence[InputFile], upstream: StageLayout | None
+) -> StagePlan:
+    config: QualityConfig = manifest.stages.quality
+    files = document_files(manifest, "quality", inputs, upstream)
+    scores = {f"score_{c.name}": pa.float32() for c in config.classifiers}
+    ranks = {"quality_rank": pa.float32(), **({"quality_bucket": pa.int64()} if config.buckets else {})}
+    layout = _layout(manifest, run_dir, "quality", upstream, {**native_attributes(files), **scores, **ranks})
+    scoring = replace(layout, attributes={k: v for k, v in layout.attributes.items() if k not in ranks}, phase="score")
+    selecting = layout.for_phase("select")
+    threads = manifest.executor.workers
+    score_config = {
+        "classifiers": [c.model_dump(mode="json") for c in config.classifiers],
+        "inputs": _fingerprint_files(files),
+    }
+    select_config = config.model_dump(mode="json", include={"buckets", "keep"})
+    phases = [
+        Phase(
+            "score",
+            [
+                BeginTask(scoring, datasets=("scored", "errors")),
+                DocumentReader(files, scoring),
+                QualityScorer(config.classifiers, scoring),
+                DocumentWriter(scoring, dataset="scored"),
+            ],
+            sum(f.units for f in files),
+            config=score_config,
+            outputs=("scored", "errors"),
+            counts_input=True,
+        ),
+        Phase(
+            "select",
+            [QualitySelect(config, selecting, config.memory_limit, threads)],
+            1,
+            tasks=1,
+            config=select_config,
+            outputs=("data", "rejects"),
+        ),
+    ]
+    return StagePlan(layout, phases, {"score": score_config, "select": select_config})
 
 
 def preflight(manifest: Manifest, where: str) -> None:
@@ -198,4 +253,9 @@ def preflight(manifest: Manifest, where: str) -> None:
 
 Builder = Callable[[Manifest, Path, Sequence[InputFile], StageLayout | None], StagePlan]
 
-BUILDERS: dict[str, Builder] = {"extract": build_extract, "heuristics": build_heuristics, "dedup": build_dedup}
+BUILDERS: dict[str, Builder] = {
+    "extract": build_extract,
+    "heuristics": build_heuristics,
+    "dedup": build_dedup,
+    "quality": build_quality,
+}

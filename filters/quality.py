@@ -1,0 +1,215 @@
+"""The quality stage: score documents with fastText classifiers (annotate), then select by the scores.
+
+Two phases (see :mod:`pipeline.stages`):
+
+1. ``score`` (all tasks): :class:`QualityScorer` loads each model once per worker process and writes
+   ``score_<name>`` = P(label) of every document, predicted in batches, to ``scored/``. Only the first
+   ``max_chars`` characters count (:mod:`filters.classifier_text`), so empty and huge documents score
+   like any other.
+2. ``select`` (one task): :class:`QualitySelect` decides over the whole run at once with DuckDB — a top
+   fraction is a global ranking, not a per-task one — and writes ``data/`` and ``rejects/``. With
+   ``buckets``, ``quality_rank`` (the mean of each score's percent rank) and ``quality_bucket`` (that
+   rank cut into N equal-width buckets, 0 the lowest) are added. Changing ``keep`` or ``buckets`` reruns
+   this phase only: nothing is rescored.
+
+Reject reasons: ``below_top_fraction`` (detail: the last kept value), ``below_threshold`` (detail: the
+failing column, value and minimum) and ``below_min_bucket``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import numpy as np
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+
+from filters.classifier_text import normalize
+from filters.language import load_fasttext
+from pipeline.manifest import ClassifierConfig, QualityConfig
+from pipeline.outcomes import OutcomeWriter, StageLayout
+from pipeline.progress import TaskProgress
+from pipeline.schema import CORE_COLUMNS
+
+BATCH_DOCS = 512
+
+
+def score_texts(model: object, texts: Sequence[str], label: str) -> np.ndarray:
+    """P(``__label__<label>``) for each normalised text, from one batched fastText call (float32)."""
+    wanted = f"__label__{label}"
+    labels, probabilities = model.predict(list(texts), k=-1)  # type: ignore[attr-defined]
+    scores = np.zeros(len(texts), dtype=np.float32)
+    for i, (names, values) in enumerate(zip(labels, probabilities, strict=True)):
+        for name, value in zip(names, values, strict=True):
+            if name == wanted:
+                scores[i] = min(float(value), 1.0)
+                break
+    return scores
+
+
+class QualityScorer(PipelineStep):
+    """Phase 1: add ``score_<name>`` for every classifier to each document."""
+
+    name = "🏅 quality scores"
+    type = "QUALITY"
+
+    def __init__(self, classifiers: Sequence[ClassifierConfig], layout: StageLayout) -> None:
+        super().__init__()
+        self.classifiers = list(classifiers)
+        self.layout = layout
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        models = [load_fasttext(c.model) for c in self.classifiers]
+        with OutcomeWriter(self.layout, "quality", kind="errors") as errors:
+            batch: list[Document] = []
+            for doc in data or ():
+                batch.append(doc)
+                if len(batch) >= BATCH_DOCS:
+                    yield from self._score(batch, models, errors, rank)
+                    batch = []
+            if batch:
+                yield from self._score(batch, models, errors, rank)
+
+    def _score(
+        self, batch: list[Document], models: list[object], errors: OutcomeWriter, rank: int
+    ) -> DocumentsPipeline:
+        with self.track_time("batch"):
+            try:
+                columns = self._score_batch(batch, models)
+            except Exception:  # one document broke the batch: score one by one to find it
+                columns = None
+        if columns is None:
+            for doc in batch:
+                try:
+                    single = self._score_batch([doc], models)
+                except Exception as exc:
+                    errors.write(doc, rank, reason="score_failed", detail=f"{type(exc).__name__}: {exc}")
+                    continue
+                yield self._annotate(doc, {name: values[0] for name, values in single.items()})
+            return
+        for i, doc in enumerate(batch):
+            yield self._annotate(doc, {name: values[i] for name, values in columns.items()})
+
+    def _score_batch(self, batch: list[Document], models: list[object]) -> dict[str, np.ndarray]:
+        columns = {}
+        for classifier, model in zip(self.classifiers, models, strict=True):
+            texts = [normalize(d.text, classifier.max_chars) for d in batch]
+            columns[f"score_{classifier.name}"] = score_texts(model, texts, classifier.label)
+        return columns
+
+    def _annotate(self, doc: Document, scores: dict[str, np.floating]) -> Document:
+        doc.metadata.setdefault("attributes", {}).update({k: float(v) for k, v in scores.items()})
+        self.stat_update("scored")
+        return doc
+
+
+class QualitySelect(PipelineStep):
+    """Phase 2 (one task): rank and select over the whole scored run; write ``data/`` and ``rejects/``."""
+
+    name = "🎯 quality select"
+    type = "QUALITY"
+
+    def __init__(self, config: QualityConfig, layout: StageLayout, memory_limit: str, threads: int) -> None:
+        super().__init__()
+        self.config = config
+        self.layout = layout
+        self.memory_limit = memory_limit
+        self.threads = threads
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        stage_dir = self.layout.stage_dir
+        tmp = stage_dir / "tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        progress = TaskProgress(self.layout.progress_dir, rank)
+        con = duckdb.connect()
+        try:
+            con.execute(f"SET memory_limit = '{self.memory_limit}'")
+            con.execute(f"SET temp_directory = '{tmp}'")
+            con.execute(f"SET threads = {self.threads}")
+            with self.track_time():
+                self._select(con, stage_dir, tmp)
+        finally:
+            con.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+        progress.advance(docs=1, units=1)
+        progress.flush()
+        return
+        yield  # a generator that yields nothing
+
+    def _select(self, con: duckdb.DuckDBPyConnection, stage_dir: Path, tmp: Path) -> None:
+        scored_files = sorted((stage_dir / "scored").glob("*.parquet"))
+        scores = [f"score_{c.name}" for c in self.config.classifiers]
+        if not scored_files:  # nothing reached the stage: empty outputs, nothing to decide
+            return
+        listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in scored_files)
+        ranks = " + ".join(f"percent_rank() OVER (ORDER BY {s})" for s in scores)
+        con.execute(
+            f"""CREATE TABLE ranked AS SELECT *, CAST(({ranks}) / {len(scores)} AS FLOAT) AS quality_rank
+                FROM read_parquet([{listing}], union_by_name = true)"""
+        )
+        if self.config.buckets:
+            n = self.config.buckets
+            con.execute(
+                f"ALTER TABLE ranked ADD COLUMN quality_bucket BIGINT DEFAULT 0;"
+                f"UPDATE ranked SET quality_bucket = least(CAST(floor(quality_rank * {n}) AS BIGINT), {n - 1})"
+            )
+        keep, reason, detail = self._rule(con, scores)
+        columns = ", ".join(f'"{c}"' for c in (*CORE_COLUMNS, *self.layout.attribute_names))
+        stage = self.layout.stage
+        _copy_shards(con, f"SELECT {columns} FROM ranked WHERE {keep}", stage_dir / "data", tmp)
+        rejected = (
+            f"SELECT {columns}, '{stage}' AS stage, {reason} AS reason, {detail} AS detail "
+            f"FROM ranked WHERE NOT ({keep})"
+        )
+        _copy_shards(con, rejected, stage_dir / "rejects", tmp)
+        for (kept,) in con.execute(f"SELECT count(*) FROM ranked WHERE {keep}").fetchall():
+            self.stat_update("kept", value=int(kept))
+
+    def _rule(self, con: duckdb.DuckDBPyConnection, scores: list[str]) -> tuple[str, str, str]:
+        """SQL for (keep condition, reject reason, reject detail) from the ``keep`` settings."""
+        keep = self.config.keep
+        if keep.top_fraction is not None:
+            by = keep.by or (scores[0] if len(scores) == 1 else "quality_rank")
+            (total,) = con.execute("SELECT count(*) FROM ranked").fetchone()
+            wanted = round(keep.top_fraction * total)
+            # an exact global cut: the first `wanted` rows by score (ties broken by id), not a per-task quantile
+            con.execute(f"""CREATE TABLE chosen AS SELECT id FROM ranked ORDER BY "{by}" DESC, id LIMIT {wanted}""")
+            con.execute("ALTER TABLE ranked ADD COLUMN selected BOOLEAN DEFAULT false")
+            con.execute("UPDATE ranked SET selected = true WHERE id IN (SELECT id FROM chosen)")
+            (last,) = con.execute(f'SELECT min("{by}") FROM ranked WHERE selected').fetchone()
+            return "selected", "'below_top_fraction'", f"'{by} below {last} (top {keep.top_fraction})'"
+        if keep.threshold:
+            conditions = [f'"{column}" >= {value}' for column, value in keep.threshold.items()]
+            failing = " ".join(
+                f"""WHEN NOT ("{column}" >= {value}) THEN '{column}=' || round("{column}", 4) || ' < {value}'"""
+                for column, value in keep.threshold.items()
+            )
+            return " AND ".join(conditions), "'below_threshold'", f"CASE {failing} END"
+        if keep.min_bucket is not None:
+            return (
+                f"quality_bucket >= {keep.min_bucket}",
+                "'below_min_bucket'",
+                f"'quality_bucket=' || quality_bucket || ' < {keep.min_bucket}'",
+            )
+        return "true", "NULL", "NULL"
+
+
+def _copy_shards(con: duckdb.DuckDBPyConnection, query: str, folder: Path, tmp: Path) -> None:
+    """Write a query's rows as zstd Parquet shards ``part-00000-<n>.parquet`` in ``folder``, each renamed into
+    place when complete."""
+    staging = tmp / folder.name
+    shutil.rmtree(staging, ignore_errors=True)
+    target = str(staging).replace("'", "''")
+    con.execute(
+        f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, FILE_SIZE_BYTES '128MB', "
+        f"ROW_GROUP_SIZE 20000, FILENAME_PATTERN 'shard_{{i}}')"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    written = sorted(staging.glob("*.parquet"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    for number, path in enumerate(written):
+        os.replace(path, folder / f"part-00000-{number:04d}.parquet")
