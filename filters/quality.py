@@ -3,9 +3,9 @@
 Two phases (see :mod:`pipeline.stages`):
 
 1. ``score`` (all tasks): :class:`QualityScorer` loads each model once per worker process and writes
-   ``score_<name>`` = P(label) of every document, predicted in batches, to ``scored/``. Only the first
-   ``max_chars`` characters count (:mod:`filters.classifier_text`), so empty and huge documents score
-   like any other.
+   ``score_<name>`` = P(label) of every document, predicted in batches, to ``scored/``
+   (:mod:`filters.classifier_score`). Only the first 100,000 characters count
+   (:mod:`filters.classifier_text`, as in training), so empty and huge documents score like any other.
 2. ``select`` (one task): :class:`QualitySelect` decides over the whole run at once with DuckDB — a top
    fraction is a global ranking, not a per-task one — and writes ``data/`` and ``rejects/``. With
    ``buckets``, ``quality_rank`` (the mean of each score's percent rank) and ``quality_bucket`` (that
@@ -28,27 +28,13 @@ import numpy as np
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from filters.classifier_text import normalize
-from filters.language import load_fasttext
+from filters.classifier_score import load_classifier, score_texts
 from pipeline.manifest import ClassifierConfig, QualityConfig
 from pipeline.outcomes import OutcomeWriter, StageLayout
 from pipeline.progress import TaskProgress
 from pipeline.schema import CORE_COLUMNS
 
 BATCH_DOCS = 512
-
-
-def score_texts(model: object, texts: Sequence[str], label: str) -> np.ndarray:
-    """P(``__label__<label>``) for each normalised text, from one batched fastText call (float32)."""
-    wanted = f"__label__{label}"
-    labels, probabilities = model.predict(list(texts), k=-1)  # type: ignore[attr-defined]
-    scores = np.zeros(len(texts), dtype=np.float32)
-    for i, (names, values) in enumerate(zip(labels, probabilities, strict=True)):
-        for name, value in zip(names, values, strict=True):
-            if name == wanted:
-                scores[i] = min(float(value), 1.0)
-                break
-    return scores
 
 
 class QualityScorer(PipelineStep):
@@ -63,7 +49,7 @@ class QualityScorer(PipelineStep):
         self.layout = layout
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        models = [load_fasttext(c.model) for c in self.classifiers]
+        models = [load_classifier(c.model, c.label) for c in self.classifiers]  # cached: once per process
         with OutcomeWriter(self.layout, "quality", kind="errors") as errors:
             batch: list[Document] = []
             for doc in data or ():
@@ -96,8 +82,8 @@ class QualityScorer(PipelineStep):
 
     def _score_batch(self, batch: list[Document], models: list[object]) -> dict[str, np.ndarray]:
         columns = {}
+        texts = [d.text for d in batch]
         for classifier, model in zip(self.classifiers, models, strict=True):
-            texts = [normalize(d.text, classifier.max_chars) for d in batch]
             columns[f"score_{classifier.name}"] = score_texts(model, texts, classifier.label)
         return columns
 

@@ -255,7 +255,6 @@ class ClassifierConfig(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="the score column is score_<name>")
     model: str = Field(description="fastText model (.bin/.ftz), e.g. from `winnow classifier train`")
     label: str = Field("hq", description="the positive label, without __label__")
-    max_chars: int = Field(100_000, ge=1, description="only the first N characters of a document are scored")
 
 
 class QualityKeep(Strict):

@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
+from filters.classifier_score import ModelError, check_model
 from filters.dedup import DedupSelect, DedupSignatures
 from filters.dedup_clusters import AgainstIndexError, DedupClusters, check_against
 from filters.heuristics import heuristic_filters
@@ -249,6 +250,11 @@ def preflight(manifest: Manifest, where: str) -> None:
             check_against(manifest.stages.dedup)
         except AgainstIndexError as exc:
             raise ManifestError(f"{where}: stages.dedup.against: {exc}") from None
+    for i, classifier in enumerate(manifest.stages.quality.classifiers if manifest.stages.quality else []):
+        try:
+            check_model(classifier.model, classifier.label)
+        except ModelError as exc:
+            raise ManifestError(f"{where}: stages.quality.classifiers[{i}].model: {exc}") from None
 
 
 Builder = Callable[[Manifest, Path, Sequence[InputFile], StageLayout | None], StagePlan]

@@ -163,3 +163,22 @@ def test_missing_model_is_refused_before_any_work(tmp_path: Path, winnow_cli: Wi
     assert result.returncode == 2
     assert "stages.quality.classifiers[0].model" in result.stderr and "none.bin" in result.stderr
     assert not (tmp_path / "out" / "q").exists()
+
+
+def test_corrupt_model_is_refused_before_any_work(tmp_path: Path, model: Path, winnow_cli: WinnowCli) -> None:
+    """A truncated model file (fastText itself would load it with garbage weights) and a text file: exit 2 naming
+    the field and the file, no run folder."""
+    truncated = tmp_path / "truncated.bin"
+    truncated.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    text = tmp_path / "notes.bin"
+    text.write_text("not a model\n")
+    paths = _corpus(tmp_path / "c", 1, docs=10)
+    for bad in (truncated, text):
+        data = _manifest(tmp_path / "out", paths, {"classifiers": [{"name": "q", "model": str(bad)}]})
+        manifest = tmp_path / "m.json"
+        manifest.write_text(json.dumps(data.model_dump(mode="json")))
+        result = winnow_cli("run", manifest, "--no-progress")
+        assert result.returncode == 2, result.stderr
+        assert "stages.quality.classifiers[0].model" in result.stderr and bad.name in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "out" / "q").exists()
