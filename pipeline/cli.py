@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from pipeline.classifier_cli import classifier_app
 from pipeline.funnel import SourceFunnel, connect, stage_funnel, stage_names
 from pipeline.logs import quiet_console
 from pipeline.manifest import ManifestError, load_manifest
@@ -29,6 +30,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(classifier_app, name="classifier")
 out = Console(soft_wrap=True)  # paths and commands stay on one line (copy-paste); tables still fit
 err = Console(stderr=True, soft_wrap=True)  # one message per line: no wrapping at 80 columns
 

@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
-from filters.classifier_score import ModelError, check_model
+from filters.classifier_score import ModelError, check_model, check_structure
 from filters.dedup import DedupSelect, DedupSignatures
 from filters.dedup_clusters import AgainstIndexError, DedupClusters, check_against
 from filters.heuristics import heuristic_filters
@@ -250,6 +250,12 @@ def preflight(manifest: Manifest, where: str) -> None:
             check_against(manifest.stages.dedup)
         except AgainstIndexError as exc:
             raise ManifestError(f"{where}: stages.dedup.against: {exc}") from None
+    extract = manifest.stages.extract
+    if extract is not None and extract.language.model:  # language ID: the same model checks, any labels
+        try:
+            check_structure(Path(extract.language.model))
+        except ModelError as exc:
+            raise ManifestError(f"{where}: stages.extract.language.model: {exc}") from None
     for i, classifier in enumerate(manifest.stages.quality.classifiers if manifest.stages.quality else []):
         try:
             check_model(classifier.model, classifier.label)
