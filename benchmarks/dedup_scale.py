@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import importlib
 import json
 import os
@@ -86,6 +85,8 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from process_tree import become_subreaper, cpu_children, reap_orphans  # noqa: E402
 
 from filters.minhash import MinHasher, exact_jaccard, tokens  # noqa: E402
 
@@ -505,33 +506,6 @@ def run_side(side: str, docs_dir: Path, limit: int, workdir: Path) -> dict[str, 
 
 
 # --------------------------------------------------------------------------- process-tree tools
-
-
-def become_subreaper() -> bool:
-    """Orphaned descendants are re-parented to this process (Linux), so their CPU time reaches us."""
-    with contextlib.suppress(OSError, AttributeError):
-        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
-    return False
-
-
-def reap_orphans(timeout_s: float = 60.0) -> None:
-    """Wait for adopted orphans (their rusage then joins RUSAGE_CHILDREN)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            if time.monotonic() > deadline:
-                print("warning: descendants still running; their CPU time is not counted", file=sys.stderr)
-                return
-            time.sleep(0.05)
-
-
-def cpu_children() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def _descendants_proc(root: int) -> list[int]:

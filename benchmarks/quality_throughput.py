@@ -58,12 +58,9 @@ scores each side wrote. Ends with one ``RESULT`` line. Exit 2 when the shared da
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -81,6 +78,9 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from process_tree import become_subreaper, cpu_children, reap_orphans  # noqa: E402
+
+from filters.classifier_metrics import roc_auc  # noqa: E402
 from filters.classifier_text import normalize  # noqa: E402
 
 DEFAULT_SHARED = ROOT.parent / "shared" / "data"
@@ -146,23 +146,6 @@ def split(docs: Sequence[Doc], train_share: float, seed: int) -> tuple[list[Doc]
         train += part[:cut]
         held += part[cut:]
     return train, held
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC as the Mann-Whitney rank statistic (tied scores get their average rank)."""
-    labels = np.asarray(labels, dtype=bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(len(scores), dtype=np.float64)
-    starts = np.flatnonzero(np.concatenate(([True], sorted_scores[1:] != sorted_scores[:-1])))
-    ends = np.concatenate((starts[1:], [len(scores)]))
-    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-        ranks[order[a:b]] = (a + b + 1) / 2  # 1-based average rank of the tie group
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if not n_pos or not n_neg:
-        return float("nan")
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def train_model(train: Sequence[Doc], work: Path) -> Path:
@@ -248,33 +231,6 @@ def write_corpus(docs: Sequence[Doc], n_docs: int, shards: int, seed: int, folde
 
 
 # --------------------------------------------------------------------------- process-tree tools
-
-
-def become_subreaper() -> bool:
-    """Orphaned descendants are re-parented to this process (Linux), so their CPU time reaches us."""
-    with contextlib.suppress(OSError, AttributeError):
-        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
-    return False
-
-
-def reap_orphans(timeout_s: float = 60.0) -> None:
-    """Wait for adopted orphans (their rusage then joins RUSAGE_CHILDREN)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            if time.monotonic() > deadline:
-                print("warning: descendants still running; their CPU time is not counted", file=sys.stderr)
-                return
-            time.sleep(0.05)
-
-
-def cpu_children() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 @dataclass

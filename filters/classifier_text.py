@@ -11,11 +11,9 @@ from __future__ import annotations
 import re
 
 MAX_CHARS = 100_000
-_PUNCTUATION = re.compile(r"([^\w\s])")
-_SPACES = re.compile(r"\s+")
+_TOKEN = re.compile(r"\w+|[^\w\s]")  # a run of word characters, or one punctuation mark or symbol
 
 
 def normalize(text: str, max_chars: int = MAX_CHARS) -> str:
     """The fastText input for ``text``: one line, lower case, punctuation as separate tokens."""
-    head = text[:max_chars].lower()
-    return _SPACES.sub(" ", _PUNCTUATION.sub(r" \1 ", head)).strip()
+    return " ".join(_TOKEN.findall(text[:max_chars].lower()))

@@ -128,51 +128,67 @@ class QualitySelect(PipelineStep):
         yield  # a generator that yields nothing
 
     def _select(self, con: duckdb.DuckDBPyConnection, stage_dir: Path, tmp: Path) -> None:
+        """Decide on the score columns alone (``ranks``: one small row per document, keyed by file and row), then
+        stream the documents once into ``data/`` and ``rejects/``: text is never loaded into a table."""
         scored_files = sorted((stage_dir / "scored").glob("*.parquet"))
         scores = [f"score_{c.name}" for c in self.config.classifiers]
         if not scored_files:  # nothing reached the stage: empty outputs, nothing to decide
             return
         listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in scored_files)
-        ranks = " + ".join(f"percent_rank() OVER (ORDER BY {s})" for s in scores)
-        con.execute(
-            f"""CREATE TABLE ranked AS SELECT *, CAST(({ranks}) / {len(scores)} AS FLOAT) AS quality_rank
-                FROM read_parquet([{listing}], union_by_name = true)"""
+        documents = f"read_parquet([{listing}], union_by_name = true, filename = true, file_row_number = true)"
+        percent = " + ".join(f'percent_rank() OVER (ORDER BY "{s}")' for s in scores)
+        bucket = (
+            f"least(CAST(floor(quality_rank * {self.config.buckets}) AS BIGINT), {self.config.buckets - 1})"
+            if self.config.buckets
+            else "NULL::BIGINT"
         )
-        if self.config.buckets:
-            n = self.config.buckets
-            con.execute(
-                f"ALTER TABLE ranked ADD COLUMN quality_bucket BIGINT DEFAULT 0;"
-                f"UPDATE ranked SET quality_bucket = least(CAST(floor(quality_rank * {n}) AS BIGINT), {n - 1})"
-            )
+        score_list = ", ".join(f'"{s}"' for s in scores)
+        con.execute(
+            f"""CREATE TABLE ranks AS
+                SELECT *, {bucket} AS quality_bucket FROM (
+                  SELECT filename, file_row_number, id, {score_list},
+                         CAST(({percent}) / {len(scores)} AS FLOAT) AS quality_rank
+                  FROM {documents})"""
+        )
         keep, reason, detail = self._rule(con, scores)
-        columns = ", ".join(f'"{c}"' for c in (*CORE_COLUMNS, *self.layout.attribute_names))
-        stage = self.layout.stage
-        _copy_shards(con, f"SELECT {columns} FROM ranked WHERE {keep}", stage_dir / "data", tmp)
+        con.execute(f"ALTER TABLE ranks ADD COLUMN selected BOOLEAN; UPDATE ranks SET selected = ({keep})")
+        own = {"quality_rank", "quality_bucket"}
+        columns = ", ".join(
+            f'r."{c}"' if c in own else f'd."{c}"' for c in (*CORE_COLUMNS, *self.layout.attribute_names)
+        )
+        joined = f"{documents} d JOIN ranks r USING (filename, file_row_number)"
+        _copy_shards(con, f"SELECT {columns} FROM {joined} WHERE r.selected", stage_dir / "data", tmp)
         rejected = (
-            f"SELECT {columns}, '{stage}' AS stage, {reason} AS reason, {detail} AS detail "
-            f"FROM ranked WHERE NOT ({keep})"
+            f"SELECT {columns}, '{self.layout.stage}' AS stage, {reason} AS reason, {detail} AS detail "
+            f"FROM {joined} WHERE NOT r.selected"
         )
         _copy_shards(con, rejected, stage_dir / "rejects", tmp)
-        for (kept,) in con.execute(f"SELECT count(*) FROM ranked WHERE {keep}").fetchall():
-            self.stat_update("kept", value=int(kept))
+        (kept,) = con.execute("SELECT count(*) FROM ranks WHERE selected").fetchone()
+        self.stat_update("kept", value=int(kept))
 
     def _rule(self, con: duckdb.DuckDBPyConnection, scores: list[str]) -> tuple[str, str, str]:
-        """SQL for (keep condition, reject reason, reject detail) from the ``keep`` settings."""
+        """SQL over ``ranks`` for (keep condition, reject reason, reject detail) from the ``keep`` settings."""
         keep = self.config.keep
         if keep.top_fraction is not None:
             by = keep.by or (scores[0] if len(scores) == 1 else "quality_rank")
-            (total,) = con.execute("SELECT count(*) FROM ranked").fetchone()
+            (total,) = con.execute("SELECT count(*) FROM ranks").fetchone()
             wanted = round(keep.top_fraction * total)
             # an exact global cut: the first `wanted` rows by score (ties broken by id), not a per-task quantile
-            con.execute(f"""CREATE TABLE chosen AS SELECT id FROM ranked ORDER BY "{by}" DESC, id LIMIT {wanted}""")
-            con.execute("ALTER TABLE ranked ADD COLUMN selected BOOLEAN DEFAULT false")
-            con.execute("UPDATE ranked SET selected = true WHERE id IN (SELECT id FROM chosen)")
-            (last,) = con.execute(f'SELECT min("{by}") FROM ranked WHERE selected').fetchone()
-            return "selected", "'below_top_fraction'", f"'{by} below {last} (top {keep.top_fraction})'"
+            con.execute(
+                f"""CREATE TABLE chosen AS SELECT filename, file_row_number FROM ranks
+                    ORDER BY "{by}" DESC, id, filename, file_row_number LIMIT {wanted}"""
+            )
+            con.execute("ALTER TABLE ranks ADD COLUMN top BOOLEAN DEFAULT false")
+            con.execute(
+                "UPDATE ranks SET top = true FROM chosen c WHERE ranks.filename = c.filename "
+                "AND ranks.file_row_number = c.file_row_number"
+            )
+            (last,) = con.execute(f'SELECT min("{by}") FROM ranks WHERE top').fetchone()
+            return "top", "'below_top_fraction'", f"'{by} below {last} (top {keep.top_fraction})'"
         if keep.threshold:
             conditions = [f'"{column}" >= {value}' for column, value in keep.threshold.items()]
             failing = " ".join(
-                f"""WHEN NOT ("{column}" >= {value}) THEN '{column}=' || round("{column}", 4) || ' < {value}'"""
+                f"""WHEN NOT (r."{column}" >= {value}) THEN '{column}=' || round(r."{column}", 4) || ' < {value}'"""
                 for column, value in keep.threshold.items()
             )
             return " AND ".join(conditions), "'below_threshold'", f"CASE {failing} END"
@@ -180,7 +196,7 @@ class QualitySelect(PipelineStep):
             return (
                 f"quality_bucket >= {keep.min_bucket}",
                 "'below_min_bucket'",
-                f"'quality_bucket=' || quality_bucket || ' < {keep.min_bucket}'",
+                f"'quality_bucket=' || r.quality_bucket || ' < {keep.min_bucket}'",
             )
         return "true", "NULL", "NULL"
 
