@@ -25,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
@@ -128,14 +129,55 @@ class QualitySelect(PipelineStep):
         yield  # a generator that yields nothing
 
     def _select(self, con: duckdb.DuckDBPyConnection, stage_dir: Path, tmp: Path) -> None:
-        """Decide on the score columns alone (``ranks``: one small row per document, keyed by file and row), then
-        stream the documents once into ``data/`` and ``rejects/``: text is never loaded into a table."""
+        """Decide from the score columns, then stream the documents from ``scored/`` into ``data/`` and
+        ``rejects/``: text is never loaded into a table."""
         scored_files = sorted((stage_dir / "scored").glob("*.parquet"))
         scores = [f"score_{c.name}" for c in self.config.classifiers]
         if not scored_files:  # nothing reached the stage: empty outputs, nothing to decide
             return
         listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in scored_files)
-        documents = f"read_parquet([{listing}], union_by_name = true, filename = true, file_row_number = true)"
+        if self.config.ranked:
+            self._select_ranked(
+                con,
+                f"read_parquet([{listing}], union_by_name = true, filename = true, file_row_number = true)",
+                scores,
+                stage_dir,
+                tmp,
+            )
+        else:
+            self._select_by_scores(con, f"read_parquet([{listing}], union_by_name = true)", scores, stage_dir, tmp)
+
+    def _select_by_scores(
+        self, con: duckdb.DuckDBPyConnection, documents: str, scores: list[str], stage_dir: Path, tmp: Path
+    ) -> None:
+        """One classifier, no ranks: the rule is a condition on the score itself (a top fraction becomes its cut
+        value), so both outputs stream straight from ``scored/`` with no join and no table."""
+        keep = self.config.keep
+        if keep.top_fraction is not None:
+            by = keep.by or scores[0]
+            (total,) = con.execute(f"SELECT count(*) FROM {documents}").fetchone()
+            wanted = round(keep.top_fraction * total)
+            cut = con.execute(
+                f'SELECT "{by}", id FROM {documents} ORDER BY "{by}" DESC, id LIMIT 1 OFFSET {max(wanted - 1, 0)}'
+            ).fetchone()
+            if wanted == 0 or cut is None:
+                condition = "false"
+            else:  # the `wanted`-th row by score, ties by id: everything at or above it
+                value, last_id = cut
+                literal = "'" + str(last_id).replace("'", "''") + "'"
+                condition = (
+                    f'("{by}" > CAST({value!r} AS FLOAT) OR ("{by}" = CAST({value!r} AS FLOAT) AND id <= {literal}))'
+                )
+            reason, detail = "'below_top_fraction'", f"'{by} below {cut[0] if cut else None} (top {keep.top_fraction})'"
+        else:
+            condition, reason, detail = self._rule(con, scores, prefix="")
+        self._write(con, documents, condition, reason, detail, stage_dir, tmp, ranks_join=None)
+
+    def _select_ranked(
+        self, con: duckdb.DuckDBPyConnection, documents: str, scores: list[str], stage_dir: Path, tmp: Path
+    ) -> None:
+        """Ensembles and buckets: ``ranks`` (one small row per document: key, id, scores, rank, bucket) is computed
+        first, then joined back to the documents by (file, row) while they stream into the outputs."""
         percent = " + ".join(f'percent_rank() OVER (ORDER BY "{s}")' for s in scores)
         bucket = (
             f"least(CAST(floor(quality_rank * {self.config.buckets}) AS BIGINT), {self.config.buckets - 1})"
@@ -150,30 +192,45 @@ class QualitySelect(PipelineStep):
                          CAST(({percent}) / {len(scores)} AS FLOAT) AS quality_rank
                   FROM {documents})"""
         )
-        keep, reason, detail = self._rule(con, scores)
+        keep, reason, detail = self._rule(con, scores, prefix="r.")
         con.execute(f"ALTER TABLE ranks ADD COLUMN selected BOOLEAN; UPDATE ranks SET selected = ({keep})")
-        own = {"quality_rank", "quality_bucket"}
-        columns = ", ".join(
-            f'r."{c}"' if c in own else f'd."{c}"' for c in (*CORE_COLUMNS, *self.layout.attribute_names)
-        )
         joined = f"{documents} d JOIN ranks r USING (filename, file_row_number)"
-        _copy_shards(con, f"SELECT {columns} FROM {joined} WHERE r.selected", stage_dir / "data", tmp)
+        self._write(con, joined, "r.selected", reason, detail, stage_dir, tmp, ranks_join="r")
+
+    def _write(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        source: str,
+        condition: str,
+        reason: str,
+        detail: str,
+        stage_dir: Path,
+        tmp: Path,
+        ranks_join: str | None,
+    ) -> None:
+        """Stream the rows of ``source`` meeting ``condition`` to ``data/``, the others to ``rejects/``."""
+        own = {"quality_rank", "quality_bucket"}
+        names = (*CORE_COLUMNS, *self.layout.attribute_names)
+        if ranks_join:
+            columns = ", ".join(f'r."{c}"' if c in own else f'd."{c}"' for c in names)
+        else:
+            columns = ", ".join(f'"{c}"' for c in names)
+        _copy_shards(con, f"SELECT {columns} FROM {source} WHERE {condition}", stage_dir / "data", tmp)
         rejected = (
             f"SELECT {columns}, '{self.layout.stage}' AS stage, {reason} AS reason, {detail} AS detail "
-            f"FROM {joined} WHERE NOT r.selected"
+            f"FROM {source} WHERE NOT ({condition})"
         )
         _copy_shards(con, rejected, stage_dir / "rejects", tmp)
-        (kept,) = con.execute("SELECT count(*) FROM ranks WHERE selected").fetchone()
-        self.stat_update("kept", value=int(kept))
+        kept = sum(pq.ParquetFile(p).metadata.num_rows for p in (stage_dir / "data").glob("*.parquet"))
+        self.stat_update("kept", value=kept)
 
-    def _rule(self, con: duckdb.DuckDBPyConnection, scores: list[str]) -> tuple[str, str, str]:
-        """SQL over ``ranks`` for (keep condition, reject reason, reject detail) from the ``keep`` settings."""
+    def _rule(self, con: duckdb.DuckDBPyConnection, scores: list[str], prefix: str) -> tuple[str, str, str]:
+        """SQL for (keep condition, reject reason, reject detail); over ``ranks`` when ``prefix`` is ``r.``."""
         keep = self.config.keep
-        if keep.top_fraction is not None:
+        if keep.top_fraction is not None:  # ranked: the first round(f * n) rows by `by`, ties by id
             by = keep.by or (scores[0] if len(scores) == 1 else "quality_rank")
             (total,) = con.execute("SELECT count(*) FROM ranks").fetchone()
             wanted = round(keep.top_fraction * total)
-            # an exact global cut: the first `wanted` rows by score (ties broken by id), not a per-task quantile
             con.execute(
                 f"""CREATE TABLE chosen AS SELECT filename, file_row_number FROM ranks
                     ORDER BY "{by}" DESC, id, filename, file_row_number LIMIT {wanted}"""
@@ -188,7 +245,8 @@ class QualitySelect(PipelineStep):
         if keep.threshold:
             conditions = [f'"{column}" >= {value}' for column, value in keep.threshold.items()]
             failing = " ".join(
-                f"""WHEN NOT (r."{column}" >= {value}) THEN '{column}=' || round(r."{column}", 4) || ' < {value}'"""
+                f"""WHEN NOT ({prefix}"{column}" >= {value}) THEN '{column}=' || round({prefix}"{column}", 4) """
+                f"""|| ' < {value}'"""
                 for column, value in keep.threshold.items()
             )
             return " AND ".join(conditions), "'below_threshold'", f"CASE {failing} END"
@@ -196,7 +254,7 @@ class QualitySelect(PipelineStep):
             return (
                 f"quality_bucket >= {keep.min_bucket}",
                 "'below_min_bucket'",
-                f"'quality_bucket=' || r.quality_bucket || ' < {keep.min_bucket}'",
+                f"'quality_bucket=' || {prefix}quality_bucket || ' < {keep.min_bucket}'",
             )
         return "true", "NULL", "NULL"
 

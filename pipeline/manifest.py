@@ -302,6 +302,12 @@ class QualityConfig(Strict):
             raise ValueError("keep.min_bucket needs `buckets` greater than it")
         return self
 
+    @property
+    def ranked(self) -> bool:
+        """Whether selection computes ``quality_rank`` (an ensemble, buckets, or a rule that names it)."""
+        named = [self.keep.by, *(self.keep.threshold or {})]
+        return len(self.classifiers) > 1 or self.buckets is not None or "quality_rank" in named
+
 
 class Stages(Strict):
     """The stages a run executes, in flow order; a missing key runs the stage with defaults, ``null`` skips it

@@ -207,7 +207,8 @@ def build_quality(
     config: QualityConfig = manifest.stages.quality
     files = document_files(manifest, "quality", inputs, upstream)
     scores = {f"score_{c.name}": pa.float32() for c in config.classifiers}
-    ranks = {"quality_rank": pa.float32(), **({"quality_bucket": pa.int64()} if config.buckets else {})}
+    ranks = {"quality_rank": pa.float32()} if config.ranked else {}
+    ranks.update({"quality_bucket": pa.int64()} if config.buckets else {})
     layout = _layout(manifest, run_dir, "quality", upstream, {**native_attributes(files), **scores, **ranks})
     scoring = replace(layout, attributes={k: v for k, v in layout.attributes.items() if k not in ranks}, phase="score")
     selecting = layout.for_phase("select")
