@@ -8,8 +8,9 @@ Two phases (see :mod:`pipeline.stages`):
    (:mod:`filters.classifier_text`, as in training), so empty and huge documents score like any other.
 2. ``select`` (one task): :class:`QualitySelect` decides over the whole run at once with DuckDB — a top
    fraction is a global ranking, not a per-task one — and writes ``data/`` and ``rejects/``. With
-   ``buckets``, ``quality_rank`` (the mean of each score's percent rank) and ``quality_bucket`` (that
-   rank cut into N equal-width buckets, 0 the lowest) are added. Changing ``keep`` or ``buckets`` reruns
+   several classifiers or ``buckets``, ``quality_rank`` (the mean of each score's percent rank) and
+   ``quality_bucket`` (that rank cut into N equal-width buckets, 0 the lowest) are added; with one
+   classifier the rule is a plain condition on its score (a top fraction becomes its cut value). Changing ``keep`` or ``buckets`` reruns
    this phase only: nothing is rescored.
 
 Reject reasons: ``below_top_fraction`` (detail: the last kept value), ``below_threshold`` (detail: the
