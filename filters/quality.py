@@ -267,8 +267,10 @@ def _copy_shards(con: duckdb.DuckDBPyConnection, query: str, folder: Path, tmp: 
     shutil.rmtree(staging, ignore_errors=True)
     target = str(staging).replace("'", "''")
     con.execute(
-        f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, FILE_SIZE_BYTES '128MB', "
-        f"ROW_GROUP_SIZE 20000, FILENAME_PATTERN 'shard_{{i}}')"
+        # zstd level 1: selection rewrites every document, and level 1 costs ~30% less CPU than the default
+        # for ~15% larger files; a later stage or the final mix recompresses anyway
+        f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, "
+        f"FILE_SIZE_BYTES '128MB', ROW_GROUP_SIZE 100000, FILENAME_PATTERN 'shard_{{i}}')"
     )
     folder.mkdir(parents=True, exist_ok=True)
     written = sorted(staging.glob("*.parquet"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))

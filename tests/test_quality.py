@@ -182,3 +182,19 @@ def test_corrupt_model_is_refused_before_any_work(tmp_path: Path, model: Path, w
         assert "stages.quality.classifiers[0].model" in result.stderr and bad.name in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "out" / "q").exists()
+
+
+def test_ensemble_top_fraction_ranks_by_the_mean_rank(tmp_path: Path, model: Path) -> None:
+    """Several classifiers and a top fraction: exactly round(f * n) documents, the ones with the highest
+    quality_rank."""
+    paths = _corpus(tmp_path / "c", 2)
+    quality = {
+        "classifiers": [{"name": "a", "model": str(model)}, {"name": "b", "model": str(model)}],
+        "keep": {"top_fraction": 0.25},
+    }
+    run_dir = Runner(_manifest(tmp_path, paths, quality), progress=False).run().run_dir
+    with connect(run_dir) as con:
+        kept = con.execute("SELECT count(*), min(quality_rank) FROM quality").fetchone()
+        dropped = con.execute("SELECT count(*), max(quality_rank) FROM quality_rejects").fetchone()
+    assert kept[0] == round(0.25 * 900) and dropped[0] == 900 - kept[0]
+    assert kept[1] >= dropped[1]
