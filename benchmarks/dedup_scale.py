@@ -71,7 +71,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 import types
 from collections.abc import Sequence
@@ -86,7 +85,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from process_tree import become_subreaper, cpu_children, reap_orphans  # noqa: E402
+from process_tree import cpu_children, reap_orphans, run_benchmark  # noqa: E402
 
 from filters.minhash import MinHasher, exact_jaccard, tokens  # noqa: E402
 
@@ -933,15 +932,7 @@ def main(argv: list[str] | None = None) -> int:
         found = run_side(args.side, args.docs_dir, args.sig_docs, args.workdir)
         print("SIDE_RESULT " + json.dumps(found), flush=True)
         return 0
-    if not become_subreaper():
-        print("warning: not a child subreaper: CPU of orphaned descendants may be missed", file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="winnow-dedup-bench-") as tmp:
-        work = args.keep or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        result = benchmark(args, work)
-    print()
-    print(result)
-    return 0
+    return run_benchmark(benchmark, args, "winnow-dedup-bench-")
 
 
 if __name__ == "__main__":

@@ -65,7 +65,6 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -80,7 +79,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from process_tree import become_subreaper, cpu_children, reap_orphans  # noqa: E402
+from process_tree import cpu_children, reap_orphans, run_benchmark  # noqa: E402
 
 from filters.classifier_metrics import roc_auc  # noqa: E402
 from filters.classifier_text import normalize  # noqa: E402
@@ -574,15 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"shared data not found: {text_dir} lacks {', '.join(missing)} (give --shared-data)", file=sys.stderr)
         return 2
-    if not become_subreaper():
-        print("warning: not a child subreaper: CPU of orphaned descendants may be missed", file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="winnow-quality-bench-") as tmp:
-        work = args.keep or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        result = benchmark(args, work)
-    print()
-    print(result)
-    return 0
+    return run_benchmark(benchmark, args, "winnow-quality-bench-")
 
 
 if __name__ == "__main__":

@@ -34,8 +34,6 @@ dup_count; sorted by file and row) for the select phase.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -50,6 +48,7 @@ from filters.minhash import estimated_jaccard, exact_jaccard
 from pipeline.manifest import DedupConfig
 from pipeline.outcomes import StageLayout
 from pipeline.progress import TaskProgress
+from pipeline.stage_duckdb import copy_to_file, stage_duckdb
 
 PAIR_BATCH = 65_536
 RELEASED_KEY_BASE = 1 << 52  # keys of released documents: -(index * base + their own key) - 1
@@ -109,21 +108,9 @@ class DedupClusters(PipelineStep):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         stage_dir = self.layout.stage_dir
-        tmp = stage_dir / "tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
         progress = TaskProgress(self.layout.progress_dir, rank)
-        con = duckdb.connect()
-        try:
-            con.execute(f"SET memory_limit = '{self.config.memory_limit}'")
-            con.execute(f"SET temp_directory = '{tmp}'")
-            con.execute(f"SET threads = {self.threads}")
-            con.execute("SET preserve_insertion_order = false")
-            with self.track_time():
-                self._cluster(con, progress)
-        finally:
-            con.close()
-            shutil.rmtree(tmp, ignore_errors=True)
+        with stage_duckdb(stage_dir, self.config.memory_limit, self.threads) as (con, _), self.track_time():
+            self._cluster(con, progress)
         write_params(stage_dir / "index", self.config)
         progress.flush()
         return
@@ -387,17 +374,8 @@ class DedupClusters(PipelineStep):
                    FROM outcome o JOIN nodes n USING (key) JOIN cluster_sizes z USING (keeper_key)
                    LEFT JOIN similarity s USING (key)
                    WHERE z.size > 1 ORDER BY cluster_id, n.id"""
-        _copy(con, clusters, stage_dir / "clusters" / "part-00000-0000.parquet")
+        copy_to_file(con, clusters, stage_dir / "clusters" / "part-00000-0000.parquet")
         decisions = """SELECT n.file, n.row, o.reason, o.keeper_id AS keeper, coalesce(z.size, 1) AS dup_count
                        FROM outcome o JOIN nodes n USING (key) LEFT JOIN cluster_sizes z USING (keeper_key)
                        ORDER BY n.file, n.row"""
-        _copy(con, decisions, stage_dir / "decisions" / "decisions.parquet")
-
-
-def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
-    """Write a query result to one Parquet file atomically (temporary name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    target = str(tmp).replace("'", "''")
-    con.execute(f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)")
-    os.replace(tmp, path)
+        copy_to_file(con, decisions, stage_dir / "decisions" / "decisions.parquet")

@@ -10,8 +10,8 @@ Two phases (see :mod:`pipeline.stages`):
    fraction is a global ranking, not a per-task one — and writes ``data/`` and ``rejects/``. With
    several classifiers or ``buckets``, ``quality_rank`` (the mean of each score's percent rank) and
    ``quality_bucket`` (that rank cut into N equal-width buckets, 0 the lowest) are added; with one
-   classifier the rule is a plain condition on its score (a top fraction becomes its cut value). Changing ``keep`` or ``buckets`` reruns
-   this phase only: nothing is rescored.
+   classifier the rule is a plain condition on its score (a top fraction becomes its cut value).
+   Changing ``keep`` or ``buckets`` reruns this phase only: nothing is rescored.
 
 Reject reasons: ``below_top_fraction`` (detail: the last kept value), ``below_threshold`` (detail: the
 failing column, value and minimum) and ``below_min_bucket``.
@@ -19,8 +19,6 @@ failing column, value and minimum) and ``below_min_bucket``.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from pipeline.manifest import ClassifierConfig, QualityConfig
 from pipeline.outcomes import OutcomeWriter, StageLayout
 from pipeline.progress import TaskProgress
 from pipeline.schema import CORE_COLUMNS
+from pipeline.stage_duckdb import copy_to_shards, stage_duckdb
 
 BATCH_DOCS = 512
 
@@ -110,20 +109,9 @@ class QualitySelect(PipelineStep):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         stage_dir = self.layout.stage_dir
-        tmp = stage_dir / "tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
         progress = TaskProgress(self.layout.progress_dir, rank)
-        con = duckdb.connect()
-        try:
-            con.execute(f"SET memory_limit = '{self.memory_limit}'")
-            con.execute(f"SET temp_directory = '{tmp}'")
-            con.execute(f"SET threads = {self.threads}")
-            with self.track_time():
-                self._select(con, stage_dir, tmp)
-        finally:
-            con.close()
-            shutil.rmtree(tmp, ignore_errors=True)
+        with stage_duckdb(stage_dir, self.memory_limit, self.threads) as (con, tmp), self.track_time():
+            self._select(con, stage_dir, tmp)
         progress.advance(docs=1, units=1)
         progress.flush()
         return
@@ -216,12 +204,12 @@ class QualitySelect(PipelineStep):
             columns = ", ".join(f'r."{c}"' if c in own else f'd."{c}"' for c in names)
         else:
             columns = ", ".join(f'"{c}"' for c in names)
-        _copy_shards(con, f"SELECT {columns} FROM {source} WHERE {condition}", stage_dir / "data", tmp)
+        copy_to_shards(con, f"SELECT {columns} FROM {source} WHERE {condition}", stage_dir / "data", tmp)
         rejected = (
             f"SELECT {columns}, '{self.layout.stage}' AS stage, {reason} AS reason, {detail} AS detail "
             f"FROM {source} WHERE NOT ({condition})"
         )
-        _copy_shards(con, rejected, stage_dir / "rejects", tmp)
+        copy_to_shards(con, rejected, stage_dir / "rejects", tmp)
         kept = sum(pq.ParquetFile(p).metadata.num_rows for p in (stage_dir / "data").glob("*.parquet"))
         self.stat_update("kept", value=kept)
 
@@ -258,21 +246,3 @@ class QualitySelect(PipelineStep):
                 f"'quality_bucket=' || {prefix}quality_bucket || ' < {keep.min_bucket}'",
             )
         return "true", "NULL", "NULL"
-
-
-def _copy_shards(con: duckdb.DuckDBPyConnection, query: str, folder: Path, tmp: Path) -> None:
-    """Write a query's rows as zstd Parquet shards ``part-00000-<n>.parquet`` in ``folder``, each renamed into
-    place when complete."""
-    staging = tmp / folder.name
-    shutil.rmtree(staging, ignore_errors=True)
-    target = str(staging).replace("'", "''")
-    con.execute(
-        # zstd level 1: selection rewrites every document, and level 1 costs ~30% less CPU than the default
-        # for ~15% larger files; a later stage or the final mix recompresses anyway
-        f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, "
-        f"FILE_SIZE_BYTES '128MB', ROW_GROUP_SIZE 100000, FILENAME_PATTERN 'shard_{{i}}')"
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    written = sorted(staging.glob("*.parquet"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
-    for number, path in enumerate(written):
-        os.replace(path, folder / f"part-00000-{number:04d}.parquet")
