@@ -1,6 +1,10 @@
 # Two commands for a newcomer:  `make demo` (install + run the embedded demo)  and  `make test`.
 PYTHON ?= python3
 VENV ?= .venv
+# PyTorch for the mix stage's proxy models; a plain `torch` from PyPI is a multi-GB CUDA build, so the CPU
+# build is installed first (CI finds this pin as a local CPU wheel; elsewhere use TORCH="torch --index-url
+# https://download.pytorch.org/whl/cpu", or your cluster's CUDA build)
+TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
 .PHONY: demo test lint clean
@@ -26,6 +30,7 @@ lint: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps fasttext-numpy2-wheel==0.9.2
 	touch $@

@@ -21,6 +21,7 @@ from pipeline.classifier_cli import classifier_app
 from pipeline.funnel import SourceFunnel, connect, stage_funnel, stage_names
 from pipeline.logs import quiet_console
 from pipeline.manifest import ManifestError, load_manifest
+from pipeline.mix_cli import mix_app
 from pipeline.stages import preflight
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(classifier_app, name="classifier")
+app.add_typer(mix_app, name="mix")
 out = Console(soft_wrap=True)  # paths and commands stay on one line (copy-paste); tables still fit
 err = Console(stderr=True, soft_wrap=True)  # one message per line: no wrapping at 80 columns
 
@@ -108,6 +110,12 @@ def run(
         data_dir = result.run_dir / "stages" / last / "data"
         shards = sorted(data_dir.glob("*.parquet"))
         out.print(f"\nOutput: {len(shards)} Parquet shard(s) in {data_dir}")
+    final = result.run_dir / "final"
+    if (final / "_manifest.json").exists():
+        out.print(
+            f"Final corpus: {len(list(final.glob('*.parquet')))} shard(s) in {final} (view `final`); "
+            f"plots: winnow mix report {result.run_dir}"
+        )
         out.print(f'Inspect: winnow inspect {result.run_dir}    Query: winnow sql {result.run_dir} "SELECT ..."')
     if result.rows_errored:
         err.print(f"{result.rows_errored} input(s) errored; see the *_errors views (winnow sql {result.run_dir} ...)")

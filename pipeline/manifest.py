@@ -309,14 +309,126 @@ class QualityConfig(Strict):
         return len(self.classifiers) > 1 or self.buckets is not None or "quality_rank" in named
 
 
+class MixTarget(Strict):
+    """A target the proxies are scored on: a source's held-out split (or, for a source not mixed, all of it)."""
+
+    source: str = Field(description="source name")
+    weight: float = Field(1.0, gt=0, description="weight of this target's loss in the objective")
+
+
+class ImportedSwarm(Strict):
+    """Swarm results produced elsewhere (e.g. on a GPU cluster): two tables keyed by run id (CSV or Parquet)."""
+
+    ratios: str = Field(description="table: run id + one weight column per source")
+    metrics: str = Field(description="table: run id + one loss column per target")
+    key: str = Field("run_id", description="the run id column of both tables")
+
+
+class SwarmConfig(Strict):
+    """The proxy swarm: mixtures sampled around the prior, one small model trained on each."""
+
+    runs: int = Field(32, ge=4, description="proxy runs (mixtures) to train")
+    concentration: float = Field(
+        1.0, gt=0, description="Dirichlet concentration around the prior: low = sparse, diverse mixtures"
+    )
+    temperature: float = Field(1.0, gt=0, description="prior = token share ** (1/temperature), renormalised")
+    floor: float = Field(0.0, ge=0, lt=1, description="minimum weight of every mixed source")
+    seed: int = 0
+    retries: int = Field(1, ge=0, description="a proxy run that fails (e.g. diverges) is retried with a new seed")
+    results: ImportedSwarm | None = Field(
+        None, description="use swarm results from another tool (ratios + metrics tables) instead of training"
+    )
+
+
+class ProxySettings(Strict):
+    """The proxy language model (a small decoder-only transformer) and its training budget.
+
+    CPU defaults train in about a minute per run. For GPU swarms use 15-30M-parameter proxies
+    (e.g. d_model 384-512, 6-8 layers): olmix reports rankings that hold up to 1B models only from
+    ~15M parameters up.
+    """
+
+    d_model: int = Field(64, ge=8)
+    layers: int = Field(2, ge=1)
+    heads: int = Field(4, ge=1)
+    context: int = Field(128, ge=8)
+    batch_size: int = Field(32, ge=1)
+    tokens: int = Field(1_000_000, ge=1000, description="training tokens per proxy run")
+    lr: float = Field(3e-3, gt=0)
+    eval_tokens: int = Field(65_536, ge=1000, description="tokens of each target evaluated")
+    device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
+    threads: int = Field(1, ge=1, description="torch threads per proxy run (runs go in parallel as tasks)")
+    compile: bool = Field(True, description="torch.compile the model (pays off from ~0.5M tokens; the cache is shared)")
+    bf16: bool = Field(True, description="bf16 autocast for matrix products (fp32 master weights)")
+
+
+class RegressionConfig(Strict):
+    """Models mapping mixture weights to target loss; the best by k-fold Spearman is used."""
+
+    models: list[Literal["lightgbm", "log_linear", "linear"]] = Field(
+        default_factory=lambda: ["lightgbm", "log_linear", "linear"], min_length=1
+    )
+    folds: int = Field(5, ge=2)
+
+
+class ProposerConfig(Strict):
+    """RegMix proposal: predict many candidate mixtures, average the best ``top_k``."""
+
+    candidates: int = Field(100_000, ge=100)
+    top_k: int = Field(100, ge=1)
+    kl_weight: float = Field(0.0, ge=0, description="penalty on KL(mixture || prior), keeps proposals near the prior")
+    seed: int = 0
+
+
+class FinalConfig(Strict):
+    """The final corpus: documents sampled to the proposed weights, shuffled, in fixed-size shards."""
+
+    shard_rows: int = Field(100_000, ge=1, description="rows per final/part-NNNNN.parquet (the last may be shorter)")
+    seed: int = 0
+    memory_limit: str = Field("2GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="DuckDB memory for the writer")
+
+
+class MixConfig(Strict):
+    """Choose how many tokens each source contributes (RegMix-style swarm + regression) and write ``final/``."""
+
+    token_budget: float = Field(gt=0, description="tokens in the final corpus")
+    targets: list[MixTarget] = Field(min_length=1)
+    sources: list[str] | None = Field(None, description="sources to mix; default: every source of the manifest")
+    holdout: float = Field(
+        0.05, gt=0, lt=1, description="share of a mixed target source held out as its target (never trained on)"
+    )
+    max_epochs: float | None = Field(4.0, gt=0, description="no source repeated more often in the final corpus")
+    tokenizer: str | None = Field(None, description="a tokenizer.json; default: a byte-level BPE trained on the run")
+    vocab_size: int = Field(4096, ge=260, description="vocabulary of the BPE trained when no tokenizer is given")
+    tokenizer_sample_mb: int = Field(16, ge=1, description="text sampled to train that BPE")
+    proxy_data_tokens: int = Field(
+        4_000_000, ge=10_000, description="tokens per source kept for proxy training (the rest is not needed)"
+    )
+    swarm: SwarmConfig = Field(default_factory=SwarmConfig)
+    proxy: ProxySettings = Field(default_factory=ProxySettings)
+    regression: RegressionConfig = Field(default_factory=RegressionConfig)
+    proposer: ProposerConfig = Field(default_factory=ProposerConfig)
+    final: FinalConfig = Field(default_factory=FinalConfig)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> MixConfig:
+        names = [t.source for t in self.targets]
+        if len(set(names)) != len(names):
+            raise ValueError("targets: each source at most once")
+        if self.sources is not None and len(set(self.sources)) != len(self.sources):
+            raise ValueError("sources: each source at most once")
+        return self
+
+
 class Stages(Strict):
     """The stages a run executes, in flow order; a missing key runs the stage with defaults, ``null`` skips it
-    (quality needs a model, so it runs only when given)."""
+    (quality needs a model and mix a target, so they run only when given)."""
 
     extract: ExtractConfig | None = Field(default_factory=ExtractConfig)
     heuristics: HeuristicsConfig | None = Field(default_factory=HeuristicsConfig)
     dedup: DedupConfig | None = Field(default_factory=DedupConfig)
     quality: QualityConfig | None = None
+    mix: MixConfig | None = None
 
     def enabled(self) -> list[str]:
         """Names of the enabled stages, in flow order."""
@@ -359,6 +471,18 @@ class Manifest(Strict):
         for before, stage in zip([None, *enabled], enabled, strict=False):
             if before is None and stage not in fed:
                 raise ValueError(f"stages.{stage} has no input: no earlier stage is enabled and no source enters it")
+        return self
+
+    @model_validator(mode="after")
+    def _mix_names_sources(self) -> Manifest:
+        mix = self.stages.mix
+        if mix is None:
+            return self
+        known = [s.name for s in self.sources]
+        named = [("sources", n) for n in mix.sources or ()] + [("targets", t.source) for t in mix.targets]
+        for field, name in named:
+            if name not in known:
+                raise ValueError(f"stages.mix.{field}: no source named {name!r} (sources: {', '.join(known)})")
         return self
 
     def entry_stage(self, source: WarcSource | DocumentSource) -> str | None:

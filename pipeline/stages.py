@@ -28,6 +28,11 @@ from filters.heuristics import heuristic_filters
 from filters.language import LanguageAnnotator
 from filters.quality import QualityScorer, QualitySelect
 from filters.url_filter import url_filter
+from mixers.corpus import BuildCorpus
+from mixers.final_writer import WriteFinal
+from mixers.fit import FitMix
+from mixers.swarm import PlanSwarm, TrainProxies
+from mixers.tokens import TOKEN_ATTRIBUTES, CountTokens, TokenizerError, TrainTokenizer, file_sha256, load_tokenizer
 from pipeline.extract import HtmlExtractor
 from pipeline.manifest import (
     DedupConfig,
@@ -36,6 +41,7 @@ from pipeline.manifest import (
     HeuristicsConfig,
     Manifest,
     ManifestError,
+    MixConfig,
     QualityConfig,
     WarcSource,
 )
@@ -244,6 +250,96 @@ def build_quality(
     return StagePlan(layout, phases, {"score": score_config, "select": select_config})
 
 
+def build_mix(
+    manifest: Manifest, run_dir: Path, inputs: Sequence[InputFile], upstream: StageLayout | None
+) -> StagePlan:
+    config: MixConfig = manifest.stages.mix
+    files = document_files(manifest, "mix", inputs, upstream)
+    layout = _layout(manifest, run_dir, "mix", upstream, {**native_attributes(files), **TOKEN_ATTRIBUTES})
+    mixed = config.sources or [s.name for s in manifest.sources]
+    threads = manifest.executor.workers
+    tokenizer_config = config.model_dump(mode="json", include={"tokenizer", "vocab_size", "tokenizer_sample_mb"})
+    if config.tokenizer:
+        tokenizer_config["sha256"] = file_sha256(Path(config.tokenizer))
+    count_config = {
+        "mixed": mixed,
+        "targets": [t.source for t in config.targets],
+        "holdout": config.holdout,
+        "inputs": _fingerprint_files(files),
+    }
+    swarm_config = config.model_dump(mode="json", include={"swarm", "token_budget", "max_epochs"})
+    if config.swarm.results:
+        swarm_config["imported"] = [
+            file_sha256(Path(p)) for p in (config.swarm.results.ratios, config.swarm.results.metrics)
+        ]
+    phases = [
+        Phase(
+            "tokenizer",
+            [TrainTokenizer(config, files, layout.for_phase("tokenizer"))],
+            1,
+            tasks=1,
+            config=tokenizer_config,
+            outputs=("tokenizer.json",),
+        ),
+        Phase(
+            "count",
+            [
+                BeginTask(layout.for_phase("count")),
+                DocumentReader(files, layout.for_phase("count")),
+                CountTokens(config, mixed, layout.for_phase("count")),
+                DocumentWriter(layout.for_phase("count")),
+            ],
+            sum(f.units for f in files),
+            config=count_config,
+            outputs=("data", "rejects", "errors"),
+            counts_input=True,
+        ),
+        Phase(
+            "corpus",
+            [BuildCorpus(config, mixed, layout.for_phase("corpus"), threads)],
+            len(mixed) + len(config.targets),
+            tasks=1,
+            config={"proxy_data_tokens": config.proxy_data_tokens, "eval_tokens": config.proxy.eval_tokens},
+            outputs=("corpus",),
+        ),
+        Phase(
+            "swarm", [PlanSwarm(config, layout.for_phase("swarm"))], 1, tasks=1, config=swarm_config, outputs=("swarm",)
+        ),
+    ]
+    if config.swarm.results is None:
+        phases.append(
+            Phase(
+                "proxies",
+                [TrainProxies(config, layout.for_phase("proxies"))],
+                config.swarm.runs,
+                tasks=config.swarm.runs,
+                config=config.model_dump(mode="json", include={"proxy"}) | {"retries": config.swarm.retries},
+                outputs=("swarm/runs",),
+            )
+        )
+    phases += [
+        Phase(
+            "fit",
+            [FitMix(config, layout.for_phase("fit"))],
+            1,
+            tasks=1,
+            config=config.model_dump(mode="json", include={"regression", "proposer", "targets"}),
+            outputs=("fit",),
+        ),
+        Phase(
+            "final",
+            [WriteFinal(config, layout.for_phase("final"), threads)],
+            1,
+            tasks=1,
+            config=config.model_dump(mode="json", include={"token_budget"})
+            | {"final": config.final.model_dump(mode="json", exclude={"memory_limit"})},
+            outputs=(),  # final/ lives at the run's root; the writer swaps it in whole
+        ),
+    ]
+    settings = config.model_dump(mode="json", exclude={"final": {"memory_limit"}})
+    return StagePlan(layout, phases, {"config": settings, "inputs": _fingerprint_files(files)})
+
+
 def preflight(manifest: Manifest, where: str) -> None:
     """Checks a manifest needs beyond its own text (other runs' files); raises ManifestError naming the field."""
     if manifest.stages.dedup is not None:
@@ -257,6 +353,16 @@ def preflight(manifest: Manifest, where: str) -> None:
             check_structure(Path(extract.language.model))
         except ModelError as exc:
             raise ManifestError(f"{where}: stages.extract.language.model: {exc}") from None
+    mix = manifest.stages.mix
+    if mix is not None and mix.tokenizer:
+        try:
+            load_tokenizer(mix.tokenizer)
+        except TokenizerError as exc:
+            raise ManifestError(f"{where}: stages.mix.tokenizer: {exc}") from None
+    if mix is not None and mix.swarm.results:
+        for field in ("ratios", "metrics"):
+            if not Path(getattr(mix.swarm.results, field)).is_file():
+                raise ManifestError(f"{where}: stages.mix.swarm.results.{field}: no such file")
     for i, classifier in enumerate(manifest.stages.quality.classifiers if manifest.stages.quality else []):
         try:
             check_model(classifier.model, classifier.label)
@@ -271,4 +377,5 @@ BUILDERS: dict[str, Builder] = {
     "heuristics": build_heuristics,
     "dedup": build_dedup,
     "quality": build_quality,
+    "mix": build_mix,
 }

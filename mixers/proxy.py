@@ -1,0 +1,236 @@
+"""The proxy model of mix optimisation: a tiny decoder-only transformer trained on a mixture of sources.
+
+This module owns the model (nanoGPT-shaped: token + learned position embeddings, pre-LN blocks with causal
+self-attention and a 4x GELU MLP, final LayerNorm, output head tied to the token embedding), its training loop
+(AdamW, linear warmup then cosine decay) and its evaluation (mean cross-entropy on fixed windows of each target).
+It is the only winnow module that imports torch; callers import it lazily.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MIN_LR_FRACTION = 0.1  # cosine decay ends at this fraction of the peak learning rate
+WEIGHT_SUM_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Size, budget and optimisation of one proxy run. Defaults: see docs/DECISIONS.md (measured throughput)."""
+
+    d_model: int = 64
+    layers: int = 2
+    heads: int = 4
+    context: int = 128
+    batch_size: int = 32  # sequences per step
+    tokens: int = 1_000_000  # training tokens; steps = tokens // (batch_size * context)
+    lr: float = 3e-3  # AdamW peak; linear warmup, then cosine decay to MIN_LR_FRACTION * lr
+    warmup_frac: float = 0.05
+    weight_decay: float = 0.1  # on matrices and embeddings only
+    eval_tokens: int = 65_536  # per target, on fixed windows
+    curve_points: int = 20  # training-curve samples recorded
+    device: str = "auto"  # "auto" = cuda if available, else cpu
+    compile: bool = True  # torch.compile the training step's model
+    bf16: bool = True  # bf16 autocast for matmuls (fp32 master weights)
+    threads: int = 1  # torch.set_num_threads while training
+
+
+@dataclass
+class ProxyResult:
+    """What a proxy run measured."""
+
+    losses: dict[str, float]  # mean cross-entropy (nats/token) on each target
+    curve: list[tuple[int, float]]  # (tokens seen, mean train loss since the previous point)
+    tokens: int  # training tokens actually used (whole steps)
+    seconds: float  # wall time of the run, compilation and evaluation included
+    parameters: int
+    device: str
+
+
+class ProxyDiverged(RuntimeError):
+    """The training loss became non-finite."""
+
+
+class _Block(nn.Module):
+    def __init__(self, d_model: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln_attn = nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.attn_out = nn.Linear(d_model, d_model)
+        self.ln_mlp = nn.LayerNorm(d_model)
+        self.mlp_in = nn.Linear(d_model, 4 * d_model)
+        self.mlp_out = nn.Linear(4 * d_model, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln_attn(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.attn_out(y.transpose(1, 2).reshape(b, t, d))
+        return x + self.mlp_out(F.gelu(self.mlp_in(self.ln_mlp(x))))
+
+
+class ProxyModel(nn.Module):
+    """Decoder-only transformer; ``forward(idx, targets)`` returns the mean next-token cross-entropy."""
+
+    def __init__(self, vocab_size: int, config: ProxyConfig) -> None:
+        super().__init__()
+        if config.d_model % config.heads:
+            raise ValueError(f"d_model {config.d_model} is not divisible by heads {config.heads}")
+        self.token = nn.Embedding(vocab_size, config.d_model)
+        self.position = nn.Embedding(config.context, config.d_model)
+        self.blocks = nn.ModuleList(_Block(config.d_model, config.heads) for _ in range(config.layers))
+        self.ln_final = nn.LayerNorm(config.d_model)
+        for name, p in self.named_parameters():  # GPT-2 initialisation, residual projections scaled by depth
+            if name.endswith("bias"):
+                nn.init.zeros_(p)
+            elif p.dim() == 2:
+                std = (
+                    0.02 / math.sqrt(2 * config.layers)
+                    if name.endswith(("attn_out.weight", "mlp_out.weight"))
+                    else 0.02
+                )
+                nn.init.normal_(p, std=std)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        x = self.token(idx) + self.position.weight[: idx.shape[1]]
+        for block in self.blocks:
+            x = block(x)
+        logits = self.ln_final(x) @ self.token.weight.T  # tied output head
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+
+
+def sequence_sources(weights: np.ndarray, sequences: int, rng: np.random.Generator) -> np.ndarray:
+    """Source index of each training sequence: source ``s`` gets its largest-remainder share of ``weights[s] *
+    sequences`` (exact proportions over the run, deterministic rounding), in a random order."""
+    quota = weights * sequences
+    counts = np.floor(quota).astype(np.int64)
+    counts[np.argsort(-(quota - counts), kind="stable")[: sequences - counts.sum()]] += 1
+    return rng.permutation(np.repeat(np.arange(len(weights)), counts))
+
+
+def eval_windows(length: int, context: int, eval_tokens: int) -> np.ndarray:
+    """Start offsets of evenly spaced, non-overlapping windows of ``context + 1`` tokens in an array of ``length``,
+    at most ``eval_tokens // context`` of them (at least one); the same for every run."""
+    count = max(1, min(eval_tokens // context, length // (context + 1)))
+    return np.linspace(0, length - context - 1, count).astype(np.int64)
+
+
+def _windows(array: np.ndarray, starts: np.ndarray, context: int) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(array[starts[:, None] + np.arange(context + 1)], dtype=np.int64))
+
+
+def _check(name: str, kind: str, array: np.ndarray, context: int) -> None:
+    if array.ndim != 1 or len(array) < context + 1:
+        raise ValueError(f"{kind} {name!r} needs a 1-D array of at least {context + 1} tokens, got shape {array.shape}")
+
+
+def _lr(step: int, steps: int, config: ProxyConfig) -> float:
+    warmup = max(1, round(config.warmup_frac * steps))
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return config.lr * (MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train_proxy(
+    train: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    targets: Mapping[str, np.ndarray],
+    vocab_size: int,
+    config: ProxyConfig,
+    seed: int,
+) -> ProxyResult:
+    """Train a proxy on ``train`` mixed by ``weights`` (summing to 1; missing sources weigh 0) and return its
+    mean cross-entropy on each of ``targets``. Deterministic on CPU for a fixed ``seed``. Raises ValueError for
+    bad weights or an array shorter than ``context + 1``, ProxyDiverged when the training loss is non-finite."""
+    started = time.perf_counter()
+    unknown = set(weights) - set(train)
+    if unknown:
+        raise ValueError(f"weights name sources without training data: {sorted(unknown)}")
+    names = list(train)
+    w = np.array([float(weights.get(name, 0.0)) for name in names])
+    if not np.isfinite(w).all() or (w < 0).any() or abs(w.sum() - 1) > WEIGHT_SUM_TOLERANCE:
+        raise ValueError(f"weights must be non-negative and sum to 1, got {dict(weights)}")
+    for name in names:
+        _check(name, "source", train[name], config.context)
+    for name, array in targets.items():
+        _check(name, "target", array, config.context)
+    steps = config.tokens // (config.batch_size * config.context)
+    if steps < 1:
+        raise ValueError(f"tokens {config.tokens} is less than one batch of {config.batch_size} x {config.context}")
+
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if config.device == "auto" else config.device)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        model = ProxyModel(vocab_size, config).to(device)
+        decay = [p for p in model.parameters() if p.dim() == 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.lr,
+            betas=(0.9, 0.95),
+        )
+        step_model = torch.compile(model, dynamic=False) if config.compile else model
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
+        sources = sequence_sources(w / w.sum(), steps * config.batch_size, rng)
+        curve_at = set(np.linspace(0, steps, min(config.curve_points, steps) + 1).round().astype(int)[1:].tolist())
+        curve: list[tuple[int, float]] = []
+        since: list[float] = []
+        model.train()
+        for step in range(steps):
+            batch_sources = sources[step * config.batch_size : (step + 1) * config.batch_size]
+            batch = torch.cat(
+                [
+                    _windows(train[names[s]], rng.integers(0, len(train[names[s]]) - config.context, n), config.context)
+                    for s, n in zip(*np.unique(batch_sources, return_counts=True), strict=True)
+                ]
+            ).to(device)
+            for group in optimizer.param_groups:
+                group["lr"] = _lr(step, steps, config)
+            with autocast:
+                loss = step_model(batch[:, :-1], batch[:, 1:])
+            value = loss.item()
+            if not math.isfinite(value):
+                raise ProxyDiverged(f"training loss is {value} at step {step + 1} of {steps} (seed {seed})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            since.append(value)
+            if step + 1 in curve_at:
+                curve.append(((step + 1) * config.batch_size * config.context, float(np.mean(since))))
+                since.clear()
+
+        model.eval()
+        losses: dict[str, float] = {}
+        with torch.no_grad(), autocast:
+            for name, array in targets.items():
+                windows = _windows(array, eval_windows(len(array), config.context, config.eval_tokens), config.context)
+                total = 0.0
+                for chunk in windows.split(config.batch_size):
+                    chunk = chunk.to(device)
+                    total += model(chunk[:, :-1], chunk[:, 1:]).item() * len(chunk)
+                losses[name] = total / len(windows)
+    finally:
+        torch.set_num_threads(threads)
+    return ProxyResult(
+        losses=losses,
+        curve=curve,
+        tokens=steps * config.batch_size * config.context,
+        seconds=time.perf_counter() - started,
+        parameters=sum(p.numel() for p in model.parameters()),
+        device=device.type,
+    )
