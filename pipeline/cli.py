@@ -110,12 +110,12 @@ def run(
         data_dir = result.run_dir / "stages" / last / "data"
         shards = sorted(data_dir.glob("*.parquet"))
         out.print(f"\nOutput: {len(shards)} Parquet shard(s) in {data_dir}")
-    final = result.run_dir / "final"
-    if (final / "_manifest.json").exists():
-        out.print(
-            f"Final corpus: {len(list(final.glob('*.parquet')))} shard(s) in {final} (view `final`); "
-            f"plots: winnow mix report {result.run_dir}"
-        )
+        final = result.run_dir / "final"
+        if last == "mix" and (final / "_manifest.json").exists():
+            out.print(
+                f"Final corpus: {len(list(final.glob('*.parquet')))} shard(s) in {final} (view `final`); "
+                f"plots: winnow mix report {result.run_dir}"
+            )
         out.print(f'Inspect: winnow inspect {result.run_dir}    Query: winnow sql {result.run_dir} "SELECT ..."')
     if result.rows_errored:
         err.print(f"{result.rows_errored} input(s) errored; see the *_errors views (winnow sql {result.run_dir} ...)")
@@ -194,6 +194,18 @@ def make_demo_data(
 
     paths = write_demo_warcs(folder, pages)
     out.print(f"wrote {len(paths)} WARC file(s) to {folder}")
+
+
+@app.command("make-mix-data")
+def make_mix_data(
+    folder: Annotated[Path, typer.Argument(help="Where to write one JSONL file per source.")] = Path("data/mix"),
+    max_chars: Annotated[int, typer.Option(help="Characters of text per source (at most).")] = 3_000_000,
+) -> None:
+    """Write four real text sources from this machine (Python code and docstrings, C headers, licences)."""
+    from mixers.local_sources import write_local_sources
+
+    paths = write_local_sources(folder, max_chars)
+    out.print(f"wrote {', '.join(p.name for p in paths.values())} to {folder}")
 
 
 def _print_table(relation: duckdb.DuckDBPyRelation, max_rows: int) -> None:

@@ -358,8 +358,7 @@ class ProxySettings(Strict):
     eval_tokens: int = Field(65_536, ge=1000, description="tokens of each target evaluated")
     device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     threads: int = Field(1, ge=1, description="torch threads per proxy run (runs go in parallel as tasks)")
-    compile: bool = Field(True, description="torch.compile the model (pays off from ~0.5M tokens; the cache is shared)")
-    bf16: bool = Field(True, description="bf16 autocast for matrix products (fp32 master weights)")
+    compile: bool = Field(False, description="torch.compile the model (no gain measured on CPU; try it on GPUs)")
 
 
 class RegressionConfig(Strict):

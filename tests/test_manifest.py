@@ -54,14 +54,25 @@ def assert_one_error(result: subprocess.CompletedProcess[str], *fragments: str) 
 
 
 @pytest.mark.parametrize("manifest", SHIPPED, ids=[p.name for p in SHIPPED])
-def test_shipped_manifest_validates(manifest: Path, cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
-    """Every manifest in manifests/ validates once its input points at real files (earlier runs named in
-    ``dedup.against`` are dropped: tests/test_dedup_incremental.py validates against real ones)."""
-    overrides = [paths_override(cli_demo_warcs)]
+def test_shipped_manifest_validates(
+    manifest: Path, cli_demo_warcs: Path, tmp_path: Path, winnow_cli: WinnowCli
+) -> None:
+    """Every manifest in manifests/ validates once its inputs point at real files: web archives at the demo
+    WARCs, document sources at small JSONL files (earlier runs named in ``dedup.against`` are dropped:
+    tests/test_dedup_incremental.py validates against real ones)."""
+    raw = yaml.safe_load(manifest.read_text())
+    overrides = []
+    for index, source in enumerate(raw["sources"]):
+        if source["kind"] == "warc":
+            overrides.append(f"sources.{index}.paths=[{cli_demo_warcs}/*.warc.gz]")
+        else:
+            document = tmp_path / f"{source['name']}.{source['kind']}"
+            document.write_text('{"id": "1", "text": "a document"}\n')
+            overrides.append(f"sources.{index}.paths=[{document}]")
     if "against:" in manifest.read_text():
         overrides.append("stages.dedup.against=[]")
     loaded = load_manifest(manifest, overrides)
-    assert loaded.sources[0].paths == [f"{cli_demo_warcs}/*.warc.gz"]
+    assert loaded.sources[0].paths == [overrides[0].split("=", 1)[1].strip("[]")]
     result = winnow_cli("validate", manifest, *(arg for o in overrides for arg in ("--set", o)))
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout

@@ -35,7 +35,6 @@ TINY_MIX: dict[str, Any] = {
         "batch_size": 8,
         "tokens": 8000,
         "eval_tokens": 2048,
-        "compile": False,
     },
     "regression": {"folds": 2},
     "proposer": {"candidates": 2000, "top_k": 20},
