@@ -34,7 +34,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.process_tree import cpu_children, reap_orphans, run_benchmark  # noqa: E402
+from benchmarks.process_tree import cpu_children, reap_orphans, run_benchmark
 
 SHARED_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "text"
 SHARED_SOURCES = [
