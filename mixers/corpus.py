@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datatrove.data import DocumentsPipeline
-from datatrove.pipeline.base import PipelineStep
 
+from mixers.phase import OneTaskStep
 from mixers.tokens import END_OF_TEXT, file_sha256, load_tokenizer, tokenizer_path
 from pipeline.manifest import MixConfig
 from pipeline.outcomes import StageLayout
@@ -58,20 +57,16 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-class BuildCorpus(PipelineStep):
+class BuildCorpus(OneTaskStep):
     """Phase ``corpus`` (one task): token arrays for proxy training and evaluation, and ``summary.json``."""
 
     name = "🧱 proxy corpus"
-    type = "MIX"
 
     def __init__(self, config: MixConfig, mixed: Sequence[str], layout: StageLayout, threads: int) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config, layout, threads)
         self.mixed = list(mixed)
-        self.layout = layout
-        self.threads = threads
 
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+    def work(self, progress: TaskProgress) -> None:
         path = tokenizer_path(self.layout)
         tokenizer = load_tokenizer(str(path))
         eot = tokenizer.token_to_id(END_OF_TEXT)
@@ -80,7 +75,6 @@ class BuildCorpus(PipelineStep):
         listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
         documents = f"read_parquet([{listing}], union_by_name = true)" if files else None
         targets = [t.source for t in self.config.targets]
-        progress = TaskProgress(self.layout.progress_dir, rank)
         out = corpus_dir(self.layout)
         with stage_duckdb(self.layout.stage_dir, self.config.final.memory_limit, self.threads) as (con, _):
             totals = self._totals(con, documents)
@@ -97,11 +91,9 @@ class BuildCorpus(PipelineStep):
                         ORDER BY md5(id)"""
                     reader = con.sql(query, params=[name, split, cap]).to_arrow_reader(BATCH_ROWS)
                     parts: list[np.ndarray] = []
-                    with self.track_time(split):
-                        for batch in reader:
-                            texts = batch.column("text").to_pylist()
-                            for encoding in tokenizer.encode_batch(texts):
-                                parts.append(np.array([*encoding.ids, eot], dtype=dtype))
+                    for batch in reader:
+                        for encoding in tokenizer.encode_batch(batch.column("text").to_pylist()):
+                            parts.append(np.array([*encoding.ids, eot], dtype=dtype))
                     array = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
                     _save_atomic(out / folder / f"{name}.npy", array)
                     sources.setdefault(name, dict(totals.get(name, {})))[f"{folder}_sample_tokens"] = int(array.size)
@@ -115,9 +107,6 @@ class BuildCorpus(PipelineStep):
         }
         (out / ".summary.json.tmp").write_text(json.dumps(summary, indent=2) + "\n")
         os.replace(out / ".summary.json.tmp", out / "summary.json")
-        progress.flush()
-        return
-        yield
 
     @staticmethod
     def _totals(con: Any, documents: str | None) -> dict[str, dict[str, int]]:

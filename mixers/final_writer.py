@@ -16,7 +16,6 @@ corpus, never a mix. The same inputs and seed give the same bytes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,24 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from datatrove.data import DocumentsPipeline
-from datatrove.pipeline.base import PipelineStep
 
 from mixers.corpus import read_summary
 from mixers.fit import fit_dir
+from mixers.phase import OneTaskStep
 from mixers.swarm import write_record
-from pipeline.manifest import MixConfig
-from pipeline.outcomes import StageLayout
+from mixers.tokens import file_sha256
 from pipeline.progress import TaskProgress
 from pipeline.stage_duckdb import stage_duckdb
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _quoted(path: Path) -> str:
@@ -58,19 +47,12 @@ def publish(staging: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-class WriteFinal(PipelineStep):
+class WriteFinal(OneTaskStep):
     """Phase ``final`` (one task): sample, shuffle and shard the final corpus; write ``_manifest.json``."""
 
     name = "📦 final shards"
-    type = "MIX"
 
-    def __init__(self, config: MixConfig, layout: StageLayout, threads: int) -> None:
-        super().__init__()
-        self.config = config
-        self.layout = layout
-        self.threads = threads
-
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+    def work(self, progress: TaskProgress) -> None:
         report = json.loads((fit_dir(self.layout) / "report.json").read_text())
         summary = read_summary(self.layout)
         weights: dict[str, float] = report["weights"]["proposed"]
@@ -78,12 +60,11 @@ class WriteFinal(PipelineStep):
         staging = final.with_name(f".{final.name}.tmp")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        progress = TaskProgress(self.layout.progress_dir, rank)
         settings = self.config.final
         files = sorted(self.layout.dataset_dir("data").glob("*.parquet"))
         listing = ", ".join(_quoted(f) for f in files)
         documents = f"read_parquet([{listing}], union_by_name = true, filename = true, file_row_number = true)"
-        with stage_duckdb(self.layout.stage_dir, settings.memory_limit, self.threads) as (con, _), self.track_time():
+        with stage_duckdb(self.layout.stage_dir, settings.memory_limit, self.threads) as (con, _):
             self._select(con, documents, weights)
             shards = self._write_shards(con, documents, staging, progress)
             per_source = self._per_source(con, weights)
@@ -104,9 +85,6 @@ class WriteFinal(PipelineStep):
         }
         write_record(staging / "_manifest.json", manifest)
         publish(staging, final)
-        progress.flush()
-        return
-        yield
 
     def _select(self, con: duckdb.DuckDBPyConnection, documents: str, weights: dict[str, float]) -> None:
         """Table ``picks``: (file, row, copy, position) of every row of the final corpus.
@@ -191,7 +169,7 @@ class WriteFinal(PipelineStep):
                     "path": path.name,
                     "rows": sum(v["rows"] for v in sources.values()),
                     "tokens": sum(v["tokens"] for v in sources.values()),
-                    "sha256": _sha256(path),
+                    "sha256": file_sha256(path),
                     "sources": sources,
                 }
             )

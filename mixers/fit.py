@@ -19,13 +19,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from datatrove.data import DocumentsPipeline
-from datatrove.pipeline.base import PipelineStep
 
+from mixers.phase import OneTaskStep
 from mixers.sampling import project
 from mixers.swarm import read_plan, swarm_dir, write_record
 from mixers.swarm_tables import Swarm, read_swarm, write_swarm
-from pipeline.manifest import MixConfig
 from pipeline.outcomes import StageLayout
 from pipeline.progress import TaskProgress
 
@@ -60,18 +58,12 @@ def gather_runs(layout: StageLayout, sources: list[str]) -> tuple[Swarm, list[di
     return swarm, failed
 
 
-class FitMix(PipelineStep):
+class FitMix(OneTaskStep):
     """Phase ``fit`` (one task): regression by k-fold Spearman, then the proposal."""
 
     name = "📈 fit and propose"
-    type = "MIX"
 
-    def __init__(self, config: MixConfig, layout: StageLayout) -> None:
-        super().__init__()
-        self.config = config
-        self.layout = layout
-
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+    def work(self, progress: TaskProgress) -> None:
         from mixers.proposer import propose  # LightGBM and SciPy load only in the task that fits
         from mixers.regression import select_model
 
@@ -95,24 +87,22 @@ class FitMix(PipelineStep):
                 f"or fix the proxy settings"
             )
         objective = swarm.objective({t.source: t.weight for t in self.config.targets})
-        with self.track_time("regression"):
-            model, scores = select_model(
-                weights, objective, self.config.regression.models, folds=self.config.regression.folds
-            )
+        model, scores = select_model(
+            weights, objective, self.config.regression.models, folds=self.config.regression.folds
+        )
         prior, caps = np.array(plan["prior"]), np.array(plan["caps"])
         proposer = self.config.proposer
-        with self.track_time("proposal"):
-            proposal = propose(
-                model,
-                prior,
-                np.random.default_rng(proposer.seed),
-                caps=caps,
-                floor=self.config.swarm.floor,
-                candidates=proposer.candidates,
-                top_k=proposer.top_k,
-                concentration=self.config.swarm.concentration,
-                kl_weight=proposer.kl_weight,
-            )
+        proposal = propose(
+            model,
+            prior,
+            np.random.default_rng(proposer.seed),
+            caps=caps,
+            floor=self.config.swarm.floor,
+            candidates=proposer.candidates,
+            top_k=proposer.top_k,
+            concentration=self.config.swarm.concentration,
+            kl_weight=proposer.kl_weight,
+        )
         uniform = np.full(len(sources), 1 / len(sources))
         feasible_uniform = project(uniform[None, :], self.config.swarm.floor, caps)[0]
         best = int(np.argmin(objective))
@@ -146,8 +136,3 @@ class FitMix(PipelineStep):
         pq.write_table(pa.table(columns), folder / ".predictions.parquet.tmp")
         os.replace(folder / ".predictions.parquet.tmp", folder / "predictions.parquet")
         write_record(folder / "report.json", report)
-        progress = TaskProgress(self.layout.progress_dir, rank)
-        progress.advance(docs=1, units=1)
-        progress.flush()
-        return
-        yield

@@ -27,6 +27,7 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from mixers.corpus import corpus_dir, load_arrays, read_summary
+from mixers.phase import OneTaskStep
 from mixers.sampling import InfeasibleMixError, check_feasible, epoch_caps, natural_prior, sample_mixtures
 from mixers.swarm_tables import read_swarm, write_swarm
 from pipeline.manifest import MixConfig
@@ -66,18 +67,12 @@ def mix_constraints(config: MixConfig, summary: dict[str, Any]) -> dict[str, Any
     return {"sources": sources, "tokens": tokens.tolist(), "prior": prior.tolist(), "caps": caps.tolist()}
 
 
-class PlanSwarm(PipelineStep):
+class PlanSwarm(OneTaskStep):
     """Phase ``swarm`` (one task): ``plan.json`` and the mixtures to train (or the imported results)."""
 
     name = "🎲 plan swarm"
-    type = "MIX"
 
-    def __init__(self, config: MixConfig, layout: StageLayout) -> None:
-        super().__init__()
-        self.config = config
-        self.layout = layout
-
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+    def work(self, progress: TaskProgress) -> None:
         plan = mix_constraints(self.config, read_summary(self.layout))
         folder = swarm_dir(self.layout)
         swarm = self.config.swarm
@@ -106,11 +101,6 @@ class PlanSwarm(PipelineStep):
             pq.write_table(pa.table(columns), folder / ".ratios.parquet.tmp")
             os.replace(folder / ".ratios.parquet.tmp", folder / "ratios.parquet")
         write_record(folder / "plan.json", plan)
-        progress = TaskProgress(self.layout.progress_dir, rank)
-        progress.advance(docs=1, units=1)
-        progress.flush()
-        return
-        yield
 
 
 class TrainProxies(PipelineStep):

@@ -25,6 +25,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from tokenizers import Tokenizer
 
+from mixers.phase import OneTaskStep
 from pipeline.manifest import MixConfig
 from pipeline.outcomes import OutcomeWriter, StageLayout
 from pipeline.progress import TaskProgress
@@ -93,35 +94,26 @@ def _sample_texts(files: Sequence[DocumentFile], budget_bytes: int) -> Iterable[
                     break
 
 
-class TrainTokenizer(PipelineStep):
+class TrainTokenizer(OneTaskStep):
     """Phase ``tokenizer`` (one task): write ``stages/mix/tokenizer.json`` (copied or trained)."""
 
     name = "🔤 tokenizer"
-    type = "MIX"
 
     def __init__(self, config: MixConfig, files: Sequence[DocumentFile], layout: StageLayout) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config, layout)
         self.files = list(files)
-        self.layout = layout
 
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+    def work(self, progress: TaskProgress) -> None:
         target = tokenizer_path(self.layout)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
-        with self.track_time():
-            if self.config.tokenizer:
-                load_tokenizer(self.config.tokenizer)  # fails here, before anything is counted, if unusable
-                shutil.copyfile(self.config.tokenizer, tmp)
-            else:
-                texts = _sample_texts(self.files, self.config.tokenizer_sample_mb * 1024 * 1024)
-                train_tokenizer(texts, self.config.vocab_size).save(str(tmp))
+        if self.config.tokenizer:
+            load_tokenizer(self.config.tokenizer)  # fails here, before anything is counted, if unusable
+            shutil.copyfile(self.config.tokenizer, tmp)
+        else:
+            texts = _sample_texts(self.files, self.config.tokenizer_sample_mb * 1024 * 1024)
+            train_tokenizer(texts, self.config.vocab_size).save(str(tmp))
         os.replace(tmp, target)
-        progress = TaskProgress(self.layout.progress_dir, rank)
-        progress.advance(docs=1, units=1)
-        progress.flush()
-        return
-        yield
 
 
 def split_of(doc_id: str, source: str, mixed: frozenset[str], targets: frozenset[str], holdout: float) -> str:
