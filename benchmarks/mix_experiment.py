@@ -166,7 +166,7 @@ def main() -> int:
     parser.add_argument("--proxy-tokens", type=int, default=1_000_000, help="training tokens per proxy")
     parser.add_argument("--eval-tokens", type=int, default=65_536, help="target tokens evaluated per proxy")
     parser.add_argument("--source-tokens", type=int, default=2_000_000, help="tokens per source kept for proxies")
-    parser.add_argument("--vocab", type=int, default=2048, help="BPE vocabulary trained by winnow (the head dominates CPU)")
+    parser.add_argument("--vocab", type=int, default=2048, help="BPE vocabulary trained by winnow")
     parser.add_argument("--d-model", type=int, default=64, help="proxy width")
     parser.add_argument("--layers", type=int, default=2, help="proxy depth")
     parser.add_argument("--context", type=int, default=128, help="proxy context length")
