@@ -122,7 +122,8 @@ class TrainProxies(PipelineStep):
             if not path.exists():  # a finished (or finally failed) run is never retrained
                 with self.track_time():
                     write_record(path, self._train(index, ratios[index]))
-            progress.advance(docs=1, units=index + 1)
+            progress.advance(docs=1)
+            progress.next_input(1)  # one run = one unit of the progress bar
         progress.flush()
         return
         yield

@@ -354,7 +354,7 @@ class ProxySettings(Strict):
     context: int = Field(128, ge=8)
     batch_size: int = Field(32, ge=1)
     tokens: int = Field(1_000_000, ge=1000, description="training tokens per proxy run")
-    lr: float = Field(1e-2, gt=0, description="AdamW peak learning rate (warmup, cosine decay)")
+    lr: float = Field(3e-3, gt=0, description="AdamW peak learning rate (warmup, cosine decay)")
     eval_tokens: int = Field(65_536, ge=1000, description="tokens of each target evaluated")
     device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     threads: int = Field(1, ge=1, description="torch threads per proxy run (runs go in parallel as tasks)")

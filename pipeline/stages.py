@@ -297,7 +297,7 @@ def build_mix(
         Phase(
             "corpus",
             [BuildCorpus(config, mixed, layout.for_phase("corpus"), threads)],
-            len(mixed) + len(config.targets),
+            1,
             tasks=1,
             config={"proxy_data_tokens": config.proxy_data_tokens, "eval_tokens": config.proxy.eval_tokens},
             outputs=("corpus",),
