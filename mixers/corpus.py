@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from mixers.phase import OneTaskStep
+from mixers.phase import OneTaskStep, write_record
 from mixers.tokens import END_OF_TEXT, file_sha256, load_tokenizer, tokenizer_path
 from pipeline.manifest import MixConfig
 from pipeline.outcomes import StageLayout
@@ -105,8 +105,7 @@ class BuildCorpus(OneTaskStep):
             "vocab_size": tokenizer.get_vocab_size(),
             "tokenizer_sha256": file_sha256(path),
         }
-        (out / ".summary.json.tmp").write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(out / ".summary.json.tmp", out / "summary.json")
+        write_record(out / "summary.json", summary)
 
     @staticmethod
     def _totals(con: Any, documents: str | None) -> dict[str, dict[str, int]]:

@@ -26,8 +26,7 @@ import duckdb
 
 from mixers.corpus import read_summary
 from mixers.fit import fit_dir
-from mixers.phase import OneTaskStep
-from mixers.swarm import write_record
+from mixers.phase import OneTaskStep, write_record
 from mixers.tokens import file_sha256
 from pipeline.progress import TaskProgress
 from pipeline.stage_duckdb import stage_duckdb

@@ -20,9 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixers.phase import OneTaskStep
+from mixers.phase import OneTaskStep, write_record
 from mixers.sampling import project
-from mixers.swarm import read_plan, swarm_dir, write_record
+from mixers.swarm import read_plan, swarm_dir
 from mixers.swarm_tables import Swarm, read_swarm, write_swarm
 from pipeline.outcomes import StageLayout
 from pipeline.progress import TaskProgress

@@ -2,9 +2,16 @@
 
 Each is a datatrove step that reads nothing from the pipeline, does its work once (``work``), times
 it, and marks its progress file done, so the runner's progress bar and resume treat it like any task.
+Their JSON records (plan, summary, run records, report, final manifest) are written by
+:func:`write_record`, atomically.
 """
 
 from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
 
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
@@ -12,6 +19,14 @@ from datatrove.pipeline.base import PipelineStep
 from pipeline.manifest import MixConfig
 from pipeline.outcomes import StageLayout
 from pipeline.progress import TaskProgress
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` as JSON to ``path`` atomically (temporary name, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 class OneTaskStep(PipelineStep):

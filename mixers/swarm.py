@@ -27,7 +27,7 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from mixers.corpus import corpus_dir, load_arrays, read_summary
-from mixers.phase import OneTaskStep
+from mixers.phase import OneTaskStep, write_record
 from mixers.sampling import InfeasibleMixError, check_feasible, epoch_caps, natural_prior, sample_mixtures
 from mixers.swarm_tables import read_swarm, write_swarm
 from pipeline.manifest import MixConfig
@@ -41,13 +41,6 @@ def swarm_dir(layout: StageLayout) -> Path:
 
 def run_id(index: int) -> str:
     return f"run{index:04d}"
-
-
-def write_record(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def read_plan(layout: StageLayout) -> dict[str, Any]:
