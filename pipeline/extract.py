@@ -4,7 +4,7 @@ Cheap checks run first, so trafilatura (most of the CPU of the stage) sees only 
 kept: non-2xx status, empty payload, oversize page, binary payload, and (after decoding) a page whose
 visible text is confidently in a language the run does not keep. Then the bytes are decoded
 (declared charset, then ``<meta charset>``, then UTF-8, then charset detection; a last-resort lossy
-decode is noted in ``meta.decode``), and trafilatura runs in an :class:`ExtractionSandbox` with a
+decode is noted in ``meta.decode``), and trafilatura runs in a :class:`~pipeline.sandbox.Sandbox` with a
 per-page timeout and memory cap. Every page leaves as a document, a reject with a reason
 (``http_status``, ``empty_payload``, ``too_large``, ``not_html``, ``language_precheck``,
 ``extract_timeout``, ``no_text``)
@@ -26,7 +26,9 @@ from filters.language import default_lid_model, load_fasttext, precheck_language
 from pipeline.manifest import ExtractConfig
 from pipeline.outcomes import OutcomeWriter, StageLayout
 from pipeline.revisits import is_revisit_stub
-from pipeline.sandbox import ExtractionSandbox, SandboxCrashed, SandboxTimeout
+from pipeline.sandbox import Sandbox, SandboxCrashed, SandboxTimeout
+
+TRAFILATURA = "pipeline.html_text:extract_html"  # what the extraction sandbox's worker runs
 
 META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 SNIFF_BYTES = 4096
@@ -118,7 +120,7 @@ class HtmlExtractor(PipelineStep):
         with (
             OutcomeWriter(self.layout, "extract") as rejects,
             OutcomeWriter(self.layout, "extract", kind="errors") as errors,
-            ExtractionSandbox(c.timeout_s, c.memory_limit_mb) as sandbox,
+            Sandbox(TRAFILATURA, c.timeout_s, c.memory_limit_mb) as sandbox,
         ):
             for doc in data:
                 payload: bytes = doc.metadata.pop("payload", None) or b""
@@ -160,7 +162,7 @@ class HtmlExtractor(PipelineStep):
                     continue
                 with self.track_time():
                     try:
-                        text = sandbox.extract(html, doc.metadata.get("url"), options)
+                        text = sandbox.call(html, doc.metadata.get("url"), options)
                     except SandboxTimeout as exc:
                         self.stat_update("rejected_extract_timeout")
                         rejects.write(doc, rank, reason="extract_timeout", detail=str(exc))

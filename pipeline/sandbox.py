@@ -1,13 +1,14 @@
-"""A long-lived worker process that runs trafilatura on one page at a time, with a timeout and a memory cap.
+"""A long-lived worker process that runs one function on one input at a time, with a timeout and a memory cap.
 
-A pathological page (100k nested tags, a 50 MB table, a regex that backtracks for minutes) must not
-hang or kill a task. The task therefore sends each page to a child process over a pipe and waits at
-most ``timeout_s``; on timeout the child is killed and replaced, and if the child dies (memory cap
-``RLIMIT_AS``, a crash in C code) the page is reported and the next page gets a fresh child.
+A pathological input (an HTML page with 100k nested tags, a PDF that decompresses to gigabytes, a
+regex that backtracks for minutes) must not hang or kill a task. The task therefore sends each input
+to a child process over a pipe and waits at most ``timeout_s``; on timeout the child is killed and
+replaced, and if the child dies (memory cap ``RLIMIT_AS``, a crash in C code) the input is reported
+and the next one gets a fresh child. Extraction runs trafilatura this way, OCR whole PDFs.
 
 The child is started with ``subprocess`` (not ``multiprocessing``) so it works inside datatrove's
 daemonic pool workers, Slurm tasks and Ray actors alike. Frames are ``<4-byte length><pickle>``.
-Run as ``python -m pipeline.sandbox`` it is the child.
+Run as ``python -m pipeline.sandbox MODULE:FUNCTION`` it is the child, calling that function.
 """
 
 from __future__ import annotations
@@ -27,24 +28,36 @@ STARTUP_TIMEOUT_S = 120.0
 
 
 class SandboxTimeout(Exception):
-    """The page took longer than the timeout; the worker was killed."""
+    """The input took longer than the timeout; the worker was killed."""
 
 
 class SandboxCrashed(Exception):
-    """The worker process died while handling the page (memory cap, segfault)."""
+    """The worker process died while handling the input (memory cap, segfault)."""
 
 
-class ExtractionSandbox:
-    """Parent side: ``extract(html, url, options)`` returns the text (or None) or raises."""
+class Sandbox:
+    """Parent side: ``call(*args)`` returns ``function(*args)`` computed in the worker, or raises.
 
-    def __init__(self, timeout_s: float, memory_limit_mb: int, command: Sequence[str] | None = None) -> None:
+    ``function`` is ``"package.module:name"``, imported once by the worker; its arguments and result
+    must pickle. ``env`` adds variables to the worker's environment (e.g. thread limits)."""
+
+    def __init__(
+        self,
+        function: str,
+        timeout_s: float,
+        memory_limit_mb: int,
+        command: Sequence[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.function = function
         self.timeout_s = timeout_s
         self.memory_limit_mb = memory_limit_mb
-        self.command = list(command or [sys.executable, "-m", "pipeline.sandbox"])
+        self.command = list(command or [sys.executable, "-m", "pipeline.sandbox", function])
+        self.env = dict(env or {})
         self._proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
 
-    def __enter__(self) -> ExtractionSandbox:
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -62,19 +75,20 @@ class ExtractionSandbox:
             proc.kill()
             proc.wait()
 
-    def extract(self, html: str, url: str | None, options: dict[str, Any]) -> str | None:
-        """Extract main text; raises SandboxTimeout, SandboxCrashed, or the worker's exception."""
+    def call(self, *args: Any) -> Any:
+        """The function's result; raises SandboxTimeout, SandboxCrashed, or RuntimeError with the
+        worker's exception as ``Type: message``."""
         self._ensure_started()
         deadline = time.monotonic() + self.timeout_s
         try:
-            _write_frame(self._proc.stdin, (html, url, options))
+            _write_frame(self._proc.stdin, args)
             status, value = _read_frame(self._proc.stdout.fileno(), deadline)
         except TimeoutError:
             self._kill()
-            raise SandboxTimeout(f"extraction exceeded {self.timeout_s:g} s") from None
+            raise SandboxTimeout(f"{self.function} exceeded {self.timeout_s:g} s") from None
         except (EOFError, BrokenPipeError, OSError) as exc:
             code = self._kill()
-            raise SandboxCrashed(f"extraction worker died (exit code {code}): {exc}") from None
+            raise SandboxCrashed(f"worker running {self.function} died (exit code {code}): {exc}") from None
         if status == "ok":
             return value
         raise RuntimeError(value)
@@ -84,7 +98,7 @@ class ExtractionSandbox:
             return
         if self._proc is not None:
             self._kill()
-        env = dict(os.environ, WINNOW_SANDBOX_MEMORY_MB=str(self.memory_limit_mb))
+        env = dict(os.environ, **self.env, WINNOW_SANDBOX_MEMORY_MB=str(self.memory_limit_mb))
         self._proc = subprocess.Popen(
             self.command,
             stdin=subprocess.PIPE,
@@ -93,11 +107,11 @@ class ExtractionSandbox:
             env=env,
         )
         self.restarts += 1
-        try:  # the per-page timeout starts once the child has imported trafilatura and said so
+        try:  # the per-input timeout starts once the child has imported the function and said so
             _read_frame(self._proc.stdout.fileno(), time.monotonic() + STARTUP_TIMEOUT_S)
         except (TimeoutError, EOFError, OSError) as exc:
             code = self._kill()
-            raise SandboxCrashed(f"extraction worker died while starting (exit code {code}): {exc}") from None
+            raise SandboxCrashed(f"worker for {self.function} died while starting (exit code {code}): {exc}") from None
 
     def _kill(self) -> int | None:
         proc, self._proc = self._proc, None
@@ -134,8 +148,10 @@ def _read_frame(fd: int, deadline: float | None) -> Any:
     return pickle.loads(_read_exact(fd, size, deadline))
 
 
-def _worker() -> None:
-    """Child loop: read (html, url, options) frames, answer ("ok", text) or ("error", message)."""
+def _worker(function: str) -> None:
+    """Child loop: import ``function``, then read argument frames, answer ("ok", result) or ("error", message)."""
+    import importlib
+    import logging
     import resource
 
     limit = int(os.environ.get("WINNOW_SANDBOX_MEMORY_MB", "2048")) * 1024 * 1024
@@ -143,26 +159,23 @@ def _worker() -> None:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything a library prints goes to stderr, never into the frame stream
 
-    import logging
-
-    import trafilatura
-
+    module, _, name = function.partition(":")
+    target = getattr(importlib.import_module(module), name)
     logging.disable(logging.CRITICAL)
     _write_frame(out, ("ready", None))
     fd = sys.stdin.fileno()
     while True:
         try:
-            html, url, options = _read_frame(fd, None)
+            args = _read_frame(fd, None)
         except EOFError:
             return
         try:
-            text = trafilatura.extract(html, url=url, output_format="txt", **options)
-            _write_frame(out, ("ok", text))
+            _write_frame(out, ("ok", target(*args)))
         except MemoryError:
-            _write_frame(out, ("error", "MemoryError: page exceeds the extraction memory limit"))
+            _write_frame(out, ("error", f"MemoryError: the input exceeds the worker's memory cap of {limit >> 20} MB"))
         except Exception as exc:
             _write_frame(out, ("error", f"{type(exc).__name__}: {exc}"))
 
 
 if __name__ == "__main__":
-    _worker()
+    _worker(sys.argv[1])

@@ -6,27 +6,28 @@ import sys
 
 import pytest
 
-from pipeline.sandbox import ExtractionSandbox, SandboxCrashed, SandboxTimeout
+from pipeline.extract import TRAFILATURA
+from pipeline.sandbox import Sandbox, SandboxCrashed, SandboxTimeout
 
 ARTICLE = "<html><body><article>" + "<p>The quick brown fox jumps over the lazy dog again and again.</p>" * 30
 ARTICLE += "</article></body></html>"
 
 
 def test_extracts_and_survives_timeout_and_crash() -> None:
-    with ExtractionSandbox(timeout_s=10, memory_limit_mb=1024) as sandbox:
-        text = sandbox.extract(ARTICLE, "https://example.org/a", {"fast": True})
+    with Sandbox(TRAFILATURA, timeout_s=10, memory_limit_mb=1024) as sandbox:
+        text = sandbox.call(ARTICLE, "https://example.org/a", {"fast": True})
         assert text and "quick brown fox" in text
 
         sandbox.timeout_s = 1e-4  # nothing finishes that fast: the worker is killed
         with pytest.raises(SandboxTimeout):
-            sandbox.extract(ARTICLE, None, {"fast": True})
+            sandbox.call(ARTICLE, None, {"fast": True})
 
         sandbox.timeout_s = 10
-        assert "quick brown fox" in (sandbox.extract(ARTICLE, None, {"fast": True}) or "")
+        assert "quick brown fox" in (sandbox.call(ARTICLE, None, {"fast": True}) or "")
 
         sandbox._proc.kill()  # the worker dies (as under the OOM killer) before the next page
         sandbox._proc.wait()
-        assert "quick brown fox" in (sandbox.extract(ARTICLE, None, {"fast": True}) or "")
+        assert "quick brown fox" in (sandbox.call(ARTICLE, None, {"fast": True}) or "")
 
 
 def test_worker_dying_mid_page_is_reported() -> None:
@@ -35,23 +36,23 @@ def test_worker_dying_mid_page_is_reported() -> None:
     ready = "import pickle, struct, sys; b = pickle.dumps(('ready', None)); "
     ready += "sys.stdout.buffer.write(struct.pack('!I', len(b)) + b); sys.stdout.flush(); "
     dies = [sys.executable, "-c", ready + "sys.stdin.buffer.read(4); sys.exit(9)"]
-    with ExtractionSandbox(timeout_s=20, memory_limit_mb=1024, command=dies) as sandbox:
+    with Sandbox(TRAFILATURA, timeout_s=20, memory_limit_mb=1024, command=dies) as sandbox:
         with pytest.raises(SandboxCrashed, match="exit code 9"):
-            sandbox.extract(ARTICLE, None, {"fast": True})
+            sandbox.call(ARTICLE, None, {"fast": True})
         with pytest.raises(SandboxCrashed):  # and the next page gets a fresh worker, which dies again
-            sandbox.extract(ARTICLE, None, {"fast": True})
+            sandbox.call(ARTICLE, None, {"fast": True})
         assert sandbox.restarts == 2
 
 
 def test_bad_option_is_a_clean_error() -> None:
-    with ExtractionSandbox(timeout_s=20, memory_limit_mb=1024) as sandbox:
+    with Sandbox(TRAFILATURA, timeout_s=20, memory_limit_mb=1024) as sandbox:
         with pytest.raises(RuntimeError, match="TypeError"):
-            sandbox.extract(ARTICLE, None, {"no_such_option": True})
-        assert "quick brown fox" in (sandbox.extract(ARTICLE, None, {"fast": True}) or "")
+            sandbox.call(ARTICLE, None, {"no_such_option": True})
+        assert "quick brown fox" in (sandbox.call(ARTICLE, None, {"fast": True}) or "")
 
 
 def test_worker_that_cannot_start_is_reported() -> None:
     broken = [sys.executable, "-c", "import sys; sys.exit(7)"]
-    sandbox = ExtractionSandbox(timeout_s=5, memory_limit_mb=1024, command=broken)
+    sandbox = Sandbox(TRAFILATURA, timeout_s=5, memory_limit_mb=1024, command=broken)
     with sandbox, pytest.raises(SandboxCrashed, match=r"while starting.*exit code 7"):
-        sandbox.extract(ARTICLE, None, {"fast": True})
+        sandbox.call(ARTICLE, None, {"fast": True})
