@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from mixers.phase import OneTaskStep, write_record
+from mixers.phase import OneTaskStep
 from mixers.tokens import END_OF_TEXT, file_sha256, load_tokenizer, tokenizer_path
+from pipeline.json_records import write_json
 from pipeline.manifest import MixConfig
 from pipeline.outcomes import StageLayout
 from pipeline.progress import TaskProgress
@@ -105,7 +106,7 @@ class BuildCorpus(OneTaskStep):
             "vocab_size": tokenizer.get_vocab_size(),
             "tokenizer_sha256": file_sha256(path),
         }
-        write_record(out / "summary.json", summary)
+        write_json(out / "summary.json", summary)
 
     @staticmethod
     def _totals(con: Any, documents: str | None) -> dict[str, dict[str, int]]:

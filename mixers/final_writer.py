@@ -26,8 +26,9 @@ import duckdb
 
 from mixers.corpus import read_summary
 from mixers.fit import fit_dir
-from mixers.phase import OneTaskStep, write_record
+from mixers.phase import OneTaskStep
 from mixers.tokens import file_sha256
+from pipeline.json_records import write_json
 from pipeline.progress import TaskProgress
 from pipeline.stage_duckdb import stage_duckdb
 
@@ -82,7 +83,7 @@ class WriteFinal(OneTaskStep):
             "predicted_loss": report["predicted_loss"]["proposed"],
             "objective": report["objective"],
         }
-        write_record(staging / "_manifest.json", manifest)
+        write_json(staging / "_manifest.json", manifest)
         publish(staging, final)
 
     def _select(self, con: duckdb.DuckDBPyConnection, documents: str, weights: dict[str, float]) -> None:

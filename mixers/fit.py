@@ -20,10 +20,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixers.phase import OneTaskStep, write_record
+from mixers.phase import OneTaskStep
 from mixers.sampling import project
 from mixers.swarm import read_plan, swarm_dir
 from mixers.swarm_tables import Swarm, read_swarm, write_swarm
+from pipeline.json_records import write_json
 from pipeline.outcomes import StageLayout
 from pipeline.progress import TaskProgress
 
@@ -135,4 +136,4 @@ class FitMix(OneTaskStep):
         folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.table(columns), folder / ".predictions.parquet.tmp")
         os.replace(folder / ".predictions.parquet.tmp", folder / "predictions.parquet")
-        write_record(folder / "report.json", report)
+        write_json(folder / "report.json", report)

@@ -8,25 +8,12 @@ Their JSON records (plan, summary, run records, report, final manifest) are writ
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-from typing import Any
-
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from pipeline.manifest import MixConfig
 from pipeline.outcomes import StageLayout
 from pipeline.progress import TaskProgress
-
-
-def write_record(path: Path, record: dict[str, Any]) -> None:
-    """Write ``record`` as JSON to ``path`` atomically (temporary name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 class OneTaskStep(PipelineStep):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from datatrove.utils.stats import PipelineStats
 from rich.progress import track
 
 from pipeline.funnel import SourceFunnel, connect, count_outcomes, stage_funnel
+from pipeline.json_records import read_json, write_json
 from pipeline.logs import quiet_console
 from pipeline.manifest import STAGE_ORDER, Manifest
 from pipeline.outcomes import StageLayout
@@ -74,21 +74,6 @@ def winnow_version() -> str:
         return version("winnow")
     except Exception:
         return "unknown"
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 def fingerprint(data: Any) -> str:
