@@ -9,8 +9,10 @@ it imports another tool's ratios and metrics tables instead, and no proxy is tra
 Phase ``proxies`` runs one task per mixture (local processes, or array jobs on a cluster): it trains
 a proxy on the corpus arrays with the run's weights and writes ``swarm/runs/<run_id>.json`` (weights,
 loss on every target, training curve, timing) atomically. A run whose record exists is never
-retrained. A run that fails (e.g. diverges) is retried with a new seed ``retries`` times, then
-recorded as ``failed`` with the error; the fit excludes and reports it.
+retrained. Every run starts from the same seed (common random numbers: the same initial weights and
+sampling stream), so the runs differ by their mixture and not by their luck. A run that fails (e.g.
+diverges) is retried with a new seed ``retries`` times, then recorded as ``failed`` with the error; the
+fit excludes and reports it.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from mixers.corpus import corpus_dir, load_arrays, read_summary
-from mixers.phase import OneTaskStep, write_record
+from mixers.phase import OneTaskStep
 from mixers.sampling import InfeasibleMixError, check_feasible, epoch_caps, natural_prior, sample_mixtures
 from mixers.swarm_tables import read_swarm, write_swarm
+from pipeline.json_records import write_json
 from pipeline.manifest import MixConfig
 from pipeline.outcomes import StageLayout
 from pipeline.progress import TaskProgress
@@ -41,6 +44,11 @@ def swarm_dir(layout: StageLayout) -> Path:
 
 def run_id(index: int) -> str:
     return f"run{index:04d}"
+
+
+def proxy_seed(swarm_seed: int, attempt: int) -> int:
+    """The seed of a proxy run's ``attempt``: the same for every run of a swarm (common random numbers)."""
+    return swarm_seed * 1_000_003 + 7919 * attempt
 
 
 def read_plan(layout: StageLayout) -> dict[str, Any]:
@@ -93,7 +101,7 @@ class PlanSwarm(OneTaskStep):
             folder.mkdir(parents=True, exist_ok=True)
             pq.write_table(pa.table(columns), folder / ".ratios.parquet.tmp")
             os.replace(folder / ".ratios.parquet.tmp", folder / "ratios.parquet")
-        write_record(folder / "plan.json", plan)
+        write_json(folder / "plan.json", plan)
 
 
 class TrainProxies(PipelineStep):
@@ -114,14 +122,14 @@ class TrainProxies(PipelineStep):
             path = swarm_dir(self.layout) / "runs" / f"{ratios[index]['run_id']}.json"
             if not path.exists():  # a finished (or finally failed) run is never retrained
                 with self.track_time():
-                    write_record(path, self._train(index, ratios[index]))
+                    write_json(path, self._train(ratios[index]))
             progress.advance(docs=1)
             progress.next_input(1)  # one run = one unit of the progress bar
         progress.flush()
         return
         yield
 
-    def _train(self, index: int, row: dict[str, Any]) -> dict[str, Any]:
+    def _train(self, row: dict[str, Any]) -> dict[str, Any]:
         from mixers.proxy import ProxyConfig, train_proxy  # torch loads only in the processes that train
 
         summary = read_summary(self.layout)
@@ -131,7 +139,7 @@ class TrainProxies(PipelineStep):
         config = ProxyConfig(**self.config.proxy.model_dump())
         record: dict[str, Any] = {"run_id": row["run_id"], "weights": weights, "attempts": []}
         for attempt in range(self.config.swarm.retries + 1):
-            seed = self.config.swarm.seed * 1_000_003 + index + 7919 * attempt
+            seed = proxy_seed(self.config.swarm.seed, attempt)
             try:
                 result = train_proxy(train, weights, targets, summary["vocab_size"], config, seed)
             except Exception as exc:  # recorded with the run; the fit excludes and reports failed runs
