@@ -85,7 +85,17 @@ class DocumentSource(Strict):
     )
 
 
-Source = Annotated[WarcSource | DocumentSource, Field(discriminator="kind")]
+class PdfSource(Strict):
+    """PDF files (local globs or fsspec URLs), turned into documents by ``stages.ocr``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: Literal["pdf"]
+    paths: list[str] = Field(min_length=1, description="files, globs or fsspec URLs of PDFs")
+    limit: int | None = Field(None, ge=1, description="use only the first N files")
+    crawl: str | None = Field(None, description="batch id recorded on every document")
+
+
+Source = Annotated[WarcSource | DocumentSource | PdfSource, Field(discriminator="kind")]
 
 
 # ---------------------------------------------------------------- stages
@@ -148,6 +158,83 @@ class ExtractConfig(Strict):
     url_filter: UrlFilterConfig = Field(default_factory=UrlFilterConfig)
     language: LanguageConfig = Field(default_factory=LanguageConfig)
     min_text_chars: int = Field(1, ge=0, description="shorter extractions are rejected (no_text)")
+
+
+class TriageConfig(Strict):
+    """How a page is routed: text layer, OCR, or blank (see ``ocr/triage.py``)."""
+
+    min_text_chars: int = Field(32, ge=1, description="fewer text-layer characters (not spaces) route to OCR")
+    min_alnum_share: float = Field(0.5, ge=0, le=1, description="a text layer with fewer letters/digits is junk")
+    max_replacement_share: float = Field(
+        0.02, ge=0, le=1, description="more U+FFFD (broken font maps) than this share routes to OCR"
+    )
+    image_page_coverage: float = Field(
+        0.5, gt=0, le=1, description="a page this much covered by images is a scan unless its text is dense"
+    )
+    dense_text_chars: int = Field(600, ge=1, description="text-layer characters that make an image-covered page text")
+    min_ink: float = Field(0.001, ge=0, le=1, description="a page without text or images and less ink is blank")
+
+
+class TesseractConfig(Strict):
+    """tesseract (CPU): rendering and recognition."""
+
+    languages: str = Field("eng", description="tesseract languages, e.g. eng or eng+deu")
+    tessdata: str | None = Field(None, description="folder with <lang>.traineddata; default: Debian's")
+    min_dpi: float = Field(100, gt=0, description="never render below this resolution")
+    max_dpi: float = Field(300, gt=0, description="scans are rendered at their own resolution up to this")
+    max_render_pixels: int = Field(40_000_000, ge=1_000_000, description="larger renders lower the resolution")
+    detect_rotation: bool = Field(True, description="turn sideways/upside-down scans upright (tesseract OSD)")
+    rotation_confidence: float = Field(2.0, ge=0, description="OSD confidence needed to turn a page")
+
+
+class VlmConfig(Strict):
+    """A vision-language model behind an OpenAI-compatible endpoint (vLLM, SGLang, llama.cpp), olmOCR-style."""
+
+    endpoint: str = Field(description="base URL of the server, e.g. http://127.0.0.1:8000/v1")
+    model: str = Field(description="model name the server serves")
+    api_key_env: str | None = Field(None, description="environment variable holding the API key (never the key)")
+    image_longest_side: int = Field(1288, ge=64, description="pages are rendered to this longest side in pixels")
+    max_tokens: int = Field(4096, ge=16, description="completion token limit per page")
+    temperatures: list[float] = Field(
+        [0.1, 0.3, 0.5, 0.8], min_length=1, description="one attempt per temperature, rising on each retry"
+    )
+    timeout_s: float = Field(120, gt=0, description="per-request timeout")
+    grammar: bool = Field(False, description="send a JSON schema for the answer (llama.cpp, vLLM guided decoding)")
+
+
+class OcrConfig(Strict):
+    """PDFs into documents: page triage, text layer, OCR engines with a per-page fallback chain."""
+
+    engine: Literal["auto", "tesseract", "vlm", "text-layer"] = Field(
+        "auto",
+        description="engine for OCR pages: auto = vlm when configured, else tesseract; each falls back down "
+        "the chain vlm -> tesseract -> text layer",
+    )
+    split: Literal["document", "page"] = Field("document", description="one document per PDF, or one per page")
+    enter: str | None = Field(
+        None, description="first stage the OCR'd documents go through; default: dedup, else the next enabled stage"
+    )
+    triage: TriageConfig = Field(default_factory=TriageConfig)
+    tesseract: TesseractConfig = Field(default_factory=TesseractConfig)
+    vlm: VlmConfig | None = None
+    max_fallback_pages: int | None = Field(
+        None, ge=0, description="a PDF with more pages that fell back to a later engine is an error (null: no limit)"
+    )
+    max_pages: int = Field(5000, ge=1, description="longer PDFs are rejected (too_many_pages)")
+    max_file_mb: int = Field(512, ge=1, description="larger PDF files are rejected (too_large)")
+    timeout_s: float = Field(600, gt=0, description="per-PDF time limit; the worker is killed past it")
+    memory_limit_mb: int = Field(3072, ge=512, description="address-space cap of the OCR worker")
+    remove_headers: bool = Field(True, description="drop lines repeated at the top/bottom of pages, and page numbers")
+    margin_share: float = Field(
+        0.06, ge=0, lt=0.5, description="text-layer text wholly in this top/bottom share of a page is dropped"
+    )
+    min_text_chars: int = Field(1, ge=0, description="documents with less text are rejected (no_text)")
+
+    @model_validator(mode="after")
+    def _vlm_given(self) -> OcrConfig:
+        if self.engine == "vlm" and self.vlm is None:
+            raise ValueError("engine vlm needs stages.ocr.vlm (endpoint, model)")
+        return self
 
 
 class GopherRepetitionConfig(Switchable):
@@ -421,8 +508,10 @@ class MixConfig(Strict):
 
 class Stages(Strict):
     """The stages a run executes, in flow order; a missing key runs the stage with defaults, ``null`` skips it
-    (quality needs a model and mix a target, so they run only when given)."""
+    (ocr needs PDF sources, quality a model and mix a target, so they run only when given). ``ocr`` is a
+    branch: its documents join the flow at ``ocr.enter``, not at the stage after it."""
 
+    ocr: OcrConfig | None = None
     extract: ExtractConfig | None = Field(default_factory=ExtractConfig)
     heuristics: HeuristicsConfig | None = Field(default_factory=HeuristicsConfig)
     dedup: DedupConfig | None = Field(default_factory=DedupConfig)
@@ -435,7 +524,8 @@ class Stages(Strict):
 
 
 STAGE_ORDER: tuple[str, ...] = tuple(Stages.model_fields)
-DOCUMENT_STAGES: tuple[str, ...] = tuple(s for s in STAGE_ORDER if s != "extract")
+SOURCE_STAGES: tuple[str, ...] = ("ocr", "extract")  # they read raw inputs (PDFs, web archives), not documents
+DOCUMENT_STAGES: tuple[str, ...] = tuple(s for s in STAGE_ORDER if s not in SOURCE_STAGES)
 
 
 class Manifest(Strict):
@@ -450,7 +540,7 @@ class Manifest(Strict):
 
     @field_validator("sources")
     @classmethod
-    def _unique_names(cls, sources: list[WarcSource | DocumentSource]) -> list[WarcSource | DocumentSource]:
+    def _unique_names(cls, sources: list[Source]) -> list[Source]:
         names = [s.name for s in sources]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -462,14 +552,25 @@ class Manifest(Strict):
         enabled = self.stages.enabled()
         if any(isinstance(s, WarcSource) for s in self.sources) and "extract" not in enabled:
             raise ValueError("stages: web archive sources are read by stages.extract: enable stages.extract")
+        has_pdfs = any(isinstance(s, PdfSource) for s in self.sources)
+        if has_pdfs and "ocr" not in enabled:
+            raise ValueError("stages: PDF sources are read by stages.ocr: add `ocr: {}` to stages")
+        if "ocr" in enabled and not has_pdfs:
+            raise ValueError("stages.ocr has no input: no source of kind pdf")
+        ocr = self.stages.ocr
+        if ocr is not None and ocr.enter is not None and self.ocr_entry() is None:
+            raise ValueError(f"stages.ocr.enter: stages.{ocr.enter} is not an enabled document stage")
         for source in self.sources:
             if isinstance(source, DocumentSource) and self.entry_stage(source) is None:
                 where = f"stages.{source.enter}" if source.enter else "a stage after extract"
                 raise ValueError(f"sources.{source.name}.enter: {where} is not an enabled document stage")
-        fed = {self.entry_stage(s) for s in self.sources}
-        for before, stage in zip([None, *enabled], enabled, strict=False):
-            if before is None and stage not in fed:
+        fed = {self.entry_stage(s) for s in self.sources} | {self.ocr_entry()}
+        for stage in [s for s in enabled if s != "ocr"]:  # the chain: each stage feeds the next
+            if stage in fed:
+                break
+            if stage in self.stages.model_fields_set:
                 raise ValueError(f"stages.{stage} has no input: no earlier stage is enabled and no source enters it")
+            setattr(self.stages, stage, None)  # left at its default with nothing to read (a PDF-only run): not run
         return self
 
     @model_validator(mode="after")
@@ -484,14 +585,28 @@ class Manifest(Strict):
                 raise ValueError(f"stages.mix.{field}: no source named {name!r} (sources: {', '.join(known)})")
         return self
 
-    def entry_stage(self, source: WarcSource | DocumentSource) -> str | None:
-        """The stage a source's documents enter: extract for archives; ``enter`` or the first stage after extract."""
+    def entry_stage(self, source: WarcSource | DocumentSource | PdfSource) -> str | None:
+        """The stage a source's documents enter: extract for archives, ocr for PDFs; for document sources
+        ``enter`` or the first enabled document stage."""
         enabled = self.stages.enabled()
         if isinstance(source, WarcSource):
             return "extract" if "extract" in enabled else None
+        if isinstance(source, PdfSource):
+            return "ocr" if "ocr" in enabled else None
         if source.enter is not None:
-            return source.enter if source.enter in enabled and source.enter != "extract" else None
-        return next((stage for stage in enabled if stage != "extract"), None)
+            return source.enter if source.enter in enabled and source.enter not in SOURCE_STAGES else None
+        return next((stage for stage in enabled if stage not in SOURCE_STAGES), None)
+
+    def ocr_entry(self) -> str | None:
+        """The stage the OCR stage's documents enter: ``ocr.enter``, else the first enabled document stage
+        after heuristics (whose filters are tuned for web pages); None when OCR is off or the run ends with it."""
+        ocr = self.stages.ocr
+        if ocr is None:
+            return None
+        enabled = self.stages.enabled()
+        if ocr.enter is not None:
+            return ocr.enter if ocr.enter in enabled and ocr.enter not in SOURCE_STAGES else None
+        return next((s for s in enabled if s not in SOURCE_STAGES and s != "heuristics"), None)
 
     @property
     def run_dir(self) -> Path:
@@ -563,7 +678,7 @@ def _format_validation(path: str, exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         # drop discriminator tags such as 'warc' that pydantic inserts into the location
-        tags = ("warc", "jsonl", "parquet", "local")
+        tags = ("warc", "jsonl", "parquet", "pdf", "local")
         loc = [p for p in err["loc"] if p not in tags and not str(p).startswith("function-")]
         msg = err["msg"]
         if err["type"] == "extra_forbidden":

@@ -152,20 +152,29 @@ class Runner:
         results = []
         upstream: StageLayout | None = None
         upstream_fp = fingerprint(record["inputs"])
+        branches: dict[str, str] = {}  # fingerprints of branch stages (ocr), folded in where they enter
         for name in STAGE_ORDER:
             if getattr(self.manifest.stages, name) is None:
                 continue
             plan = BUILDERS[name](self.manifest, self.run_dir, inputs, upstream)
-            result, upstream_fp = self._run_stage(plan, upstream_fp)
+            entering = {b: fp for b, fp in branches.items() if self.manifest.ocr_entry() == name}
+            if plan.branch:  # a branch depends on its own inputs (in its plan's config), not on the others
+                base_fp = fingerprint({"branch": name})
+            else:
+                base_fp = fingerprint({"upstream": upstream_fp, "branches": entering}) if entering else upstream_fp
+            result, stage_fp = self._run_stage(plan, base_fp)
             results.append(result)
+            if plan.branch:
+                branches[name] = stage_fp
+            else:
+                upstream_fp, upstream = stage_fp, plan.layout
             record["stages"][name] = {
-                "fingerprint": upstream_fp,
+                "fingerprint": stage_fp,
                 "seconds": round(result.seconds, 3),
                 "skipped": result.skipped,
                 "outputs": _shards(plan.layout.dataset_dir("data")),
             }
             write_json(self.run_dir / "run.json", record)
-            upstream = plan.layout
         record["finished_at"] = datetime.now(UTC).isoformat()
         write_json(self.run_dir / "run.json", record)
         return RunResult(self.run_dir, results)

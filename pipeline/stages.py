@@ -8,7 +8,8 @@ that decides whether an earlier result can be reused. Most stages have one phase
 (signatures over all tasks, clustering in one task, selection over all tasks).
 
 Document stages read the upstream stage's output plus the files of every document source (JSONL,
-Parquet) that enters the flow at that stage (``sources[].enter``).
+Parquet) that enters the flow at that stage (``sources[].enter``). The OCR stage is a branch: it reads
+the PDF sources, and its output enters the flow at ``stages.ocr.enter`` (default: dedup).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from mixers.final_writer import WriteFinal
 from mixers.fit import FitMix
 from mixers.swarm import PlanSwarm, TrainProxies
 from mixers.tokens import TOKEN_ATTRIBUTES, CountTokens, TokenizerError, TrainTokenizer, file_sha256, load_tokenizer
+from ocr.stage import PdfReader
 from pipeline.extract import HtmlExtractor
 from pipeline.manifest import (
     DedupConfig,
@@ -42,6 +44,8 @@ from pipeline.manifest import (
     Manifest,
     ManifestError,
     MixConfig,
+    OcrConfig,
+    PdfSource,
     QualityConfig,
     WarcSource,
 )
@@ -70,6 +74,7 @@ class StagePlan:
     layout: StageLayout
     phases: list[Phase]
     config: dict[str, Any]
+    branch: bool = False  # its documents join the flow at a later stage (ocr), not at the next one
 
     @property
     def counting_phase(self) -> Phase:
@@ -90,12 +95,15 @@ def _layout(
 
 
 def document_files(
-    manifest: Manifest, stage: str, inputs: Sequence[InputFile], upstream: StageLayout | None
+    manifest: Manifest, run_dir: Path, stage: str, inputs: Sequence[InputFile], upstream: StageLayout | None
 ) -> list[DocumentFile]:
-    """What a document stage reads, in a fixed order: the upstream output, then entering sources' files."""
+    """What a document stage reads, in a fixed order: the upstream output, the OCR stage's output when
+    it enters here, then entering sources' files."""
     files = (
         [DocumentFile.of_stage(p) for p in sorted(upstream.dataset_dir("data").glob("*.parquet"))] if upstream else []
     )
+    if manifest.ocr_entry() == stage:
+        files += [DocumentFile.of_stage(p) for p in sorted((run_dir / "stages" / "ocr" / "data").glob("*.parquet"))]
     sources = {s.name: s for s in manifest.sources}
     for item in inputs:
         source = sources[item.source]
@@ -111,6 +119,21 @@ def native_attributes(files: Sequence[DocumentFile]) -> dict[str, pa.DataType]:
 
 def _fingerprint_files(files: Sequence[DocumentFile]) -> list[tuple[str, int]]:
     return [(f.path, f.units) for f in files if f.format != "stage"]  # stage outputs are covered by upstream's
+
+
+def build_ocr(
+    manifest: Manifest, run_dir: Path, inputs: Sequence[InputFile], upstream: StageLayout | None
+) -> StagePlan:
+    config: OcrConfig = manifest.stages.ocr
+    layout = _layout(manifest, run_dir, "ocr", None)
+    sources = {s.name: s for s in manifest.sources if isinstance(s, PdfSource)}
+    pdfs = [f for f in inputs if f.source in sources]
+    crawls = {name: s.crawl for name, s in sources.items() if s.crawl}
+    steps: list[PipelineStep] = [BeginTask(layout), PdfReader(pdfs, config, layout, crawls), DocumentWriter(layout)]
+    # where the documents go next, and the worker's limits, do not change what a PDF gives
+    settings = config.model_dump(mode="json", exclude={"enter", "timeout_s", "memory_limit_mb"})
+    fingerprint = {"config": settings, "crawls": crawls, "inputs": [(f.path, f.size, f.version) for f in pdfs]}
+    return StagePlan(layout, [Phase("ocr", steps, len(pdfs))], fingerprint, branch=True)
 
 
 def build_extract(
@@ -142,7 +165,7 @@ def build_heuristics(
     manifest: Manifest, run_dir: Path, inputs: Sequence[InputFile], upstream: StageLayout | None
 ) -> StagePlan:
     config: HeuristicsConfig = manifest.stages.heuristics
-    files = document_files(manifest, "heuristics", inputs, upstream)
+    files = document_files(manifest, run_dir, "heuristics", inputs, upstream)
     layout = _layout(manifest, run_dir, "heuristics", upstream, native_attributes(files))
     language = (manifest.stages.extract or ExtractConfig()).language
     steps: list[PipelineStep] = [
@@ -163,7 +186,7 @@ def build_dedup(
     manifest: Manifest, run_dir: Path, inputs: Sequence[InputFile], upstream: StageLayout | None
 ) -> StagePlan:
     config: DedupConfig = manifest.stages.dedup
-    files = document_files(manifest, "dedup", inputs, upstream)
+    files = document_files(manifest, run_dir, "dedup", inputs, upstream)
     layout = _layout(manifest, run_dir, "dedup", upstream, {**native_attributes(files), "dup_count": pa.int64()})
     if config.prefer is not None and config.prefer not in layout.attributes:
         available = ", ".join(a for a in layout.attributes if a != "dup_count") or "none"
@@ -211,7 +234,7 @@ def build_quality(
     manifest: Manifest, run_dir: Path, inputs: Sequence[InputFile], upstream: StageLayout | None
 ) -> StagePlan:
     config: QualityConfig = manifest.stages.quality
-    files = document_files(manifest, "quality", inputs, upstream)
+    files = document_files(manifest, run_dir, "quality", inputs, upstream)
     scores = {f"score_{c.name}": pa.float32() for c in config.classifiers}
     ranks = {"quality_rank": pa.float32()} if config.ranked else {}
     ranks.update({"quality_bucket": pa.int64()} if config.buckets else {})
@@ -254,7 +277,7 @@ def build_mix(
     manifest: Manifest, run_dir: Path, inputs: Sequence[InputFile], upstream: StageLayout | None
 ) -> StagePlan:
     config: MixConfig = manifest.stages.mix
-    files = document_files(manifest, "mix", inputs, upstream)
+    files = document_files(manifest, run_dir, "mix", inputs, upstream)
     layout = _layout(manifest, run_dir, "mix", upstream, {**native_attributes(files), **TOKEN_ATTRIBUTES})
     mixed = config.sources or [s.name for s in manifest.sources]
     threads = manifest.executor.workers
@@ -373,6 +396,7 @@ def preflight(manifest: Manifest, where: str) -> None:
 Builder = Callable[[Manifest, Path, Sequence[InputFile], StageLayout | None], StagePlan]
 
 BUILDERS: dict[str, Builder] = {
+    "ocr": build_ocr,
     "extract": build_extract,
     "heuristics": build_heuristics,
     "dedup": build_dedup,

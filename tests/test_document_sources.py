@@ -248,8 +248,8 @@ def test_enter_dedup_skips_heuristics(dedup_entry_run: Manifest) -> None:
     """Documents of a source with `enter: dedup` appear from dedup on, never in heuristics' counts or datasets."""
     manifest, run_dir = dedup_entry_run, dedup_entry_run.run_dir
     inputs = resolve_inputs(manifest)
-    assert [f.source for f in document_files(manifest, "heuristics", inputs, None)] == ["early"]
-    assert [f.source for f in document_files(manifest, "dedup", inputs, None)] == ["late"]
+    assert [f.source for f in document_files(manifest, manifest.run_dir, "heuristics", inputs, None)] == ["early"]
+    assert [f.source for f in document_files(manifest, manifest.run_dir, "dedup", inputs, None)] == ["late"]
 
     assert rows_in(run_dir, "heuristics") == {"early": 6}
     for view in ("heuristics", "heuristics_rejects", "heuristics_errors"):
@@ -528,7 +528,11 @@ ENTRY_CASES = [
     ),
     pytest.param({}, {"extract": None}, True, ["stages.extract", "web archive"], id="warc-without-extract"),
     pytest.param(
-        {"enter": "dedup"}, {"extract": None}, False, ["stages.heuristics has no input"], id="first-stage-unfed"
+        {"enter": "dedup"},
+        {"extract": None, "heuristics": {}},
+        False,
+        ["stages.heuristics has no input"],
+        id="first-stage-unfed",
     ),
 ]
 
@@ -548,13 +552,15 @@ def test_invalid_entry_is_a_validation_error(
 
 
 def test_validate_command_exit_codes(tmp_path: Path, winnow_cli: WinnowCli) -> None:
-    """The installed `winnow validate`: 2 and one error line for an unfed stage, 0 once a source enters it."""
-    path = write_manifest(tmp_path, {"enter": "dedup"}, {"extract": None}, with_warc=False)
+    """The installed `winnow validate`: 2 and one error line for a configured stage nothing feeds; 0 once a source
+    enters it, or when the unfed stage was only there by default (it is then not run)."""
+    path = write_manifest(tmp_path, {"enter": "dedup"}, {"extract": None, "heuristics": {}}, with_warc=False)
     result = winnow_cli("validate", path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "stages.heuristics has no input" in result.stderr
 
-    path = write_manifest(tmp_path, {"enter": "dedup"}, {"extract": None, "heuristics": None}, with_warc=False)
-    result = winnow_cli("validate", path)
-    assert result.returncode == 0, result.stderr
-    assert "stages: dedup" in result.stdout
+    for stages in ({"extract": None, "heuristics": None}, {}):
+        path = write_manifest(tmp_path, {"enter": "dedup"}, stages, with_warc=False)
+        result = winnow_cli("validate", path)
+        assert result.returncode == 0, result.stderr
+        assert "stages: dedup" in result.stdout

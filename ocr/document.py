@@ -1,0 +1,128 @@
+"""One PDF into page texts: triage every page, run its route, fall back along the engine chain, clean up.
+
+:func:`process_pdf` is what the OCR stage's sandboxed worker runs (``ocr.document:process_pdf``): it
+receives the PDF's bytes and the stage's settings and returns plain data (it must pickle). Engines
+are created once per worker and kept for the next PDF.
+
+Routes (``ocr/triage.py``): ``text-layer`` pages take pdfium's text; ``blank`` pages give no text;
+``ocr`` pages go down the chain — ``vlm`` (when configured), ``tesseract``, then the text layer —
+and a page that an engine fails on (server down after retries, unusable answers, missing tesseract
+data) moves to the next engine. Each page records its route, the engine that produced its text, the
+failures before it, and the triage facts.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pypdfium2 as pdfium
+
+from ocr.cleanup import assemble, join_hyphenation, remove_margins
+from ocr.tesseract import EngineUnavailable, TesseractEngine
+from ocr.text_layer import page_text, runs_of
+from ocr.triage import PageFacts, page_facts, route
+from ocr.vlm import VlmEngine, VlmFailed
+from pipeline.manifest import OcrConfig
+
+_engines: dict[str, Any] = {}  # engine name -> engine, or the EngineUnavailable that stops it, per worker
+
+
+class PdfRejected(Exception):
+    """A readable PDF the stage does not take (``reason`` is the reject reason)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+def engine_chain(config: OcrConfig) -> list[str]:
+    """Engines an OCR page tries, in order; the text layer is always the last resort."""
+    first = {"auto": "vlm" if config.vlm else "tesseract"}.get(config.engine, config.engine)
+    chain = ["vlm", "tesseract", "text-layer"]
+    return chain[chain.index(first) :]
+
+
+def _engine(name: str, config: OcrConfig) -> Any:
+    """The worker's engine ``name`` (created on first use); raises EngineUnavailable if it cannot run."""
+    key = f"{name}:{config.model_dump_json(include={'tesseract', 'vlm'})}"
+    if key not in _engines:
+        try:
+            _engines[key] = TesseractEngine(config.tesseract) if name == "tesseract" else VlmEngine(config.vlm)
+        except EngineUnavailable as exc:
+            _engines[key] = exc
+    engine = _engines[key]
+    if isinstance(engine, EngineUnavailable):
+        raise engine
+    return engine
+
+
+def _ocr_page(page: pdfium.PdfPage, facts: PageFacts, layer: str, config: OcrConfig) -> dict[str, Any]:
+    """Text of an OCR-routed page from the first engine of the chain that does not fail."""
+    failures = []
+    for name in engine_chain(config):
+        try:
+            if name == "text-layer":
+                return {"engine": name, "text": layer, "failures": failures}
+            if name == "tesseract":
+                found = _engine(name, config).recognise(page, facts.image_dpi)
+                detail = {"dpi": found.dpi, "confidence": round(found.confidence, 1), "rotated": found.rotated}
+                return {"engine": name, "text": found.text, "failures": failures, **detail}
+            answer = _engine(name, config).recognise(page)
+            detail = {
+                "attempts": answer.attempts,
+                "temperature": answer.temperature,
+                "rotated": answer.rotated,
+                "language": answer.language,
+                "prompt_tokens": answer.prompt_tokens,
+                "completion_tokens": answer.completion_tokens,
+            }
+            return {"engine": name, "text": answer.text, "failures": failures, **detail}
+        except (EngineUnavailable, VlmFailed, RuntimeError) as exc:
+            failures.append({"engine": name, "error": f"{type(exc).__name__}: {exc}"})
+    raise AssertionError("the text layer never fails")  # pragma: no cover
+
+
+def process_pdf(data: bytes, settings: dict[str, Any]) -> dict[str, Any]:
+    """Pages of one PDF as ``{"pages": [...], "text": ..., "spans": [...], "page_texts": [...]}``.
+
+    Raises PdfRejected (too many pages), pdfium.PdfiumError (unreadable, encrypted), or what an
+    engine raises unexpectedly; the stage turns each into a reject or an error record."""
+    config = OcrConfig.model_validate(settings)
+    started = time.perf_counter()
+    pdf = pdfium.PdfDocument(data)
+    try:
+        count = len(pdf)
+        if count > config.max_pages:
+            raise PdfRejected("too_many_pages", f"{count} pages > max_pages {config.max_pages}")
+        pages, texts = [], []
+        for index in range(count):
+            page = pdf[index]
+            textpage = page.get_textpage()
+            runs = runs_of(textpage)
+            layer = page_text(page, runs, config.margin_share if config.remove_headers else 0.0)
+            facts = page_facts(page, " ".join(run.text for run in runs))
+            where = route(facts, config.triage)
+            record: dict[str, Any] = {"page": index + 1, "route": where, **facts.as_dict()}
+            if where == "text-layer":
+                record.update(engine="text-layer", text=layer, failures=[])
+            elif where == "blank":
+                record.update(engine=None, text="", failures=[])
+            else:
+                record.update(_ocr_page(page, facts, layer, config))
+            texts.append(record.pop("text"))
+            pages.append(record)
+            textpage.close()
+            page.close()
+    finally:
+        pdf.close()
+    if config.remove_headers:
+        texts = remove_margins(texts)
+    text, spans = assemble(texts, [p["page"] for p in pages])
+    return {
+        "pages": pages,
+        "page_texts": [join_hyphenation(t.strip()) for t in texts],
+        "text": text,
+        "spans": spans,
+        "seconds": round(time.perf_counter() - started, 3),
+    }

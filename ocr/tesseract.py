@@ -1,0 +1,136 @@
+"""The CPU OCR engine: tesseract, in-process through tesserocr, one thread.
+
+A page is rendered with pdfium at a resolution taken from the page itself: the resolution of its
+largest image as placed on the page (a 150 dpi scan is rendered at 150 dpi: upsampling adds no
+detail), clamped to ``[min_dpi, max_dpi]``, and lowered further when the render would exceed
+``max_render_pixels`` (a huge page size must not allocate gigabytes). Pages without images render
+at ``max_dpi``. Optionally tesseract's orientation detection turns a page scanned sideways or upside
+down before recognition.
+
+tesseract's language data (``eng.traineddata``, and ``osd.traineddata`` for orientation) come from
+Debian's ``tesseract-ocr-eng``/``tesseract-ocr-osd``; :func:`tessdata_dir` finds them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pypdfium2 as pdfium
+
+from pipeline.manifest import TesseractConfig
+
+os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # tesseract's OpenMP: one thread per process, before it loads
+
+TESSDATA_CANDIDATES = (
+    "/usr/share/tesseract-ocr/5/tessdata",
+    "/usr/share/tesseract-ocr/4.00/tessdata",
+    "/usr/share/tessdata",
+    "/usr/local/share/tessdata",
+)
+
+
+class EngineUnavailable(Exception):
+    """An OCR engine cannot run here (missing package or language data); the message says what to install."""
+
+
+def tessdata_dir(configured: str | None, languages: str) -> str:
+    """The folder holding ``<lang>.traineddata`` for every language of ``languages`` ("eng+deu")."""
+    candidates = [configured] if configured else [os.environ.get("TESSDATA_PREFIX"), *TESSDATA_CANDIDATES]
+    for folder in filter(None, candidates):
+        if all((Path(folder) / f"{lang}.traineddata").is_file() for lang in languages.split("+")):
+            return folder
+    where = configured or ", ".join(filter(None, candidates))
+    raise EngineUnavailable(
+        f"tesseract language data for {languages!r} not found in {where}: install Debian's tesseract-ocr-eng "
+        "(and tesseract-ocr-<lang> for other languages) or set stages.ocr.tesseract.tessdata"
+    )
+
+
+def render_dpi(image_dpi: float | None, width_pt: float, height_pt: float, config: TesseractConfig) -> float:
+    """The resolution to render a page at: its scan's own, clamped, and capped by ``max_render_pixels``."""
+    dpi = config.max_dpi if image_dpi is None else min(max(image_dpi, config.min_dpi), config.max_dpi)
+    pixels = (width_pt / 72 * dpi) * (height_pt / 72 * dpi)
+    if pixels > config.max_render_pixels:
+        dpi *= (config.max_render_pixels / pixels) ** 0.5
+    return dpi
+
+
+RULE_TOKEN = re.compile(r"(?<!\S)[|¦]+(?!\S)")
+RULE_LINE = re.compile(r"^[\s|¦_—–\-=~.]*$")
+
+
+def drop_rules(text: str) -> str:
+    """tesseract's readings of table and page rules removed: lone ``|`` tokens and lines of only rule marks."""
+    kept = []
+    for line in text.splitlines():
+        if line.strip() and RULE_LINE.match(line):
+            continue
+        kept.append(" ".join(RULE_TOKEN.sub("", line).split()))
+    return "\n".join(kept)
+
+
+@dataclass
+class TesseractResult:
+    text: str
+    dpi: float
+    confidence: float  # tesseract's mean word confidence, 0..100
+    rotated: int  # degrees the page was turned before recognition
+
+
+class TesseractEngine:
+    """Recognises rendered pages; one tesseract API per engine, reused across pages."""
+
+    name = "tesseract"
+
+    def __init__(self, config: TesseractConfig) -> None:
+        try:
+            import tesserocr
+        except ImportError as exc:
+            raise EngineUnavailable(f"tesserocr is not installed ({exc}): pip install tesserocr") from None
+        self.config = config
+        self._tesserocr = tesserocr
+        path = tessdata_dir(config.tessdata, config.languages)
+        self._api = tesserocr.PyTessBaseAPI(path=path, lang=config.languages, psm=tesserocr.PSM.AUTO)
+        self._osd = None
+        if config.detect_rotation and (Path(path) / "osd.traineddata").is_file():
+            self._osd = tesserocr.PyTessBaseAPI(path=path, lang="osd", psm=tesserocr.PSM.OSD_ONLY)
+
+    def close(self) -> None:
+        self._api.End()
+        if self._osd is not None:
+            self._osd.End()
+
+    def recognise(self, page: pdfium.PdfPage, image_dpi: float | None) -> TesseractResult:
+        """The page's text as tesseract reads it."""
+        width, height = page.get_size()
+        dpi = render_dpi(image_dpi, width, height, self.config)
+        image = page.render(scale=dpi / 72, grayscale=True).to_pil()
+        rotated = self._orientation(image, dpi)
+        if rotated:
+            image = image.rotate(rotated, expand=True)
+        self._api.SetImage(image)
+        self._api.SetSourceResolution(round(dpi))
+        text = drop_rules(self._api.GetUTF8Text())
+        confidence = float(self._api.MeanTextConf())
+        self._api.Clear()
+        return TesseractResult(text, round(dpi, 1), confidence, rotated)
+
+    def _orientation(self, image: Any, dpi: float) -> int:
+        """Degrees (counter-clockwise) to turn the page upright; 0 when unsure or not detecting."""
+        if self._osd is None:
+            return 0
+        self._osd.SetImage(image)
+        self._osd.SetSourceResolution(round(dpi))
+        try:
+            found = self._osd.DetectOrientationScript()
+        except RuntimeError:  # too little text to decide
+            found = None
+        finally:
+            self._osd.Clear()
+        if not found or found.get("orient_conf", 0.0) < self.config.rotation_confidence:
+            return 0
+        return int(found.get("orient_deg", 0)) % 360

@@ -1,0 +1,109 @@
+"""Real PDF files for the OCR tests, made on the spot: born-digital text pages, scans, blank and hostile files.
+
+- :func:`text_pdf`: pages of Helvetica text written as PDF objects by hand (a text layer, no images);
+  a line is a string (placed under the previous one) or ``(x, y, text)`` in points.
+- :func:`scan_pdf`: pages of text drawn with Pillow into a greyscale image at ``dpi`` and saved by
+  Pillow as an image-only PDF (what a scanner gives).
+- :func:`bomb_pdf`: one page holding a tiny Flate stream that inflates to a huge image.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from collections.abc import Sequence
+
+from PIL import Image, ImageDraw, ImageFont
+
+Line = str | tuple[float, float, str]
+LETTER = (612, 792)
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+
+def _assemble(objects: list[bytes]) -> bytes:
+    """A PDF file from its numbered objects (object ``i + 1`` is ``objects[i]``), with a correct xref."""
+    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+def _stream(data: bytes, extra: str = "") -> bytes:
+    return f"<< /Length {len(data)} {extra}>>\nstream\n".encode() + data + b"\nendstream"
+
+
+def text_pdf(pages: Sequence[Sequence[Line]], size: tuple[int, int] = LETTER, font_size: float = 11) -> bytes:
+    """A born-digital PDF: each page's lines as Helvetica text."""
+    count = len(pages)
+    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(count))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {count} >>".encode(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+    ]
+    for i, lines in enumerate(pages):
+        y = size[1] - 72
+        ops = []
+        for line in lines:
+            x, y, text = line if isinstance(line, tuple) else (72, y - font_size * 1.4, line)
+            ops.append(f"BT /F1 {font_size} Tf {x} {y} Td ({_escape(text)}) Tj ET")
+        content = "\n".join(ops).encode("cp1252")
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {size[0]} {size[1]}] "
+            f"/Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * i} 0 R >>".encode()
+        )
+        objects.append(_stream(content))
+    return _assemble(objects)
+
+
+def scan_image(lines: Sequence[str], dpi: int = 200, size: tuple[int, int] = LETTER, rotate: int = 0) -> Image.Image:
+    """A greyscale page image with ``lines`` drawn at 12 pt, turned ``rotate`` degrees counter-clockwise."""
+    width, height = round(size[0] / 72 * dpi), round(size[1] / 72 * dpi)
+    image = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=round(12 / 72 * dpi))
+    y = dpi  # one inch margin
+    for line in lines:
+        draw.text((dpi, y), line, fill=0, font=font)
+        y += round(18 / 72 * dpi)
+    return image.rotate(rotate, expand=True) if rotate else image
+
+
+def scan_pdf(pages: Sequence[Sequence[str]], dpi: int = 200, rotate: int = 0) -> bytes:
+    """An image-only PDF: each page's lines rendered into a scan at ``dpi``."""
+    images = [scan_image(lines, dpi, rotate=rotate) for lines in pages]
+    buffer = io.BytesIO()
+    images[0].save(buffer, "PDF", resolution=dpi, save_all=True, append_images=images[1:])
+    return buffer.getvalue()
+
+
+def bomb_pdf(side_px: int = 20_000) -> bytes:
+    """A one-page PDF whose greyscale image is ``side_px`` squared (400 MB at the default) from under 1 MB of Flate."""
+    rows_per_block = max(1, (1 << 20) // side_px)
+    block = b"\xff" * (side_px * rows_per_block)
+    compressor = zlib.compressobj(9)
+    blocks = -(-side_px // rows_per_block)
+    data = b"".join(compressor.compress(block) for _ in range(blocks)) + compressor.flush()
+    image = _stream(
+        data,
+        f"/Type /XObject /Subtype /Image /Width {side_px} /Height {side_px} /ColorSpace /DeviceGray "
+        "/BitsPerComponent 8 /Filter /FlateDecode ",
+    )
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /XObject << /Im0 4 0 R >> >> "
+        b"/Contents 5 0 R >>",
+        image,
+        _stream(b"q 612 0 0 792 0 0 cm /Im0 Do Q"),
+    ]
+    return _assemble(objects)

@@ -1,0 +1,306 @@
+"""The OCR engines on generated PDFs: triage routes, reading order, tesseract on scans, cleanup, the VLM client.
+
+PDFs are made by tests/pdf_factory.py (hand-written text PDFs, Pillow scans); tesseract is the real
+one (Debian's language data). The VLM server here is a canned-response stub, the one thing a real
+server cannot be asked to do on demand: fail with 500s, 429s and truncated or malformed answers.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pypdfium2 as pdfium
+import pytest
+
+from ocr.cleanup import assemble, join_hyphenation, remove_margins
+from ocr.document import engine_chain, process_pdf
+from ocr.evaluation import BenchCheck, cer, flexible_cer
+from ocr.tesseract import EngineUnavailable, render_dpi, tessdata_dir
+from ocr.text_layer import page_text, runs_of
+from ocr.triage import PageFacts, route
+from ocr.vlm import VlmEngine, VlmFailed, parse_answer
+from pipeline.manifest import OcrConfig, TesseractConfig, TriageConfig, VlmConfig
+from tests.pdf_factory import scan_pdf, text_pdf
+
+PANGRAMS = [
+    "The quick brown fox jumps over the lazy dog near the riverbank.",
+    "Pack my box with five dozen liquor jugs before the train leaves.",
+    "How vexingly quick daft zebras jump when the music starts again.",
+    "Sphinx of black quartz, judge my vow and weigh every single word.",
+]
+
+
+NAMES = ["Alice", "Bruno", "Chiara", "Dmitri"]
+
+
+def _has_tesseract() -> bool:
+    try:
+        tessdata_dir(None, "eng")
+    except EngineUnavailable:
+        return False
+    return True
+
+
+def _page_lines(n: int) -> list[str]:
+    """Body lines of page ``n``, different on every page (a line repeated at the top or bottom of many pages
+    is a running head, and cleanup drops it)."""
+    return [f"{line[:-1]}, says {NAMES[n]}." for line in PANGRAMS]
+
+
+needs_tesseract = pytest.mark.skipif(not _has_tesseract(), reason="tesseract language data (tesseract-ocr-eng)")
+
+
+# ---------------------------------------------------------------- cleanup
+
+
+def test_running_heads_page_numbers_and_hyphens_are_cleaned() -> None:
+    hyphenated = "A sentence in the middle of the page ends in a hyphen-\nated word."
+    body = ["\n".join([*_page_lines(n)[:2], hyphenated, *_page_lines(n)[2:]]) for n in range(4)]
+    pages = [f"Journal of Tests, Vol. {n + 1}\n{text}\n{n + 1}" for n, text in enumerate(body)]
+    cleaned = remove_margins(pages)
+    for n, page in enumerate(cleaned):
+        assert "Journal of Tests" not in page  # the same head on every page (its digits aside)
+        assert page.splitlines()[-1] != str(n + 1)  # the page number
+        assert page == body[n]  # the body stays whole
+        assert "hyphenated word." in join_hyphenation(page)
+
+
+def test_a_single_page_keeps_its_body_and_loses_a_numbered_head_and_stamps() -> None:
+    stamp = "Downloaded from jipm.irandoc.ac.ir at 6:51 IRST on Monday November 11th 2019"
+    body = "The body of the page starts here.\nDownloaded from the archive, the files were read.\nIt ends here."
+    (page,) = remove_margins([f"Advocacy in Action 447\n{stamp}\n{body}\nDownload date: 15. Sep. 2023"])
+    assert page == body
+
+
+def test_assemble_records_spans_that_cut_the_text_back_into_pages() -> None:
+    text, spans = assemble(["first page ends in a hyphen-", "ated word.", "", "last page"], [1, 2, 3, 4])
+    assert "hyphenated word." in text
+    for start, end, _page in spans:
+        assert 0 <= start <= end <= len(text)
+    assert [text[s:e] for s, e, _ in spans] == ["first page ends in a hyphen", "ated word.", "", "last page"]
+    assert [p for _, _, p in spans] == [1, 2, 3, 4]
+
+
+# ---------------------------------------------------------------- triage and the text layer
+
+
+def test_triage_routes_pages_by_what_they_hold() -> None:
+    config = TriageConfig()
+    text = PageFacts(chars=900, alnum_share=0.8, replacement_share=0.0, image_coverage=0.0, image_dpi=None, ink=None)
+    assert route(text, config) == "text-layer"
+    broken_fonts = PageFacts(900, 0.8, 0.3, 0.0, None, None)
+    assert route(broken_fonts, config) == "ocr"
+    scan = PageFacts(0, 0.0, 0.0, 1.0, 200.0, None)
+    assert route(scan, config) == "ocr"
+    stamped_scan = PageFacts(80, 0.9, 0.0, 0.98, 300.0, None)  # a scan with a little text laid over it
+    assert route(stamped_scan, config) == "ocr"
+    blank = PageFacts(0, 0.0, 0.0, 0.0, None, 0.0)
+    assert route(blank, config) == "blank"
+    drawn = PageFacts(0, 0.0, 0.0, 0.0, None, 0.05)  # vector-drawn text: ink but no characters
+    assert route(drawn, config) == "ocr"
+
+
+def test_two_columns_are_read_one_after_the_other() -> None:
+    left = [(72, 650 - 14 * i, f"left column line {i} of the article body") for i in range(12)]
+    right = [(320, 650 - 14 * i, f"right column line {i} of the article body") for i in range(12)]
+    title = [(72, 700, "A Title That Spans Both Columns Of The Page, Wider Than Either Column Alone")]
+    pdf = pdfium.PdfDocument(text_pdf([title + left + right]))
+    lines = page_text(pdf[0], runs_of(pdf[0].get_textpage())).splitlines()
+    assert lines[0].startswith("A Title")
+    assert lines[1:13] == [f"left column line {i} of the article body" for i in range(12)]
+    assert lines[13:] == [f"right column line {i} of the article body" for i in range(12)]
+
+
+def test_text_layer_pages_need_no_ocr() -> None:
+    pages = [_page_lines(n) for n in range(3)]
+    result = process_pdf(text_pdf(pages), {"engine": "tesseract"})
+    assert [p["route"] for p in result["pages"]] == ["text-layer"] * 3
+    assert [p["engine"] for p in result["pages"]] == ["text-layer"] * 3
+    assert result["page_texts"] == ["\n".join(lines) for lines in pages]
+
+
+def test_render_resolution_follows_the_scan_and_caps_pixels() -> None:
+    config = TesseractConfig()
+    assert render_dpi(150.0, 612, 792, config) == 150.0  # a low-resolution scan is not upsampled
+    assert render_dpi(600.0, 612, 792, config) == config.max_dpi
+    assert render_dpi(None, 612, 792, config) == config.max_dpi
+    huge = render_dpi(300.0, 200 * 72, 200 * 72, config)  # a 200-inch page
+    assert (200 * huge) ** 2 <= config.max_render_pixels * 1.001
+
+
+# ---------------------------------------------------------------- tesseract
+
+
+@needs_tesseract
+def test_tesseract_reads_a_scan_at_its_own_resolution() -> None:
+    result = process_pdf(scan_pdf([PANGRAMS], dpi=200), {})
+    (page,) = result["pages"]
+    assert (page["route"], page["engine"], page["dpi"]) == ("ocr", "tesseract", 200.0)
+    assert page["image_coverage"] > 0.99
+    assert cer("\n".join(PANGRAMS), result["text"]) < 0.02
+
+
+@needs_tesseract
+def test_a_sideways_scan_is_turned_upright() -> None:
+    result = process_pdf(scan_pdf([PANGRAMS * 3], dpi=200, rotate=90), {})
+    (page,) = result["pages"]
+    assert page["rotated"] in (90, 270)
+    assert cer("\n".join(PANGRAMS * 3), result["text"]) < 0.05
+
+
+def test_missing_language_data_falls_back_to_the_text_layer(tmp_path: Any) -> None:
+    settings = {"tesseract": {"tessdata": str(tmp_path)}}  # an empty folder: no eng.traineddata
+    result = process_pdf(scan_pdf([PANGRAMS]), settings)
+    (page,) = result["pages"]
+    assert page["engine"] == "text-layer"
+    assert page["failures"][0]["engine"] == "tesseract"
+    assert "tesseract-ocr-eng" in page["failures"][0]["error"]
+
+
+# ---------------------------------------------------------------- measures
+
+
+def test_cer_and_flexible_cer() -> None:
+    reference = "first block of text\nsecond block of text"
+    assert cer(reference, reference) == 0.0
+    swapped = "second block of text\nfirst block of text"
+    assert cer(reference, swapped) > 0.25
+    assert flexible_cer(reference, swapped) == 0.0
+    assert flexible_cer(reference, "first block of text") == pytest.approx(17 / 33)  # "secondblockoftext" missing
+    assert cer("ﬁne", "fine") == 0.0  # ligatures read as their letters
+
+
+def test_bench_checks_follow_olmocr_semantics() -> None:
+    present = BenchCheck("p", "x.pdf", 1, "present", text="the “quick” brown fox", max_diffs=2)
+    assert present.passes('We saw **the "quick" brovn fox** today.')
+    assert not present.passes("nothing like it")
+    absent = BenchCheck("a", "x.pdf", 1, "absent", text="Page 12")
+    assert absent.passes("Body text only.") and not absent.passes("Body\nPage 12\n")
+    order = BenchCheck("o", "x.pdf", 1, "order", before="Introduction", after="Conclusion")
+    assert order.passes("Introduction ... Conclusion") and not order.passes("Conclusion ... Introduction")
+
+
+# ---------------------------------------------------------------- the VLM engine against a stub server
+
+GOOD = "---\nprimary_language: en\nis_rotation_valid: True\nrotation_correction: 0\nis_table: False\n"
+GOOD += "is_diagram: False\n---\nThe page text, as the model read it."
+SIDEWAYS = GOOD.replace("is_rotation_valid: True", "is_rotation_valid: False").replace(
+    "rotation_correction: 0", "rotation_correction: 90"
+)
+
+
+class StubServer:
+    """An OpenAI-compatible /v1/chat/completions that answers from a script: (status, content, finish_reason)."""
+
+    def __init__(self, script: list[tuple[int, str, str]]) -> None:
+        self.script = list(script)
+        self.requests: list[dict[str, Any]] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                stub.requests.append(body)
+                status, content, finish = stub.script.pop(0) if stub.script else (500, "", "stop")
+                answer = {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [
+                        {"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": content}}
+                    ],
+                    "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+                }
+                data = json.dumps(answer if status == 200 else {"error": {"message": "boom"}}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                if status == 429:
+                    self.send_header("Retry-After", "0")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def stub() -> Iterator[Any]:
+    servers: list[StubServer] = []
+
+    def start(script: list[tuple[int, str, str]]) -> StubServer:
+        servers.append(StubServer(script))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def _vlm(url: str, **extra: Any) -> VlmConfig:
+    return VlmConfig(endpoint=url, model="stub", timeout_s=5, **extra)
+
+
+def test_vlm_retries_server_errors_and_bad_answers(stub: Any) -> None:
+    server = stub([(500, "", "stop"), (429, "", "stop"), (200, "no front matter", "stop"), (200, GOOD, "length")])
+    server.script.append((200, GOOD, "stop"))
+    engine = VlmEngine(_vlm(server.url, temperatures=[0.1, 0.3, 0.5]))
+    page = pdfium.PdfDocument(scan_pdf([PANGRAMS]))[0]
+    answer = engine.recognise(page)
+    assert answer.text == "The page text, as the model read it."
+    assert answer.attempts == 3 and answer.temperature == 0.5  # client retried 500 and 429 inside attempt 1
+    assert "front matter" in answer.errors[0] and "truncated" in answer.errors[1]
+    assert [r["temperature"] for r in server.requests] == [0.1, 0.1, 0.1, 0.3, 0.5]
+    image = server.requests[0]["messages"][0]["content"][1]["image_url"]["url"]
+    assert image.startswith("data:image/png;base64,")
+    engine.close()
+
+
+def test_vlm_turns_a_sideways_page_and_asks_again(stub: Any) -> None:
+    server = stub([(200, SIDEWAYS, "stop"), (200, GOOD, "stop")])
+    engine = VlmEngine(_vlm(server.url, grammar=True))
+    answer = engine.recognise(pdfium.PdfDocument(scan_pdf([PANGRAMS]))[0])
+    assert answer.rotated == 90 and answer.attempts == 2
+    assert "grammar" in server.requests[0] and "root ::=" in server.requests[0]["grammar"]
+    engine.close()
+
+
+def test_vlm_failure_raises_with_every_reason(stub: Any) -> None:
+    server = stub([(200, "garbage", "stop"), (200, "more garbage", "stop")])
+    engine = VlmEngine(_vlm(server.url, temperatures=[0.1, 0.9]))
+    with pytest.raises(VlmFailed, match=r"attempt 1: .*front matter.*attempt 2"):
+        engine.recognise(pdfium.PdfDocument(scan_pdf([PANGRAMS]))[0])
+    engine.close()
+
+
+@needs_tesseract
+def test_a_page_the_vlm_fails_on_falls_back_to_tesseract(stub: Any) -> None:
+    server = stub([(200, "garbage", "stop")] * 2)
+    settings = {"engine": "vlm", "vlm": {"endpoint": server.url, "model": "stub", "temperatures": [0.1, 0.2]}}
+    assert engine_chain(OcrConfig.model_validate(settings)) == ["vlm", "tesseract", "text-layer"]
+    result = process_pdf(scan_pdf([PANGRAMS]), settings)
+    (page,) = result["pages"]
+    assert page["engine"] == "tesseract" and page["failures"][0]["engine"] == "vlm"
+    assert cer("\n".join(PANGRAMS), result["text"]) < 0.02
+
+
+def test_answer_parsing() -> None:
+    answer = parse_answer(GOOD)
+    assert (answer.language, answer.rotation_valid, answer.rotation_correction) == ("en", True, 0)
+    with pytest.raises(ValueError, match="rotation_correction"):
+        parse_answer(GOOD.replace("rotation_correction: 0", "rotation_correction: 45"))
+    with pytest.raises(ValueError, match="lacks"):
+        parse_answer("---\nis_table: False\n---\ntext")
