@@ -18,7 +18,7 @@ demo: $(VENV)/.installed
 	@echo "DuckDB: the near-duplicate clusters"
 	$(BIN)/winnow sql out/demo "SELECT cluster_id, id, method, round(similarity, 3) AS similarity FROM dedup_clusters WHERE cluster_id IN (SELECT cluster_id FROM dedup_clusters WHERE method = 'near') ORDER BY ALL LIMIT 8"
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(VENV)/.llm
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed
@@ -33,6 +33,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps fasttext-numpy2-wheel==0.9.2
+	touch $@
+
+# llama.cpp's server for the tests that need a real LLM endpoint. There is no CPU wheel on PyPI: pip builds
+# it from source (~15 minutes on 2 cores, once; pip caches the wheel). Portable build, no native CPU flags.
+$(VENV)/.llm: $(VENV)/.installed
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF" CMAKE_BUILD_PARALLEL_LEVEL=2 \
+		$(BIN)/python -m pip install --quiet -e '.[llm]'
 	touch $@
 
 clean:
