@@ -198,8 +198,10 @@ class VlmConfig(Strict):
     temperatures: list[float] = Field(
         [0.1, 0.3, 0.5, 0.8], min_length=1, description="one attempt per temperature, rising on each retry"
     )
-    timeout_s: float = Field(120, gt=0, description="per-request timeout")
-    grammar: bool = Field(False, description="send a JSON schema for the answer (llama.cpp, vLLM guided decoding)")
+    timeout_s: float = Field(120, gt=0, description="per-request timeout (the client retries a timeout twice)")
+    grammar: bool = Field(
+        False, description="send a GBNF grammar of the answer's shape in the request's `grammar` field (llama.cpp)"
+    )
 
 
 class OcrConfig(Strict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -194,7 +195,8 @@ SIDEWAYS = GOOD.replace("is_rotation_valid: True", "is_rotation_valid: False").r
 
 
 class StubServer:
-    """An OpenAI-compatible /v1/chat/completions that answers from a script: (status, content, finish_reason)."""
+    """An OpenAI-compatible /v1/chat/completions that answers from a script: (status, content, finish_reason);
+    status 0 answers nothing for 3 seconds (a request that times out)."""
 
     def __init__(self, script: list[tuple[int, str, str]]) -> None:
         self.script = list(script)
@@ -206,6 +208,9 @@ class StubServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stub.requests.append(body)
                 status, content, finish = stub.script.pop(0) if stub.script else (500, "", "stop")
+                if status == 0:
+                    time.sleep(3)
+                    status = 500
                 answer = {
                     "id": "x",
                     "object": "chat.completion",
@@ -251,7 +256,7 @@ def stub() -> Iterator[Any]:
 
 
 def _vlm(url: str, **extra: Any) -> VlmConfig:
-    return VlmConfig(endpoint=url, model="stub", timeout_s=5, **extra)
+    return VlmConfig.model_validate({"endpoint": url, "model": "stub", "timeout_s": 5, **extra})
 
 
 def test_vlm_retries_server_errors_and_bad_answers(stub: Any) -> None:
@@ -266,6 +271,14 @@ def test_vlm_retries_server_errors_and_bad_answers(stub: Any) -> None:
     assert [r["temperature"] for r in server.requests] == [0.1, 0.1, 0.1, 0.3, 0.5]
     image = server.requests[0]["messages"][0]["content"][1]["image_url"]["url"]
     assert image.startswith("data:image/png;base64,")
+    engine.close()
+
+
+def test_vlm_timeouts_are_retried_then_reported(stub: Any) -> None:
+    server = stub([(0, "", "stop")] * 3 + [(200, GOOD, "stop")])
+    engine = VlmEngine(_vlm(server.url, temperatures=[0.1, 0.3], timeout_s=0.5))
+    answer = engine.recognise(pdfium.PdfDocument(scan_pdf([PANGRAMS]))[0])
+    assert answer.attempts == 2 and "APITimeoutError" in answer.errors[0]  # 3 timed-out tries: attempt 1
     engine.close()
 
 
