@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipeline.classifier_cli import classifier_app
-from pipeline.funnel import SourceFunnel, connect, stage_funnel, stage_names
+from pipeline.funnel import SourceFunnel, connect, stage_funnel, stage_names, token_usage
 from pipeline.logs import quiet_console
 from pipeline.manifest import ManifestError, load_manifest
 from pipeline.mix_cli import mix_app
@@ -248,6 +248,7 @@ def _print_funnel(run_dir: Path, only: str | None = None, reasons: int = 10) -> 
         for stage in stages:
             funnel = stage_funnel(run_dir, con, stage)
             _print_stage(stage, funnel, reasons)
+            _print_usage(token_usage(run_dir, stage))
 
 
 def _print_stage(stage: str, funnel: dict[str, SourceFunnel], reasons: int) -> None:
@@ -271,6 +272,18 @@ def _print_stage(stage: str, funnel: dict[str, SourceFunnel], reasons: int) -> N
             out.print(f"  rejected/errored by reason ({source}):")
         for reason, n in top:
             out.print(f"    {n:>8,}  {reason}")
+
+
+def _print_usage(usage: dict[tuple[str, str], tuple[int, int]]) -> None:
+    """LLM tokens per source and template (the rephrase stage's cost)."""
+    if not usage:
+        return
+    table = Table(title="  LLM tokens", title_justify="left")
+    for column in ("source", "template", "prompt tokens", "completion tokens"):
+        table.add_column(column, justify="left" if column in ("source", "template") else "right")
+    for (source, template), (prompt, completion) in sorted(usage.items()):
+        table.add_row(source, template, f"{prompt:,}", f"{completion:,}")
+    out.print(table)
 
 
 def _counts(f: SourceFunnel) -> list[str]:

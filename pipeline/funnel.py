@@ -127,3 +127,21 @@ def stage_funnel(run_dir: Path, con: duckdb.DuckDBPyConnection, stage: str) -> d
     stats_path = Path(run_dir) / "stages" / stage / "stats.json"
     rows_in = json.loads(stats_path.read_text()).get("rows_in", {}) if stats_path.exists() else {}
     return count_outcomes(con, stage, rows_in)
+
+
+def token_usage(run_dir: Path, stage: str) -> dict[tuple[str, str], tuple[int, int]]:
+    """(source, template) -> (prompt tokens, completion tokens) a stage spent on an LLM server (rephrase),
+    from the ``tokens_in:<source>:<template>`` / ``tokens_out:...`` counters in its stats.json."""
+    stats_path = Path(run_dir) / "stages" / stage / "stats.json"
+    if not stats_path.exists():
+        return {}
+    usage: dict[tuple[str, str], list[int]] = {}
+    for step in json.loads(stats_path.read_text()).get("steps", []):
+        for key, value in (step.get("stats") or {}).items():
+            kind, _, rest = key.partition(":")
+            if kind not in ("tokens_in", "tokens_out") or ":" not in rest:
+                continue
+            source, _, template = rest.rpartition(":")
+            total = value.get("total", 0) if isinstance(value, dict) else value
+            usage.setdefault((source, template), [0, 0])[kind == "tokens_out"] += int(total)
+    return {key: (pair[0], pair[1]) for key, pair in usage.items()}

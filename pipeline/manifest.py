@@ -398,6 +398,43 @@ class QualityConfig(Strict):
         return len(self.classifiers) > 1 or self.buckets is not None or "quality_rank" in named
 
 
+class RephraseRoute(Strict):
+    """Which documents get which templates: by source, by an attribute column's range, and a seeded fraction."""
+
+    templates: list[str] = Field(min_length=1, description="template ids (shipped, or from stages.rephrase.templates)")
+    sources: list[str] | None = Field(None, description="only these sources (default: all)")
+    column: str | None = Field(None, description="an attribute column to select on, e.g. quality_bucket or score_q")
+    min: float | None = Field(None, description="keep documents with column >= min")
+    max: float | None = Field(None, description="keep documents with column <= max")
+    fraction: float = Field(1.0, gt=0, le=1, description="share of the matching documents, chosen by a hash of the id")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _range_needs_column(self) -> RephraseRoute:
+        if (self.min is not None or self.max is not None) and self.column is None:
+            raise ValueError("min/max need `column`")
+        return self
+
+
+class RephraseConfig(Strict):
+    """Rewrite documents with an LLM behind an OpenAI-compatible endpoint; the rewrites are new rows."""
+
+    endpoint: str = Field(description="base URL of the server, e.g. http://127.0.0.1:8080/v1")
+    model: str = Field(description="model name the server serves")
+    api_key_env: str | None = Field(None, description="environment variable holding the API key (never the key)")
+    concurrency: int = Field(8, ge=1, description="requests in flight per task")
+    timeout_s: float = Field(300, gt=0, description="per-request timeout")
+    max_retries: int = Field(3, ge=0, description="retries (exponential backoff) on connection errors, 429 and 5xx")
+    templates: list[str] = Field(
+        default_factory=list, description="extra template YAML files or folders (the shipped ones are always there)"
+    )
+    routes: list[RephraseRoute] = Field(min_length=1)
+    grammar: bool = Field(False, description="send templates' GBNF grammars (llama.cpp's `grammar` field)")
+    seed: int = Field(0, description="sampling seed sent with every request (and part of the cache key)")
+    chars_per_token: float = Field(4.0, gt=0, description="estimate used to cut documents to a template's input budget")
+    max_chunks: int = Field(32, ge=1, description="documents needing more chunks are rejected (too_long)")
+
+
 class MixTarget(Strict):
     """A target the proxies are scored on: a source's held-out split (or, for a source not mixed, all of it)."""
 
@@ -510,14 +547,15 @@ class MixConfig(Strict):
 
 class Stages(Strict):
     """The stages a run executes, in flow order; a missing key runs the stage with defaults, ``null`` skips it
-    (ocr needs PDF sources, quality a model and mix a target, so they run only when given). ``ocr`` is a
-    branch: its documents join the flow at ``ocr.enter``, not at the stage after it."""
+    (ocr needs PDF sources, quality a model, rephrase an endpoint and mix a target, so they run only when
+    given). ``ocr`` is a branch: its documents join the flow at ``ocr.enter``, not at the stage after it."""
 
     ocr: OcrConfig | None = None
     extract: ExtractConfig | None = Field(default_factory=ExtractConfig)
     heuristics: HeuristicsConfig | None = Field(default_factory=HeuristicsConfig)
     dedup: DedupConfig | None = Field(default_factory=DedupConfig)
     quality: QualityConfig | None = None
+    rephrase: RephraseConfig | None = None
     mix: MixConfig | None = None
 
     def enabled(self) -> list[str]:
@@ -573,6 +611,16 @@ class Manifest(Strict):
             if stage in self.stages.model_fields_set:
                 raise ValueError(f"stages.{stage} has no input: no earlier stage is enabled and no source enters it")
             setattr(self.stages, stage, None)  # left at its default with nothing to read (a PDF-only run): not run
+        return self
+
+    @model_validator(mode="after")
+    def _rephrase_names_sources(self) -> Manifest:
+        rephrase = self.stages.rephrase
+        known = [s.name for s in self.sources]
+        for i, route in enumerate(rephrase.routes if rephrase else []):
+            for name in route.sources or ():
+                if name not in known:
+                    raise ValueError(f"stages.rephrase.routes[{i}].sources: no source named {name!r}")
         return self
 
     @model_validator(mode="after")

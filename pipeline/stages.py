@@ -47,10 +47,13 @@ from pipeline.manifest import (
     OcrConfig,
     PdfSource,
     QualityConfig,
+    RephraseConfig,
     WarcSource,
 )
 from pipeline.outcomes import BeginTask, DocumentWriter, StageLayout
 from pipeline.readers import DocumentFile, DocumentReader, WarcDocumentReader
+from pipeline.rephrase.step import Rephraser
+from pipeline.rephrase.templates import TemplateError, load_templates
 from pipeline.sources import InputFile
 
 
@@ -273,6 +276,26 @@ def build_quality(
     return StagePlan(layout, phases, {"score": score_config, "select": select_config})
 
 
+def build_rephrase(
+    manifest: Manifest, run_dir: Path, inputs: Sequence[InputFile], upstream: StageLayout | None
+) -> StagePlan:
+    config: RephraseConfig = manifest.stages.rephrase
+    files = document_files(manifest, run_dir, "rephrase", inputs, upstream)
+    layout = _layout(manifest, run_dir, "rephrase", upstream, native_attributes(files))
+    steps: list[PipelineStep] = [
+        BeginTask(layout),
+        DocumentReader(files, layout),
+        Rephraser(config, layout),
+        DocumentWriter(layout),
+    ]
+    # how fast and how patiently the server is asked does not change the answers (the cache survives)
+    settings = config.model_dump(mode="json", exclude={"concurrency", "timeout_s", "max_retries", "api_key_env"})
+    templates = {t.id: t.hash for t in load_templates(config.templates).values()}
+    fingerprint = {"config": settings, "templates": templates, "inputs": _fingerprint_files(files)}
+    phase = Phase("rephrase", steps, sum(f.units for f in files), outputs=("data", "rejects", "errors"))
+    return StagePlan(layout, [phase], fingerprint)
+
+
 def build_mix(
     manifest: Manifest, run_dir: Path, inputs: Sequence[InputFile], upstream: StageLayout | None
 ) -> StagePlan:
@@ -376,6 +399,17 @@ def preflight(manifest: Manifest, where: str) -> None:
             check_structure(Path(extract.language.model))
         except ModelError as exc:
             raise ManifestError(f"{where}: stages.extract.language.model: {exc}") from None
+    rephrase = manifest.stages.rephrase
+    if rephrase is not None:
+        try:
+            templates = load_templates(rephrase.templates)
+        except TemplateError as exc:
+            raise ManifestError(f"{where}: stages.rephrase.templates: {exc}") from None
+        for i, route in enumerate(rephrase.routes):
+            unknown = [t for t in route.templates if t not in templates]
+            if unknown:
+                field = f"stages.rephrase.routes[{i}].templates"
+                raise ManifestError(f"{where}: {field}: unknown {unknown} (known: {', '.join(sorted(templates))})")
     mix = manifest.stages.mix
     if mix is not None and mix.tokenizer:
         try:
@@ -401,5 +435,6 @@ BUILDERS: dict[str, Builder] = {
     "heuristics": build_heuristics,
     "dedup": build_dedup,
     "quality": build_quality,
+    "rephrase": build_rephrase,
     "mix": build_mix,
 }

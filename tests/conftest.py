@@ -6,10 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.stub_llm import StubServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,3 +64,17 @@ def cli_demo_warcs(tmp_path_factory: pytest.TempPathFactory, winnow_cli: WinnowC
     assert result.returncode == 0, result.stderr
     assert sorted(folder.glob("*.warc.gz")), f"make-demo-data wrote no WARC files: {result.stdout}"
     return folder
+
+
+@pytest.fixture
+def stub_llm() -> Iterator[Callable[[list[tuple[int, str, str]]], StubServer]]:
+    """Starts canned-response OpenAI-compatible servers (tests/stub_llm.py); shuts them down after the test."""
+    servers: list[StubServer] = []
+
+    def start(script: list[tuple[int, str, str]]) -> StubServer:
+        servers.append(StubServer(script))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()

@@ -7,11 +7,6 @@ server cannot be asked to do on demand: fail with 500s, 429s and truncated or ma
 
 from __future__ import annotations
 
-import json
-import threading
-import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pypdfium2 as pdfium
@@ -194,73 +189,12 @@ SIDEWAYS = GOOD.replace("is_rotation_valid: True", "is_rotation_valid: False").r
 )
 
 
-class StubServer:
-    """An OpenAI-compatible /v1/chat/completions that answers from a script: (status, content, finish_reason);
-    status 0 answers nothing for 3 seconds (a request that times out)."""
-
-    def __init__(self, script: list[tuple[int, str, str]]) -> None:
-        self.script = list(script)
-        self.requests: list[dict[str, Any]] = []
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.requests.append(body)
-                status, content, finish = stub.script.pop(0) if stub.script else (500, "", "stop")
-                if status == 0:
-                    time.sleep(3)
-                    status = 500
-                answer = {
-                    "id": "x",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": body["model"],
-                    "choices": [
-                        {"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": content}}
-                    ],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
-                }
-                data = json.dumps(answer if status == 200 else {"error": {"message": "boom"}}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                if status == 429:
-                    self.send_header("Retry-After", "0")
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def stub() -> Iterator[Any]:
-    servers: list[StubServer] = []
-
-    def start(script: list[tuple[int, str, str]]) -> StubServer:
-        servers.append(StubServer(script))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
-
-
 def _vlm(url: str, **extra: Any) -> VlmConfig:
     return VlmConfig.model_validate({"endpoint": url, "model": "stub", "timeout_s": 5, **extra})
 
 
-def test_vlm_retries_server_errors_and_bad_answers(stub: Any) -> None:
-    server = stub([(500, "", "stop"), (429, "", "stop"), (200, "no front matter", "stop"), (200, GOOD, "length")])
+def test_vlm_retries_server_errors_and_bad_answers(stub_llm: Any) -> None:
+    server = stub_llm([(500, "", "stop"), (429, "", "stop"), (200, "no front matter", "stop"), (200, GOOD, "length")])
     server.script.append((200, GOOD, "stop"))
     engine = VlmEngine(_vlm(server.url, temperatures=[0.1, 0.3, 0.5]))
     page = pdfium.PdfDocument(scan_pdf([PANGRAMS]))[0]
@@ -274,16 +208,16 @@ def test_vlm_retries_server_errors_and_bad_answers(stub: Any) -> None:
     engine.close()
 
 
-def test_vlm_timeouts_are_retried_then_reported(stub: Any) -> None:
-    server = stub([(0, "", "stop")] * 3 + [(200, GOOD, "stop")])
+def test_vlm_timeouts_are_retried_then_reported(stub_llm: Any) -> None:
+    server = stub_llm([(0, "", "stop")] * 3 + [(200, GOOD, "stop")])
     engine = VlmEngine(_vlm(server.url, temperatures=[0.1, 0.3], timeout_s=0.5))
     answer = engine.recognise(pdfium.PdfDocument(scan_pdf([PANGRAMS]))[0])
     assert answer.attempts == 2 and "APITimeoutError" in answer.errors[0]  # 3 timed-out tries: attempt 1
     engine.close()
 
 
-def test_vlm_turns_a_sideways_page_and_asks_again(stub: Any) -> None:
-    server = stub([(200, SIDEWAYS, "stop"), (200, GOOD, "stop")])
+def test_vlm_turns_a_sideways_page_and_asks_again(stub_llm: Any) -> None:
+    server = stub_llm([(200, SIDEWAYS, "stop"), (200, GOOD, "stop")])
     engine = VlmEngine(_vlm(server.url, grammar=True))
     answer = engine.recognise(pdfium.PdfDocument(scan_pdf([PANGRAMS]))[0])
     assert answer.rotated == 90 and answer.attempts == 2
@@ -291,8 +225,8 @@ def test_vlm_turns_a_sideways_page_and_asks_again(stub: Any) -> None:
     engine.close()
 
 
-def test_vlm_failure_raises_with_every_reason(stub: Any) -> None:
-    server = stub([(200, "garbage", "stop"), (200, "more garbage", "stop")])
+def test_vlm_failure_raises_with_every_reason(stub_llm: Any) -> None:
+    server = stub_llm([(200, "garbage", "stop"), (200, "more garbage", "stop")])
     engine = VlmEngine(_vlm(server.url, temperatures=[0.1, 0.9]))
     with pytest.raises(VlmFailed, match=r"attempt 1: .*front matter.*attempt 2"):
         engine.recognise(pdfium.PdfDocument(scan_pdf([PANGRAMS]))[0])
@@ -300,8 +234,8 @@ def test_vlm_failure_raises_with_every_reason(stub: Any) -> None:
 
 
 @needs_tesseract
-def test_a_page_the_vlm_fails_on_falls_back_to_tesseract(stub: Any) -> None:
-    server = stub([(200, "garbage", "stop")] * 2)
+def test_a_page_the_vlm_fails_on_falls_back_to_tesseract(stub_llm: Any) -> None:
+    server = stub_llm([(200, "garbage", "stop")] * 2)
     settings = {"engine": "vlm", "vlm": {"endpoint": server.url, "model": "stub", "temperatures": [0.1, 0.2]}}
     assert engine_chain(OcrConfig.model_validate(settings)) == ["vlm", "tesseract", "text-layer"]
     result = process_pdf(scan_pdf([PANGRAMS]), settings)
