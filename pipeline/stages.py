@@ -282,6 +282,13 @@ def build_rephrase(
     config: RephraseConfig = manifest.stages.rephrase
     files = document_files(manifest, run_dir, "rephrase", inputs, upstream)
     layout = _layout(manifest, run_dir, "rephrase", upstream, native_attributes(files))
+    for i, route in enumerate(config.routes):
+        if route.column is not None and route.column not in layout.attributes:
+            available = ", ".join(layout.attributes) or "none"
+            raise ManifestError(
+                f"stages.rephrase.routes[{i}].column: no column {route.column!r} reaches rephrase "
+                f"(attribute columns available: {available})"
+            )
     steps: list[PipelineStep] = [
         BeginTask(layout),
         DocumentReader(files, layout),

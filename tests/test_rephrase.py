@@ -190,6 +190,13 @@ def test_a_prompt_too_long_is_cut_smaller_and_a_truncated_answer_rejected(stub_l
     assert outcomes["rows"] == [] and [reason for _, reason in outcomes["rejects"]] == ["truncated"]
 
 
+def test_a_route_on_a_column_no_stage_made_is_an_error(tmp_path: Path) -> None:
+    from pipeline.manifest import ManifestError
+
+    with pytest.raises(ManifestError, match=r"routes\[0\].column: no column 'quality_bucket' reaches rephrase"):
+        _run(tmp_path, "http://127.0.0.1:9/v1", routes=[{"templates": ["stub_prose"], "column": "quality_bucket"}])
+
+
 def test_an_unreachable_server_stops_the_stage_for_a_rerun(tmp_path: Path) -> None:
     with pytest.raises(StageFailed, match="rerun"):
         _run(tmp_path, "http://127.0.0.1:9/v1")
