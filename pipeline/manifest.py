@@ -187,12 +187,17 @@ class TesseractConfig(Strict):
     rotation_confidence: float = Field(2.0, ge=0, description="OSD confidence needed to turn a page")
 
 
-class VlmConfig(Strict):
-    """A vision-language model behind an OpenAI-compatible endpoint (vLLM, SGLang, llama.cpp), olmOCR-style."""
+class EndpointConfig(Strict):
+    """An OpenAI-compatible server (vLLM, SGLang, llama.cpp, a hosted API): where, which model, which key."""
 
     endpoint: str = Field(description="base URL of the server, e.g. http://127.0.0.1:8000/v1")
     model: str = Field(description="model name the server serves")
     api_key_env: str | None = Field(None, description="environment variable holding the API key (never the key)")
+
+
+class VlmConfig(EndpointConfig):
+    """A vision-language model behind an OpenAI-compatible endpoint, asked olmOCR-style."""
+
     image_longest_side: int = Field(1288, ge=64, description="pages are rendered to this longest side in pixels")
     max_tokens: int = Field(4096, ge=16, description="completion token limit per page")
     temperatures: list[float] = Field(
@@ -416,12 +421,9 @@ class RephraseRoute(Strict):
         return self
 
 
-class RephraseConfig(Strict):
+class RephraseConfig(EndpointConfig):
     """Rewrite documents with an LLM behind an OpenAI-compatible endpoint; the rewrites are new rows."""
 
-    endpoint: str = Field(description="base URL of the server, e.g. http://127.0.0.1:8080/v1")
-    model: str = Field(description="model name the server serves")
-    api_key_env: str | None = Field(None, description="environment variable holding the API key (never the key)")
     concurrency: int = Field(8, ge=1, description="requests in flight per task")
     timeout_s: float = Field(300, gt=0, description="per-request timeout")
     max_retries: int = Field(3, ge=0, description="retries (exponential backoff) on connection errors, 429 and 5xx")
