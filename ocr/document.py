@@ -28,14 +28,6 @@ from pipeline.manifest import OcrConfig
 _engines: dict[str, Any] = {}  # engine name -> engine, or the EngineUnavailable that stops it, per worker
 
 
-class PdfRejected(Exception):
-    """A readable PDF the stage does not take (``reason`` is the reject reason)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason, self.detail = reason, detail
-
-
 def engine_chain(config: OcrConfig) -> list[str]:
     """Engines an OCR page tries, in order; the text layer is always the last resort."""
     first = {"auto": "vlm" if config.vlm else "tesseract"}.get(config.engine, config.engine)
@@ -83,18 +75,25 @@ def _ocr_page(page: pdfium.PdfPage, facts: PageFacts, layer: str, config: OcrCon
     raise AssertionError("the text layer never fails")  # pragma: no cover
 
 
-def process_pdf(data: bytes, settings: dict[str, Any]) -> dict[str, Any]:
-    """Pages of one PDF as ``{"pages": [...], "text": ..., "spans": [...], "page_texts": [...]}``.
+def _gives_no_pages(error: bool, reason: str, detail: str) -> dict[str, Any]:
+    return {"error": error, "reason": reason, "detail": detail}
 
-    Raises PdfRejected (too many pages), pdfium.PdfiumError (unreadable, encrypted), or what an
-    engine raises unexpectedly; the stage turns each into a reject or an error record."""
+
+def process_pdf(data: bytes, settings: dict[str, Any]) -> dict[str, Any]:
+    """Pages of one PDF as ``{"pages": [...], "text": ..., "spans": [...], "page_texts": [...]}``, or for a
+    PDF that gives none ``{"error": bool, "reason": ..., "detail": ...}``: ``pdf_unreadable``,
+    ``pdf_encrypted`` (errors), ``too_many_pages`` (a reject). What an engine raises unexpectedly propagates."""
     config = OcrConfig.model_validate(settings)
     started = time.perf_counter()
-    pdf = pdfium.PdfDocument(data)
+    try:
+        pdf = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        reason = "pdf_encrypted" if "password" in str(exc).lower() else "pdf_unreadable"
+        return _gives_no_pages(True, reason, f"PdfiumError: {exc}")
     try:
         count = len(pdf)
         if count > config.max_pages:
-            raise PdfRejected("too_many_pages", f"{count} pages > max_pages {config.max_pages}")
+            return _gives_no_pages(False, "too_many_pages", f"{count} pages > max_pages {config.max_pages}")
         pages, texts = [], []
         for index in range(count):
             page = pdf[index]

@@ -120,22 +120,16 @@ class PdfReader(PipelineStep):
         return self._documents(item, sha, result, base)
 
     def _process(self, data: bytes, sandbox: Sandbox, settings: dict[str, Any]) -> dict[str, Any]:
-        """The worker's result, or ``{"error": bool, "reason", "detail"}`` for a PDF that gives no pages."""
+        """The worker's result (pages, or ``{"error": bool, "reason", "detail"}`` for a PDF that gives none),
+        or such a record for a worker that timed out, died or raised."""
         try:
             return sandbox.call(data, settings)
         except SandboxTimeout as exc:
             return {"error": True, "reason": "ocr_timeout", "detail": str(exc)}
         except SandboxCrashed as exc:
             return {"error": True, "reason": "ocr_worker_died", "detail": str(exc)}
-        except RuntimeError as exc:  # the worker's exception, as "Type: message"
-            text = str(exc)
-            if text.startswith("PdfRejected: "):
-                reason, _, detail = text.removeprefix("PdfRejected: ").partition(": ")
-                return {"error": False, "reason": reason, "detail": detail}
-            if text.startswith("PdfiumError"):
-                reason = "pdf_encrypted" if "password" in text.lower() else "pdf_unreadable"
-                return {"error": True, "reason": reason, "detail": text}
-            return {"error": True, "reason": "ocr_failed", "detail": text}
+        except RuntimeError as exc:  # an engine raised unexpectedly: the worker's exception, as "Type: message"
+            return {"error": True, "reason": "ocr_failed", "detail": str(exc)}
 
     def _documents(self, item: InputFile, sha: str, result: dict[str, Any], base: dict[str, Any]) -> PdfOutcome:
         """Documents of a processed PDF (or why it gives none)."""
