@@ -29,7 +29,7 @@ from mixers.phase import OneTaskStep
 from pipeline.manifest import MixConfig
 from pipeline.outcomes import OutcomeWriter, StageLayout
 from pipeline.progress import TaskProgress
-from pipeline.readers import DocumentFile, read_document_file
+from pipeline.readers import DocumentFile, read_document_file, stable_fraction
 
 END_OF_TEXT = "<|endoftext|>"
 TOKEN_ATTRIBUTES: dict[str, pa.DataType] = {"tokens": pa.int64(), "mix_split": pa.string()}
@@ -121,8 +121,7 @@ def split_of(doc_id: str, source: str, mixed: frozenset[str], targets: frozenset
     if source in targets:
         if source not in mixed:
             return "heldout"
-        draw = int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), "big") / 2**64
-        return "heldout" if draw < holdout else "train"
+        return "heldout" if stable_fraction(doc_id) < holdout else "train"
     return "train" if source in mixed else "excluded"
 
 

@@ -43,6 +43,12 @@ def stable_id(*parts: str) -> str:
     return hashlib.sha1("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+def stable_fraction(*parts: str) -> float:
+    """Same parts, same number in [0, 1) on every run: a hash draw for seeded, id-based sampling."""
+    digest = hashlib.blake2b("\0".join(parts).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
 def is_html(content_type: str | None) -> bool:
     return bool(content_type) and content_type.split(";")[0].strip() in HTML_TYPES
 

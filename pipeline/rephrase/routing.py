@@ -7,16 +7,10 @@ of those by a seeded hash of the document id (the same documents on every run).
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from pipeline.manifest import RephraseRoute
-
-
-def _share(doc_id: str, seed: int) -> float:
-    """A stable number in [0, 1) for (document, seed)."""
-    digest = hashlib.sha1(f"{seed}\0{doc_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+from pipeline.readers import stable_fraction
 
 
 def route_matches(route: RephraseRoute, doc_id: str, source: str, attributes: dict[str, Any]) -> bool:
@@ -29,7 +23,7 @@ def route_matches(route: RephraseRoute, doc_id: str, source: str, attributes: di
             return False
         if (route.min is not None and value < route.min) or (route.max is not None and value > route.max):
             return False
-    return route.fraction >= 1.0 or _share(doc_id, route.seed) < route.fraction
+    return route.fraction >= 1.0 or stable_fraction(str(route.seed), doc_id) < route.fraction
 
 
 def templates_for(routes: list[RephraseRoute], doc_id: str, source: str, attributes: dict[str, Any]) -> list[str]:
