@@ -46,10 +46,6 @@ NAME = "tiny_prose"
 WORDS = ["river", "stone", "bridge", "market", "winter", "harbour", "garden", "lantern", "orchard", "meadow"]
 
 
-async def _client(config: RephraseConfig) -> LlmClient:
-    return LlmClient(config)
-
-
 def server_cpu(pid: int) -> float:
     """User + system CPU-seconds of a process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -100,7 +96,7 @@ def main() -> int:
                     endpoint=server.url, model="tiny", concurrency=level, grammar=True, routes=[{"templates": [NAME]}]
                 )
                 loop = asyncio.new_event_loop()
-                client = loop.run_until_complete(_client(config))  # made before the clock starts
+                client = LlmClient(config)  # made before the clock starts
                 client_before, server_before = own_cpu(), server_cpu(server.process.pid)
                 started = time.perf_counter()
                 passed, tokens = loop.run_until_complete(round_of(client, template, documents))

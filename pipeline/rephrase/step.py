@@ -79,7 +79,7 @@ class Rephraser(PipelineStep):
         templates = load_templates(self.config.templates)
         identify = _language_identifier(templates)
         loop = asyncio.new_event_loop()
-        client: LlmClient = loop.run_until_complete(_make_client(self.config))
+        client = LlmClient(self.config)  # its semaphore and connections bind to the loop on first use
         batch: list[tuple[Document, Template]] = []
         size = JOBS_PER_SLOT * self.config.concurrency
         try:
@@ -220,11 +220,6 @@ class Rephraser(PipelineStep):
 async def _gather(jobs: list[Any]) -> list[Any]:
     """Run the jobs concurrently in the current loop; exceptions are returned, not raised."""
     return await asyncio.gather(*jobs, return_exceptions=True)
-
-
-async def _make_client(config: RephraseConfig) -> LlmClient:
-    """The client, created inside the step's event loop (its semaphore and connections belong to it)."""
-    return LlmClient(config)
 
 
 def _language_identifier(templates: dict[str, Template]) -> Any:
