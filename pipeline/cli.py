@@ -7,6 +7,7 @@ the same command to resume). Errors go to stderr as one readable sentence, never
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -75,6 +76,14 @@ def run(
     set_: SetOption = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar per stage.")] = True,
     verbose: Annotated[bool, typer.Option(help="Also print datatrove's task logs to the console.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the plan instead of running: per stage and phase whether it is done, resumes or runs, "
+            "its tasks, and the sbatch script or Ray tasks it would submit. Writes nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Run a manifest. Rerunning resumes: finished stages and tasks are skipped, changed stages rerun."""
     from pipeline.runner import Runner, StageFailed
@@ -84,6 +93,11 @@ def run(
         preflight(loaded, str(manifest))
     except ManifestError as exc:
         _fail(str(exc), 2)
+    command = shlex.join(["winnow", "run", str(manifest), *[a for s in set_ or [] for a in ("--set", s)]])
+    if dry_run:
+        for line in Runner(loaded, progress=False, command=command).dry_run():
+            out.print(escape(line), highlight=False)
+        return
     try:
         loaded.run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -92,7 +106,7 @@ def run(
     if not verbose:
         quiet_console()
     try:
-        result = Runner(loaded, progress=progress, verbose=verbose).run()
+        result = Runner(loaded, progress=progress, verbose=verbose, command=command).run()
     except StageFailed as exc:
         _fail(str(exc), 3)
     except ManifestError as exc:  # a setting that only the data can refute (e.g. a column that is not there)

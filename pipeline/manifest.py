@@ -37,9 +37,74 @@ class LocalExecutor(Strict):
     tasks: int = Field(2, ge=1, description="number of tasks (input shards) per stage")
     workers: int = Field(2, ge=1, description="tasks run at the same time")
 
+    @property
+    def threads(self) -> int:
+        """Cores one single-task phase (dedup clustering, the mix's fit) may use."""
+        return self.workers
 
-# one kind today; Slurm and Ray join as a union discriminated by `kind` (defaulting to local)
-Executor = LocalExecutor
+
+class SlurmExecutor(Strict):
+    """Submit every phase as a Slurm job array (datatrove's SlurmPipelineExecutor); `winnow run` waits for each.
+
+    The run folder and the inputs must be on a file system the nodes share, and winnow must be importable
+    there: by default the nodes activate the Python environment `winnow run` itself runs in."""
+
+    kind: Literal["slurm"]
+    tasks: int = Field(2, ge=1, description="number of tasks (array elements) per stage")
+    workers: int | None = Field(
+        None, ge=1, description="array elements running at once (sbatch --array %N); none: no limit"
+    )
+    partition: str = Field(description="sbatch --partition")
+    time: str = Field("04:00:00", description="sbatch --time per task, e.g. 04:00:00 or 2-00:00:00")
+    cpus_per_task: int = Field(1, ge=1, description="sbatch --cpus-per-task (also the threads of single-task phases)")
+    mem_per_cpu_gb: float = Field(2, gt=0, description="sbatch --mem-per-cpu, in GB")
+    qos: str | None = Field(None, description="sbatch --qos")
+    sbatch_args: dict[str, str] = Field(
+        default_factory=dict,
+        description='more sbatch options without the dashes, e.g. {account: myproj, constraint: ""}',
+    )
+    python_env: str | None = Field(
+        None, description="virtual environment for the nodes (folder or its bin/activate); default: the current one"
+    )
+    env_command: str | None = Field(
+        None, description="shell lines run before each task instead (e.g. module load ...; conda activate ...)"
+    )
+    poll_s: float = Field(5, gt=0, description="seconds between checks of the queue while a phase runs")
+
+    @property
+    def threads(self) -> int:
+        return self.cpus_per_task
+
+
+class RayExecutor(Strict):
+    """Run every phase as Ray tasks (datatrove's RayPipelineExecutor) on a Ray cluster; `winnow run` drives it.
+
+    The run folder and the inputs must be on a file system the workers share; tasks run in the driver's
+    working directory."""
+
+    kind: Literal["ray"]
+    tasks: int = Field(2, ge=1, description="number of tasks per stage")
+    workers: int | None = Field(None, ge=1, description="tasks in flight at once; none: as many as the tasks")
+    address: str | None = Field(
+        None,
+        description="Ray cluster address (host:port); none: RAY_ADDRESS, else a local Ray started for the run",
+    )
+    cpus_per_task: int = Field(1, ge=1, description="CPUs reserved per task (also the threads of single-task phases)")
+    mem_per_cpu_gb: float = Field(2, gt=0, description="memory reserved per CPU, in GB")
+    resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources each task needs")
+    env: list[str] = Field(
+        default_factory=list,
+        description="names of environment variables passed to the workers (runtime_env); API key variables "
+        "named by stages are passed too",
+    )
+    time_limit_s: int | None = Field(None, ge=1, description="a task running longer is killed and resubmitted")
+
+    @property
+    def threads(self) -> int:
+        return self.cpus_per_task
+
+
+Executor = Annotated[LocalExecutor | SlurmExecutor | RayExecutor, Field(discriminator="kind")]
 
 
 # ---------------------------------------------------------------- sources
@@ -575,10 +640,17 @@ class Manifest(Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     output: str = Field(description="folder under which the run folder <output>/<name> is created")
-    executor: Executor = Field(default_factory=LocalExecutor)
+    executor: Executor = Field(default_factory=LocalExecutor, description="where tasks run: local, slurm or ray")
     shard_target_mb: int = Field(128, ge=1, description="target size of one output Parquet shard")
     sources: list[Source] = Field(min_length=1)
     stages: Stages = Field(default_factory=Stages)
+
+    @field_validator("executor", mode="before")
+    @classmethod
+    def _local_by_default(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "kind" not in value:
+            return {**value, "kind": "local"}
+        return value
 
     @field_validator("sources")
     @classmethod

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import socket
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -29,14 +32,13 @@ from typing import Any
 
 import multiprocess
 import pyarrow.parquet as pq
-from datatrove.executor.local import LocalPipelineExecutor
 from datatrove.utils.stats import PipelineStats
 from rich.progress import track
 
+from pipeline.executors import ExecutorSession
 from pipeline.funnel import SourceFunnel, connect, count_outcomes, stage_funnel
 from pipeline.json_records import read_json, write_json
-from pipeline.logs import quiet_console
-from pipeline.manifest import STAGE_ORDER, Manifest
+from pipeline.manifest import STAGE_ORDER, EndpointConfig, Manifest
 from pipeline.outcomes import StageLayout
 from pipeline.progress import ProgressMonitor
 from pipeline.sources import InputFile, checksum, resolve_inputs
@@ -80,20 +82,6 @@ def fingerprint(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-class QuietLocalExecutor(LocalPipelineExecutor):
-    """datatrove's local executor with task logs going to files only (the console shows the progress bar).
-
-    datatrove prints a task's log to the console only for local_rank 0 and uses local_rank for
-    nothing else; shifting it keeps the console for winnow's progress bar and errors.
-    """
-
-    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1) -> PipelineStats:
-        try:
-            return super()._run_for_rank(rank, local_rank + 1, node_rank)
-        finally:
-            quiet_console()  # datatrove restores its default console logger after each task
-
-
 def _input_records(inputs: list[InputFile], previous: dict[str, Any] | None, progress: bool) -> list[dict[str, Any]]:
     """Inputs with checksums, reusing the previous run's checksum when path, size and version are unchanged."""
     known = {(r["path"], r["size"], r.get("version")): r.get("checksum") for r in (previous or {}).get("inputs", [])}
@@ -125,14 +113,37 @@ def _merge_stats(logs_dir: Path) -> tuple[dict[str, int], list[dict[str, Any]]]:
     return rows_in, steps
 
 
+def secret_env_names(manifest: Manifest) -> list[str]:
+    """Environment variables the stages read API keys from (passed to Ray workers)."""
+    configs = [getattr(manifest.stages, name) for name in STAGE_ORDER]
+    found = [c for c in configs if isinstance(c, EndpointConfig)]
+    found += [c.vlm for c in configs if isinstance(getattr(c, "vlm", None), EndpointConfig)]
+    return sorted({c.api_key_env for c in found if c.api_key_env})
+
+
+@dataclass
+class PlannedStage:
+    """A stage's plan with the fingerprint its first phase chains from and each phase's fingerprint."""
+
+    name: str
+    plan: StagePlan
+    base_fp: str
+    phase_fps: list[str]
+
+
 class Runner:
     """Executes one manifest into its run folder."""
 
-    def __init__(self, manifest: Manifest, progress: bool = True, verbose: bool = False) -> None:
+    def __init__(
+        self, manifest: Manifest, progress: bool = True, verbose: bool = False, command: str | None = None
+    ) -> None:
+        """``command``: the command line that resumes this run (recorded in run.json for `winnow status`)."""
         self.manifest = manifest
         self.run_dir = manifest.run_dir
         self.progress = progress
         self.verbose = verbose
+        self.command = command
+        self.session = ExecutorSession(manifest.executor, manifest.name, verbose, secret_env_names(manifest))
 
     def run(self) -> RunResult:
         """Run every enabled stage; raises StageFailed if a stage does not complete."""
@@ -143,6 +154,7 @@ class Runner:
             "name": self.manifest.name,
             "winnow_version": winnow_version(),
             "started_at": datetime.now(UTC).isoformat(),
+            "command": self.command,
             "manifest": self.manifest.model_dump(mode="json"),
             "config_hash": fingerprint(self.manifest.model_dump(mode="json")),
             "inputs": _input_records(inputs, previous, self.progress),
@@ -150,8 +162,54 @@ class Runner:
         }
         write_json(self.run_dir / "run.json", record)
         results = []
+        with self.session:
+            for stage in self._planned(inputs, record["inputs"]):
+                result = self._run_stage(stage)
+                results.append(result)
+                record["stages"][stage.name] = {
+                    "fingerprint": stage.phase_fps[-1],
+                    "seconds": round(result.seconds, 3),
+                    "skipped": result.skipped,
+                    "outputs": _shards(stage.plan.layout.dataset_dir("data")),
+                }
+                write_json(self.run_dir / "run.json", record)
+        record["finished_at"] = datetime.now(UTC).isoformat()
+        write_json(self.run_dir / "run.json", record)
+        return RunResult(self.run_dir, results)
+
+    def dry_run(self) -> Iterator[str]:
+        """Lines describing what `run` would do now: per stage and phase, done / resume / run, and the
+        submission (sbatch script, Ray tasks or local tasks). Stages after one that would run are planned
+        from the upstream output there is now, so their task inputs may be incomplete."""
+        inputs = resolve_inputs(self.manifest)
+        records = _input_records(inputs, read_json(self.run_dir / "run.json"), progress=False)
+        kind = self.manifest.executor.kind
+        yield f"run {self.manifest.name!r} -> {self.run_dir}  executor: {kind}, {len(inputs)} input file(s)"
+        for stage in self._planned(inputs, records):
+            state = read_json(stage.plan.layout.stage_dir / "stage.json") or {}
+            yield f"stage {stage.name}"
+            for phase, fp in zip(stage.plan.phases, stage.phase_fps, strict=True):
+                tasks = phase.tasks or self.manifest.executor.tasks
+                record = (state.get("phases") or {}).get(phase.name) or {}
+                steps = " -> ".join(type(step).__name__ for step in phase.steps)
+                if record.get("fingerprint") == fp and record.get("completed"):
+                    yield f"  {phase.name}: done ({tasks} task(s)), skipped"
+                    continue
+                layout = self._phase_layout(stage.plan, phase)
+                executor = self.session.executor(phase.steps, tasks, layout.logs_dir, self._job_name(stage.plan, phase))
+                if record.get("fingerprint") == fp:
+                    verb, incomplete = "resume", len(executor.get_incomplete_ranks())
+                else:
+                    verb, incomplete = "run", tasks
+                yield f"  {phase.name}: {verb}, {incomplete} of {tasks} task(s): {steps}"
+                for line in self.session.describe(executor, incomplete).splitlines():
+                    yield f"    | {line}"
+
+    def _planned(self, inputs: list[InputFile], input_records: list[dict[str, Any]]) -> Iterator[PlannedStage]:
+        """Each enabled stage's plan, in flow order, built when the previous one has been consumed (a plan
+        reads its upstream's output files)."""
         upstream: StageLayout | None = None
-        upstream_fp = fingerprint(record["inputs"])
+        upstream_fp = fingerprint(input_records)
         branches: dict[str, str] = {}  # fingerprints of branch stages (ocr), folded in where they enter
         for name in STAGE_ORDER:
             if getattr(self.manifest.stages, name) is None:
@@ -162,58 +220,68 @@ class Runner:
                 base_fp = fingerprint({"branch": name})
             else:
                 base_fp = fingerprint({"upstream": upstream_fp, "branches": entering}) if entering else upstream_fp
-            result, stage_fp = self._run_stage(plan, base_fp)
-            results.append(result)
+            stage = PlannedStage(name, plan, base_fp, self._phase_fingerprints(plan, base_fp))
+            yield stage
             if plan.branch:
-                branches[name] = stage_fp
+                branches[name] = stage.phase_fps[-1]
             else:
-                upstream_fp, upstream = stage_fp, plan.layout
-            record["stages"][name] = {
-                "fingerprint": stage_fp,
-                "seconds": round(result.seconds, 3),
-                "skipped": result.skipped,
-                "outputs": _shards(plan.layout.dataset_dir("data")),
-            }
-            write_json(self.run_dir / "run.json", record)
-        record["finished_at"] = datetime.now(UTC).isoformat()
-        write_json(self.run_dir / "run.json", record)
-        return RunResult(self.run_dir, results)
+                upstream_fp, upstream = stage.phase_fps[-1], plan.layout
 
-    def _run_stage(self, plan: StagePlan, upstream_fp: str) -> tuple[StageResult, str]:
-        """Run the phases whose fingerprint changed or that did not complete; returns the stage's fingerprint.
-
-        A phase's fingerprint chains the previous one's (the first: the upstream stage's) with its own
+    def _phase_fingerprints(self, plan: StagePlan, base_fp: str) -> list[str]:
+        """A phase's fingerprint chains the previous one's (the first: the upstream stage's) with its own
         configuration, winnow's version, the task count and the shard size, so a changed phase reruns
         with every phase after it, and the phases before it are kept (e.g. new selection settings do
-        not rescore). A phase that reruns first loses its outputs and its task logs.
-        """
-        layout = plan.layout
+        not rescore)."""
         common = {
             "version": winnow_version(),
             "tasks": self.manifest.executor.tasks,
             "shard_target_mb": self.manifest.shard_target_mb,
         }
-        state_path = layout.stage_dir / "stage.json"
-        state = read_json(state_path) or {}
-        phases: dict[str, Any] = state.get("phases") or {}
-        fp = upstream_fp
-        started = time.monotonic()
-        ran = False
+        fps, fp = [], base_fp
         for phase in plan.phases:
             config = plan.config if phase.config is None else phase.config
             fp = fingerprint({"upstream": fp, "phase": phase.name, "config": config, **common})
+            fps.append(fp)
+        return fps
+
+    def _run_stage(self, stage: PlannedStage) -> StageResult:
+        """Run the phases whose fingerprint changed or that did not complete. A phase that reruns first
+        loses its outputs and its task logs."""
+        plan, layout = stage.plan, stage.plan.layout
+        state_path = layout.stage_dir / "stage.json"
+        state = read_json(state_path) or {}
+        phases: dict[str, Any] = state.get("phases") or {}
+        started = time.monotonic()
+        ran = False
+        for phase, fp in zip(plan.phases, stage.phase_fps, strict=True):
             record = phases.get(phase.name) or {}
             if record.get("fingerprint") == fp and record.get("completed"):
                 continue
             if record.get("fingerprint") != fp:
                 self._wipe_phase(plan, phase)
-            phases[phase.name] = {"fingerprint": fp, "completed": False}
-            write_json(state_path, {"fingerprint": None, "completed": False, "config": plan.config, "phases": phases})
-            self._run_phase(plan, phase)
+                record = {}
+            earlier_job = record.get("slurm_job")
+            phases[phase.name] = {
+                "fingerprint": fp,
+                "completed": False,
+                "tasks": phase.tasks or self.manifest.executor.tasks,
+                "executor": self.manifest.executor.kind,
+                "driver": {"host": socket.gethostname(), "pid": os.getpid()},
+            }
+
+            def submitted(job: dict[str, Any], name: str = phase.name) -> None:
+                phases[name].update(job)
+                write_json(
+                    state_path, {"fingerprint": None, "completed": False, "config": plan.config, "phases": phases}
+                )
+
+            submitted({"slurm_job": earlier_job} if earlier_job else {})
+            self._run_phase(plan, phase, submitted, earlier_job)
             phases[phase.name]["completed"] = True
             ran = True
+        fp = stage.phase_fps[-1]
         if not ran and state.get("completed") and state.get("fingerprint") == fp:
-            return StageResult(layout.stage, True, 0.0, self._funnel(layout.stage)), fp
+            return StageResult(layout.stage, True, 0.0, self._funnel(layout.stage))
         seconds = time.monotonic() - started
         rows_in, steps = _merge_stats(self._phase_layout(plan, plan.counting_phase).logs_dir)
         with connect(self.run_dir) as con:
@@ -233,7 +301,7 @@ class Runner:
             state_path,
             {"fingerprint": fp, "completed": True, "config": plan.config, "phases": phases, "attributes": attributes},
         )
-        return StageResult(layout.stage, False, seconds, funnel), fp
+        return StageResult(layout.stage, False, seconds, funnel)
 
     def _wipe_phase(self, plan: StagePlan, phase: Phase) -> None:
         """Remove what an earlier, different attempt of ``phase`` wrote: its outputs and its task logs."""
@@ -251,24 +319,23 @@ class Runner:
         """Single-phase stages keep their logs in ``logs/<stage>``; others in ``logs/<stage>/<phase>``."""
         return plan.layout if len(plan.phases) == 1 else plan.layout.for_phase(phase.name)
 
-    def _run_phase(self, plan: StagePlan, phase: Phase) -> None:
+    @staticmethod
+    def _job_name(plan: StagePlan, phase: Phase) -> str:
+        return plan.layout.stage if len(plan.phases) == 1 else f"{plan.layout.stage}-{phase.name}"
+
+    def _run_phase(
+        self, plan: StagePlan, phase: Phase, submitted: Callable[[dict[str, Any]], None], earlier_job: str | None
+    ) -> None:
         """Run one phase's pipeline through the executor; raises StageFailed unless every task completed."""
         layout = self._phase_layout(plan, phase)
         tasks = phase.tasks or self.manifest.executor.tasks
-        executor_class = LocalPipelineExecutor if self.verbose else QuietLocalExecutor
-        executor = executor_class(
-            pipeline=phase.steps,
-            tasks=tasks,
-            workers=min(self.manifest.executor.workers, tasks),
-            logging_dir=str(layout.logs_dir),
-            skip_completed=True,
-        )
+        executor = self.session.executor(phase.steps, tasks, layout.logs_dir, self._job_name(plan, phase))
         label = plan.layout.stage if len(plan.phases) == 1 else f"{plan.layout.stage}:{phase.name}"
         monitor = ProgressMonitor(label, layout.progress_dir, phase.total_units, self.progress)
         try:
             with monitor:
-                executor.run()
-        except Exception as exc:
+                self.session.run(executor, submitted, earlier_job)
+        except Exception as exc:  # ExecutorError (the cluster) or an exception raised by the executor itself
             raise StageFailed(self._failure_message(layout, exc)) from exc
         missing = [r for r in range(tasks) if not executor.is_rank_completed(r)]
         if missing:
@@ -280,6 +347,7 @@ class Runner:
 
     def _failure_message(self, layout: StageLayout, cause: object) -> str:
         return (
-            f"stage {layout.stage!r} failed: {cause}. Task logs: {layout.logs_dir / 'logs'}. "
-            f"Completed tasks are kept; rerun the same `winnow run` command to resume."
+            f"stage {layout.stage!r} failed: {cause}. Task logs: {layout.logs_dir / 'logs'}; "
+            f"`winnow status {self.run_dir}` lists the failed tasks. Completed tasks are kept; rerun the same "
+            f"`winnow run` command to resume."
         )

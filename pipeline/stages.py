@@ -200,7 +200,7 @@ def build_dedup(
     signatures = layout.for_phase("signatures")
     clusters = layout.for_phase("clusters")
     select = layout.for_phase("select")
-    threads = config.threads or manifest.executor.workers
+    threads = config.threads or manifest.executor.threads
     earlier = manifest.stages.enabled()[: manifest.stages.enabled().index("dedup")]
     outcomes = [run_dir / "stages" / stage / dataset for stage in earlier for dataset in ("rejects", "errors")]
     phases = [
@@ -244,7 +244,7 @@ def build_quality(
     layout = _layout(manifest, run_dir, "quality", upstream, {**native_attributes(files), **scores, **ranks})
     scoring = replace(layout, attributes={k: v for k, v in layout.attributes.items() if k not in ranks}, phase="score")
     selecting = layout.for_phase("select")
-    threads = manifest.executor.workers
+    threads = manifest.executor.threads
     score_config = {
         "classifiers": [c.model_dump(mode="json") for c in config.classifiers],
         "inputs": _fingerprint_files(files),
@@ -310,7 +310,7 @@ def build_mix(
     files = document_files(manifest, run_dir, "mix", inputs, upstream)
     layout = _layout(manifest, run_dir, "mix", upstream, {**native_attributes(files), **TOKEN_ATTRIBUTES})
     mixed = config.sources or [s.name for s in manifest.sources]
-    threads = manifest.executor.workers
+    threads = manifest.executor.threads
     tokenizer_config = config.model_dump(mode="json", include={"tokenizer", "vocab_size", "tokenizer_sample_mb"})
     if config.tokenizer:
         tokenizer_config["sha256"] = file_sha256(Path(config.tokenizer))

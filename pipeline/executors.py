@@ -1,0 +1,244 @@
+"""Executors: running one phase's datatrove pipeline on this machine, a Slurm cluster or a Ray cluster.
+
+The runner drives a run phase by phase: a phase's plan needs its upstream's output files, so each
+phase is submitted when the one before it has finished. :class:`ExecutorSession` turns a phase
+(steps, task count, logging folder) into datatrove's executor for the manifest's ``executor.kind``
+and returns when no task of it runs any more; the runner then checks the completion markers.
+
+- local: datatrove's LocalPipelineExecutor, task logs to files only (the console keeps the bar).
+- slurm: datatrove's SlurmPipelineExecutor submits a job array of the incomplete ranks; the session
+  polls ``squeue`` until the array has left the queue. The job id is reported (``on_submit``) before
+  the wait, so ``winnow status`` can look it up and a rerun waits for a job that is still queued
+  instead of submitting a second copy.
+- ray: datatrove's RayPipelineExecutor, which blocks until its tasks finish (it resubmits a rank whose
+  worker died, up to three times). The session connects with ``ray.init`` once per run, passing the
+  configured environment variables through ``runtime_env``; tasks run in the driver's working folder.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from datatrove.executor.base import PipelineExecutor
+from datatrove.executor.local import LocalPipelineExecutor
+from datatrove.executor.ray import RayPipelineExecutor
+from datatrove.executor.slurm import SlurmPipelineExecutor
+from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.stats import PipelineStats
+
+from pipeline.logs import quiet_console
+from pipeline.manifest import LocalExecutor, RayExecutor, SlurmExecutor
+
+ExecutorConfig = LocalExecutor | SlurmExecutor | RayExecutor
+
+
+class ExecutorError(Exception):
+    """The cluster refused or lost a phase (sbatch failed, Ray unreachable); the message says what to check."""
+
+
+class QuietLocalExecutor(LocalPipelineExecutor):
+    """datatrove's local executor with task logs going to files only (the console shows the progress bar).
+
+    datatrove prints a task's log to the console only for local_rank 0 and uses local_rank for
+    nothing else; shifting it keeps the console for winnow's progress bar and errors.
+    """
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1) -> PipelineStats:
+        try:
+            return super()._run_for_rank(rank, local_rank + 1, node_rank)
+        finally:
+            quiet_console()  # datatrove restores its default console logger after each task
+
+
+class WinnowSlurmExecutor(SlurmPipelineExecutor):
+    """datatrove's Slurm executor without its separate merge-stats job (the runner merges the stats)."""
+
+    def launch_merge_stats(self) -> None:
+        return None
+
+    def sbatch_script(self, ranks: int) -> str:
+        """The launch script ``launch_job`` would submit for ``ranks`` incomplete ranks; creates no folder."""
+        folder = Path(self.slurm_logs_folder)
+        created = next((p for p in reversed([folder, *folder.parents]) if not p.exists()), None)
+        arrays = min(math.ceil(ranks / self.tasks_per_job), self.max_array_size)
+        command = f"launch_pickled_pipeline {self.logging_dir.resolve_paths('executor.pik')}"
+        if self.with_srun:
+            command = f"srun -l -n {self.nodes_per_task} {command}"
+        try:
+            return self.get_launch_file_contents(self.get_sbatch_args(max(arrays, 1)), command)
+        finally:
+            if created is not None:  # datatrove's get_sbatch_args makes the Slurm log folder
+                shutil.rmtree(created, ignore_errors=True)
+
+
+class WinnowRayExecutor(RayPipelineExecutor):
+    """datatrove's Ray executor whose tasks run in the driver's working folder (relative paths keep working)."""
+
+    def __init__(self, *args: Any, cwd: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cwd = cwd
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1) -> PipelineStats:
+        os.chdir(self.cwd)
+        return super()._run_for_rank(rank, local_rank, node_rank)
+
+
+def slurm_env_command(config: SlurmExecutor) -> str:
+    """Shell lines that give a Slurm task the Python environment winnow runs in (or the configured one)."""
+    if config.env_command:
+        return config.env_command
+    if config.python_env:
+        env = Path(config.python_env).absolute()
+        return f"source {env / 'bin' / 'activate' if env.is_dir() else env}"
+    if sys.prefix != sys.base_prefix:  # a virtual environment: datatrove wants its bin/activate file
+        return f"source {Path(sys.prefix) / 'bin' / 'activate'}"
+    return f'export PATH="{Path(sys.executable).parent}:$PATH"'
+
+
+def slurm_job_state(job_id: str) -> list[str]:
+    """States of a job's array elements still in the queue (empty once it has left)."""
+    result = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
+    if result.returncode != 0:
+        if "Invalid job id" in result.stderr:
+            return []
+        raise ExecutorError(f"squeue failed: {result.stderr.strip() or result.returncode} (is SLURM_CONF set?)")
+    return [line.strip() for line in result.stdout.splitlines() if line.strip()]
+
+
+class ExecutorSession:
+    """One run's connection to where tasks execute; use as a context manager around the run."""
+
+    def __init__(self, config: ExecutorConfig, run_name: str, verbose: bool = False, env: list[str] = ()) -> None:
+        """``env``: names of environment variables the stages need on workers (API keys), besides ``executor.env``."""
+        self.config = config
+        self.run_name = run_name
+        self.verbose = verbose
+        self.env = list(env)
+        self._ray_started = False
+
+    def __enter__(self) -> ExecutorSession:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._ray_started:
+            import ray
+
+            ray.shutdown()
+            self._ray_started = False
+
+    def executor(self, steps: list[PipelineStep], tasks: int, logging_dir: Path, job: str) -> PipelineExecutor:
+        """datatrove's executor for one phase; ``job`` names it (Slurm job name)."""
+        config = self.config
+        if isinstance(config, LocalExecutor):
+            executor_class = LocalPipelineExecutor if self.verbose else QuietLocalExecutor
+            return executor_class(
+                pipeline=steps,
+                tasks=tasks,
+                workers=min(config.workers, tasks),
+                logging_dir=str(logging_dir),
+                skip_completed=True,
+            )
+        if isinstance(config, SlurmExecutor):
+            return WinnowSlurmExecutor(
+                pipeline=steps,
+                tasks=tasks,
+                time=config.time,
+                partition=config.partition,
+                cpus_per_task=config.cpus_per_task,
+                workers=config.workers or -1,
+                job_name=f"winnow-{self.run_name}-{job}",
+                qos=config.qos or "",
+                env_command=slurm_env_command(config),
+                sbatch_args={"mem-per-cpu": f"{round(config.mem_per_cpu_gb * 1024)}M", **config.sbatch_args},
+                logging_dir=str(logging_dir.absolute()),
+                skip_completed=True,
+                mail_type="NONE",
+            )
+        return WinnowRayExecutor(
+            pipeline=steps,
+            tasks=tasks,
+            workers=config.workers or -1,
+            logging_dir=str(logging_dir.absolute()),
+            skip_completed=True,
+            cpus_per_task=config.cpus_per_task,
+            mem_per_cpu_gb=config.mem_per_cpu_gb,
+            ray_remote_kwargs={"resources": config.resources} if config.resources else None,
+            time=config.time_limit_s,
+            cwd=os.getcwd(),
+        )
+
+    def run(
+        self, executor: PipelineExecutor, on_submit: Callable[[dict[str, Any]], None], waiting_for: str | None = None
+    ) -> None:
+        """Run the phase's incomplete ranks and return when none is running any more.
+
+        ``on_submit`` receives what identifies the submission (``{"slurm_job": id}``) before the wait.
+        ``waiting_for``: a Slurm job of an earlier, interrupted driver still in the queue: waited for first.
+        """
+        if isinstance(executor, WinnowSlurmExecutor):
+            assert isinstance(self.config, SlurmExecutor)
+            if waiting_for and slurm_job_state(waiting_for):
+                self._wait_slurm(waiting_for)
+            try:
+                executor.run()
+            except subprocess.CalledProcessError as exc:
+                raise ExecutorError(
+                    f"sbatch failed with exit {exc.returncode}; check the partition and sbatch_args"
+                ) from exc
+            except FileNotFoundError as exc:
+                raise ExecutorError(f"{exc.filename}: not found; is this a Slurm submit host?") from exc
+            if executor.job_id not in (None, -1):
+                on_submit({"slurm_job": str(executor.job_id)})
+                self._wait_slurm(str(executor.job_id))
+            return
+        if isinstance(executor, WinnowRayExecutor):
+            self._connect_ray()
+        executor.run()
+
+    def _wait_slurm(self, job_id: str) -> None:
+        assert isinstance(self.config, SlurmExecutor)
+        while slurm_job_state(job_id):
+            time.sleep(self.config.poll_s)
+
+    def _connect_ray(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            return
+        assert isinstance(self.config, RayExecutor)
+        names = [*self.config.env, *self.env]
+        env_vars = {name: os.environ[name] for name in names if name in os.environ}
+        options: dict[str, Any] = {"log_to_driver": self.verbose, "configure_logging": self.verbose}
+        if env_vars:
+            options["runtime_env"] = {"env_vars": env_vars}
+        if not (self.config.address or os.environ.get("RAY_ADDRESS")):
+            options["include_dashboard"] = False  # a Ray started for this run only
+        try:
+            ray.init(address=self.config.address, **options)
+        except ConnectionError as exc:
+            raise ExecutorError(f"cannot reach the Ray cluster at {self.config.address}: {exc}") from exc
+        self._ray_started = True
+
+    def describe(self, executor: PipelineExecutor, incomplete: int) -> str:
+        """What submitting this phase's ``incomplete`` ranks would do (``winnow run --dry-run``)."""
+        if isinstance(executor, WinnowSlurmExecutor):
+            return executor.sbatch_script(incomplete)
+        if isinstance(executor, WinnowRayExecutor):
+            assert isinstance(self.config, RayExecutor)
+            options = {
+                "num_cpus": self.config.cpus_per_task,
+                "memory_gb": self.config.cpus_per_task * self.config.mem_per_cpu_gb,
+            }
+            if self.config.resources:
+                options["resources"] = self.config.resources
+            return f"{incomplete} Ray task(s) at {self.config.address or 'a local Ray'} with {options}"
+        return f"{incomplete} local task(s), {getattr(executor, 'workers', 1)} at a time"
