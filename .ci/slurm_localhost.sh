@@ -33,6 +33,7 @@ SelectTypeParameters=CR_Core_Memory
 DependencyParameters=kill_invalid_depend
 ReturnToService=2
 MinJobAge=600
+KillWait=5
 SlurmctldPort=6817
 SlurmdPort=6818
 StateSaveLocation=$STATE/ctld

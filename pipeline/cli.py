@@ -1,4 +1,4 @@
-"""The ``winnow`` command line: run, validate, inspect, sql, and make-demo-data.
+"""The ``winnow`` command line: run, validate, status, inspect, sql, and make-demo-data.
 
 Exit codes: 0 success; 1 the run finished but some inputs errored (they are recorded in the
 stages' ``errors`` datasets); 2 usage or configuration error; 3 a stage failed to complete (rerun
@@ -147,6 +147,46 @@ def inspect(
         _print_funnel(run_dir, stage, reasons)
     except FileNotFoundError as exc:
         _fail(str(exc), 2)
+
+
+@app.command()
+def status(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder (<output>/<name>).")],
+    json_: Annotated[bool, typer.Option("--json", help="Print the status as one JSON object instead.")] = False,
+) -> None:
+    """Show per stage and phase how many tasks are done, running, failed or not started, why a task
+    failed, and the command that resumes the run."""
+    from pipeline.status import run_status
+
+    try:
+        state = run_status(run_dir)
+    except FileNotFoundError as exc:
+        _fail(str(exc), 2)
+    if json_:
+        import json
+
+        sys.stdout.write(json.dumps(state.as_dict()) + "\n")
+        return
+    table = Table(title=f"run: {run_dir}", title_justify="left")
+    for column in ("stage", "phase", "tasks", "done", "running", "failed", "todo", "retried", "state"):
+        table.add_column(column, justify="left" if column in ("stage", "phase", "state") else "right", no_wrap=True)
+    colours = {"done": "green", "running": "cyan", "failed": "red"}
+    for p in state.phases:
+        colour = colours.get(p.state, "yellow")
+        counts = (p.tasks, p.done, len(p.running), len(p.failed), len(p.not_started), len(p.retried))
+        table.add_row(p.stage, p.phase, *(str(n) for n in counts), f"[{colour}]{p.state}")
+    Console(width=max(out.width, 110)).print(table)  # nine columns: wider than a pipe's default 80
+    for p in state.phases:
+        where = f" (Slurm job {p.slurm_job})" if p.slurm_job else ""
+        for rank, reason in sorted(p.failed.items()):
+            out.print(f"[red]failed[/] {p.stage}:{p.phase} task {rank}{where}: {escape(reason)}")
+            out.print(f"  log: {p.logs}/logs/task_{rank:05d}.log")
+    if state.finished:
+        out.print("The run finished.")
+    elif any(p.running for p in state.phases):
+        out.print("The run is in progress.")
+    else:
+        out.print(f"To resume: {state.command or 'rerun the same `winnow run` command'}")
 
 
 @app.command()

@@ -17,9 +17,11 @@ and returns when no task of it runs any more; the runner then checks the complet
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -45,7 +47,20 @@ class ExecutorError(Exception):
     """The cluster refused or lost a phase (sbatch failed, Ray unreachable); the message says what to check."""
 
 
-class QuietLocalExecutor(LocalPipelineExecutor):
+class RecordsAttempts(PipelineExecutor):
+    """Appends a line (host, pid, time) to ``attempts/<rank>.jsonl`` in the logging folder whenever a task
+    starts, wherever it runs: `winnow status` tells a retried task, and one whose worker was killed before
+    it could write a log, from one that never started."""
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1) -> PipelineStats:
+        if not self.is_rank_completed(rank):
+            attempt = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+            with self.logging_dir.open(f"attempts/{rank:05d}.jsonl", "a") as fh:
+                fh.write(json.dumps(attempt) + "\n")
+        return super()._run_for_rank(rank, local_rank, node_rank)
+
+
+class QuietLocalExecutor(RecordsAttempts, LocalPipelineExecutor):
     """datatrove's local executor with task logs going to files only (the console shows the progress bar).
 
     datatrove prints a task's log to the console only for local_rank 0 and uses local_rank for
@@ -59,7 +74,11 @@ class QuietLocalExecutor(LocalPipelineExecutor):
             quiet_console()  # datatrove restores its default console logger after each task
 
 
-class WinnowSlurmExecutor(SlurmPipelineExecutor):
+class VerboseLocalExecutor(RecordsAttempts, LocalPipelineExecutor):
+    """datatrove's local executor, task logs on the console too (``--verbose``)."""
+
+
+class WinnowSlurmExecutor(RecordsAttempts, SlurmPipelineExecutor):
     """datatrove's Slurm executor without its separate merge-stats job (the runner merges the stats)."""
 
     def launch_merge_stats(self) -> None:
@@ -80,7 +99,7 @@ class WinnowSlurmExecutor(SlurmPipelineExecutor):
                 shutil.rmtree(created, ignore_errors=True)
 
 
-class WinnowRayExecutor(RayPipelineExecutor):
+class WinnowRayExecutor(RecordsAttempts, RayPipelineExecutor):
     """datatrove's Ray executor whose tasks run in the driver's working folder (relative paths keep working)."""
 
     def __init__(self, *args: Any, cwd: str, **kwargs: Any) -> None:
@@ -139,7 +158,7 @@ class ExecutorSession:
         """datatrove's executor for one phase; ``job`` names it (Slurm job name)."""
         config = self.config
         if isinstance(config, LocalExecutor):
-            executor_class = LocalPipelineExecutor if self.verbose else QuietLocalExecutor
+            executor_class = VerboseLocalExecutor if self.verbose else QuietLocalExecutor
             return executor_class(
                 pipeline=steps,
                 tasks=tasks,

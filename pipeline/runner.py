@@ -266,6 +266,7 @@ class Runner:
                 "completed": False,
                 "tasks": phase.tasks or self.manifest.executor.tasks,
                 "executor": self.manifest.executor.kind,
+                "logs": str(self._phase_layout(plan, phase).logs_dir.relative_to(self.run_dir)),
                 "driver": {"host": socket.gethostname(), "pid": os.getpid()},
             }
 
