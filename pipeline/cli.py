@@ -1,8 +1,9 @@
-"""The ``winnow`` command line: run, validate, status, inspect, sql, and make-demo-data.
+"""The ``winnow`` command line: run, refresh, validate, status, inspect, sql, and make-demo-data.
 
 Exit codes: 0 success; 1 the run finished but some inputs errored (they are recorded in the
 stages' ``errors`` datasets); 2 usage or configuration error; 3 a stage failed to complete (rerun
-the same command to resume). Errors go to stderr as one readable sentence, never a traceback.
+the same command to resume); 4 another refresh of the same corpus is running. Errors go to stderr as
+one readable sentence, never a traceback.
 """
 
 from __future__ import annotations
@@ -76,6 +77,13 @@ def run(
     set_: SetOption = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar per stage.")] = True,
     verbose: Annotated[bool, typer.Option(help="Also print datatrove's task logs to the console.")] = False,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            help="When the run finishes, publish its output as the next release in <run>/releases/ and point "
+            "releases/latest at it (nothing new is published when the output is unchanged)."
+        ),
+    ] = True,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -106,7 +114,7 @@ def run(
     if not verbose:
         quiet_console()
     try:
-        result = Runner(loaded, progress=progress, verbose=verbose, command=command).run()
+        result = Runner(loaded, progress=progress, verbose=verbose, command=command, publish=publish).run()
     except StageFailed as exc:
         _fail(str(exc), 3)
     except ManifestError as exc:  # a setting that only the data can refute (e.g. a column that is not there)
@@ -131,6 +139,9 @@ def run(
                 f"plots: winnow mix report {result.run_dir}"
             )
         out.print(f'Inspect: winnow inspect {result.run_dir}    Query: winnow sql {result.run_dir} "SELECT ..."')
+    if result.release is not None:
+        state = "published" if result.released_now else "unchanged, still"
+        out.print(f"Release: {state} {result.release.version} ({result.release.path}; releases/latest points at it)")
     if result.rows_errored:
         err.print(f"{result.rows_errored} input(s) errored; see the *_errors views (winnow sql {result.run_dir} ...)")
         raise typer.Exit(1)
@@ -147,6 +158,54 @@ def inspect(
         _print_funnel(run_dir, stage, reasons)
     except FileNotFoundError as exc:
         _fail(str(exc), 2)
+
+
+@app.command()
+def refresh(
+    manifest: Annotated[Path, typer.Argument(help="Manifest YAML file of the corpus to refresh.")],
+    set_: SetOption = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar per stage.")] = True,
+    verbose: Annotated[bool, typer.Option(help="Also print datatrove's task logs to the console.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print the outcome as one JSON object at the end.")] = False,
+) -> None:
+    """Process only the inputs no release covers yet, dedup them against the latest release, and publish
+    the next release (the latest one's documents plus the new ones). Safe to schedule: a lock keeps one
+    refresh per corpus, nothing new exits 0 at once, an interrupted refresh resumes its batch.
+
+    Exit codes: 0 done or nothing new; 1 published, but some inputs errored; 2 configuration error;
+    3 the batch did not complete (rerun to resume); 4 another refresh of this corpus is running.
+    """
+    from pipeline.refresh import RefreshBusy, as_json, describe
+    from pipeline.refresh import refresh as run_refresh
+    from pipeline.runner import StageFailed
+
+    try:
+        loaded = load_manifest(manifest, set_ or [])
+        preflight(loaded, str(manifest))
+    except ManifestError as exc:
+        _fail(str(exc), 2)
+    command = shlex.join(["winnow", "refresh", str(manifest), *[a for s in set_ or [] for a in ("--set", s)]])
+    if not verbose:
+        quiet_console()
+    try:
+        result = run_refresh(loaded, progress=progress, verbose=verbose, command=command)
+    except RefreshBusy as exc:
+        _fail(str(exc), 4)
+    except ManifestError as exc:
+        _fail(str(exc), 2)
+    except StageFailed as exc:
+        _fail(f"the refresh batch did not complete: {exc}", 3)
+    except Exception as exc:
+        if verbose:
+            raise
+        _fail(f"the refresh stopped: {type(exc).__name__}: {exc} (rerun with --verbose for the traceback)", 3)
+    out.print(f"winnow refresh: {describe(result)}")
+    if json_:
+        sys.stdout.write(as_json(result) + "\n")
+    if result.run is not None and result.run.rows_errored:
+        errored, where = result.run.rows_errored, result.run.run_dir
+        err.print(f"{errored} input(s) errored; see the *_errors views (winnow sql {where} ...)")
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -41,6 +41,7 @@ from pipeline.json_records import read_json, write_json
 from pipeline.manifest import STAGE_ORDER, EndpointConfig, Manifest
 from pipeline.outcomes import StageLayout
 from pipeline.progress import ProgressMonitor
+from pipeline.releases import Release, publish, run_contents
 from pipeline.sources import InputFile, checksum, resolve_inputs
 from pipeline.stages import BUILDERS, Phase, StagePlan
 
@@ -65,6 +66,8 @@ class StageResult:
 class RunResult:
     run_dir: Path
     stages: list[StageResult]
+    release: Release | None = None  # what releases/latest points at after the run (None: not published)
+    released_now: bool = False  # False: the release was already current
 
     @property
     def rows_errored(self) -> int:
@@ -135,21 +138,31 @@ class Runner:
     """Executes one manifest into its run folder."""
 
     def __init__(
-        self, manifest: Manifest, progress: bool = True, verbose: bool = False, command: str | None = None
+        self,
+        manifest: Manifest,
+        progress: bool = True,
+        verbose: bool = False,
+        command: str | None = None,
+        publish: bool = True,
+        inputs: list[InputFile] | None = None,
     ) -> None:
-        """``command``: the command line that resumes this run (recorded in run.json for `winnow status`)."""
+        """``command``: the command line that resumes this run (recorded in run.json for `winnow status`).
+        ``publish``: publish the output as a release of the run folder when the run finishes.
+        ``inputs``: process these files instead of the manifest's sources' (a refresh's new inputs)."""
         self.manifest = manifest
         self.run_dir = manifest.run_dir
         self.progress = progress
         self.verbose = verbose
         self.command = command
+        self.publish = publish
+        self.inputs = inputs
         self.session = ExecutorSession(manifest.executor, manifest.name, verbose, secret_env_names(manifest))
 
     def run(self) -> RunResult:
         """Run every enabled stage; raises StageFailed if a stage does not complete."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         previous = read_json(self.run_dir / "run.json")
-        inputs = resolve_inputs(self.manifest)
+        inputs = resolve_inputs(self.manifest) if self.inputs is None else self.inputs
         record: dict[str, Any] = {
             "name": self.manifest.name,
             "winnow_version": winnow_version(),
@@ -175,7 +188,20 @@ class Runner:
                 write_json(self.run_dir / "run.json", record)
         record["finished_at"] = datetime.now(UTC).isoformat()
         write_json(self.run_dir / "run.json", record)
-        return RunResult(self.run_dir, results)
+        result = RunResult(self.run_dir, results)
+        if self.publish and results:
+            result.release, result.released_now = self._publish(record)
+        return result
+
+    def _publish(self, record: dict[str, Any]) -> tuple[Release, bool]:
+        """Publish the run's output as a full release (it covers exactly this run's inputs)."""
+        stages = list(record["stages"])
+        shards, dedup = run_contents(stages, self.run_dir)
+        run = str(self.run_dir.absolute())
+        fingerprints = {name: stage["fingerprint"] for name, stage in record["stages"].items()}
+        content_key = fingerprint({"run": run, "stages": fingerprints})
+        summary = {"kind": "run", "run": run, "stages": fingerprints, "inputs": record["inputs"]}
+        return publish(self.run_dir, content_key, shards, dedup, summary, keep_previous=False)
 
     def dry_run(self) -> Iterator[str]:
         """Lines describing what `run` would do now: per stage and phase, done / resume / run, and the

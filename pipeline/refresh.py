@@ -1,0 +1,182 @@
+"""Scheduled refresh: process only the inputs no release covers yet, and publish the next release.
+
+The ledger is the ``inputs`` list of the latest release's ``_manifest.json`` (path, size, version,
+checksum of every input it covers), so the ledger and the release change together, atomically. A
+refresh
+
+1. takes ``<root>/refresh.lock`` (``flock``; a second refresh of the same root exits at once);
+2. discovers the manifest's inputs (globs, object-store prefixes, a Common Crawl listing) and keeps
+   those the ledger does not cover: a known path with the same size and version is covered without
+   reading it; otherwise its checksum decides (same content at a new path or rewritten in place);
+3. records the batch in ``<root>/refresh.json`` before running it, so a refresh that was killed
+   resumes the same batch;
+4. runs the manifest on the batch alone in ``<root>/batches/<id>/``, deduplicating against the dedup
+   indexes the latest release carries (its documents are kept, the batch's duplicates of them are
+   rejected);
+5. publishes a release holding the latest release's shards and indexes plus the batch's, with the
+   ledger extended by the batch's inputs, and clears the batch record.
+
+``<root>`` is the manifest's run folder (``<output>/<name>``); a `winnow run` of the same manifest
+publishes full releases there, which a later refresh builds on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.json_records import read_json, write_json
+from pipeline.manifest import Manifest, ManifestError
+from pipeline.releases import Release, latest, next_version, publish, run_contents
+from pipeline.runner import Runner, RunResult, fingerprint
+from pipeline.sources import InputFile, checksum, resolve_inputs
+from pipeline.stages import preflight
+
+
+class RefreshBusy(Exception):
+    """Another refresh of the same root holds the lock; the message says which process."""
+
+
+@dataclass
+class RefreshResult:
+    root: Path
+    inputs: int  # inputs the manifest names now
+    new: list[InputFile]  # those the refresh processed (the batch)
+    release: Release | None  # latest after the refresh
+    released_now: bool
+    run: RunResult | None = None
+    resumed: bool = False  # the batch of an interrupted refresh was resumed
+
+
+@contextlib.contextmanager
+def refresh_lock(root: Path) -> Iterator[None]:
+    """Hold ``<root>/refresh.lock`` for the refresh; raises RefreshBusy at once if another process holds it."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "refresh.lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown process"
+            raise RefreshBusy(f"another refresh of {root} is running ({holder}); this one stops") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def uncovered(inputs: list[InputFile], ledger: list[dict[str, Any]]) -> list[InputFile]:
+    """The inputs the ledger does not cover (see the module docstring for the rule)."""
+    by_path = {r["path"]: r for r in ledger}
+    sums = {r["checksum"] for r in ledger if r.get("checksum")}
+    new = []
+    for item in inputs:
+        known = by_path.get(item.path)
+        if known and known.get("size") == item.size and known.get("version") == item.version:
+            continue
+        digest = checksum(item)
+        if digest is None or digest not in sums:
+            new.append(item)
+    return new
+
+
+def _check_refreshable(manifest: Manifest) -> None:
+    if manifest.stages.mix is not None:
+        raise ManifestError(
+            "stages.mix: a refresh appends new documents to the latest release, and the mix reweights a whole "
+            "corpus; refresh without the mix stage (--set stages.mix=null) and run the mix over the release"
+        )
+
+
+def refresh(
+    manifest: Manifest, progress: bool = True, verbose: bool = False, command: str | None = None
+) -> RefreshResult:
+    """Process the inputs no release covers and publish the next release (see the module docstring).
+
+    Raises RefreshBusy when another refresh holds the lock, ManifestError for a manifest a refresh cannot
+    run, and the runner's StageFailed when the batch does not complete (a rerun resumes it).
+    """
+    _check_refreshable(manifest)
+    root = manifest.run_dir
+    with refresh_lock(root):
+        state_path = root / "refresh.json"
+        pending = (read_json(state_path) or {}).get("pending")
+        current = latest(root)
+        ledger = current.manifest.get("inputs", []) if current else []
+        named = resolve_inputs(manifest)
+        if pending:
+            batch = pending["batch"]
+            new = [InputFile(**r) for r in pending["inputs"]]
+        else:
+            new = uncovered(named, ledger)
+            if not new:
+                return RefreshResult(root, len(named), [], current, False)
+            batch = next_version(root)
+            write_json(state_path, {"pending": {"batch": batch, "inputs": [i.as_dict() for i in new]}})
+        batch_manifest = manifest.model_copy(deep=True)
+        batch_manifest.name = batch
+        batch_manifest.output = str(root / "batches")
+        if batch_manifest.stages.dedup is not None and current is not None:
+            batch_manifest.stages.dedup.against = [
+                *batch_manifest.stages.dedup.against,
+                *(str(p) for p in current.dedup_indexes),
+            ]
+        preflight(batch_manifest, f"refresh batch {batch}")
+        runner = Runner(batch_manifest, progress=progress, verbose=verbose, command=command, publish=False, inputs=new)
+        run = runner.run()
+        record = read_json(run.run_dir / "run.json") or {}
+        shards, dedup = run_contents(list(record.get("stages", {})), run.run_dir)
+        fingerprints = {name: stage["fingerprint"] for name, stage in record.get("stages", {}).items()}
+        content_key = fingerprint({"batch": str(run.run_dir.absolute()), "stages": fingerprints})
+        summary = {
+            "kind": "refresh",
+            "batch": str(run.run_dir.absolute()),
+            "stages": fingerprints,
+            "inputs": [*ledger, *record.get("inputs", [])],
+            "batch_inputs": len(new),
+        }
+        release, released_now = publish(root, content_key, shards, dedup, summary, keep_previous=True)
+        write_json(state_path, {"pending": None, "last": {"batch": batch, "release": release.version}})
+        return RefreshResult(root, len(named), new, release, released_now, run, resumed=bool(pending))
+
+
+def describe(result: RefreshResult) -> str:
+    """One line for the console and logs."""
+    if not result.new:
+        where = f"release {result.release.version}" if result.release else "no release yet"
+        return f"nothing new: all {result.inputs} input(s) are covered by {where}; nothing to do"
+    action = "published" if result.released_now else "was already published as"
+    assert result.release is not None
+    return (
+        f"{len(result.new)} new input(s){' (resumed batch)' if result.resumed else ''} -> {action} release "
+        f"{result.release.version}: {result.release.manifest['rows']:,} rows in "
+        f"{len(result.release.manifest['shards'])} shard(s), {result.release.path}"
+    )
+
+
+def as_json(result: RefreshResult) -> str:
+    """The result as one JSON object (``winnow refresh --json``)."""
+    release = result.release
+    return json.dumps(
+        {
+            "root": str(result.root),
+            "inputs": result.inputs,
+            "new_inputs": [i.path for i in result.new],
+            "release": release.version if release else None,
+            "released_now": result.released_now,
+            "rows": release.manifest["rows"] if release else 0,
+        }
+    )
