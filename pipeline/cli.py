@@ -239,13 +239,13 @@ def status(
         where = f" (Slurm job {p.slurm_job})" if p.slurm_job else ""
         for rank, reason in sorted(p.failed.items()):
             out.print(f"[red]failed[/] {p.stage}:{p.phase} task {rank}{where}: {escape(reason)}")
-            out.print(f"  log: {p.logs}/logs/task_{rank:05d}.log")
+            out.print(escape(f"  log: {p.logs}/logs/task_{rank:05d}.log"), highlight=False)
     if state.finished:
         out.print("The run finished.")
     elif any(p.running for p in state.phases):
         out.print("The run is in progress.")
     else:
-        out.print(f"To resume: {state.command or 'rerun the same `winnow run` command'}")
+        out.print(f"To resume: {escape(state.command or 'rerun the same `winnow run` command')}", highlight=False)
 
 
 @app.command()
