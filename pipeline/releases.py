@@ -75,9 +75,11 @@ def read_release(folder: Path) -> Release:
 def latest(root: Path) -> Release | None:
     """The release ``releases/latest`` points at; None before the first publish."""
     link = releases_dir(root) / "latest"
-    if not link.is_symlink():
-        return None
-    return read_release(releases_dir(root) / os.readlink(link))
+    if link.is_symlink():
+        return read_release(releases_dir(root) / os.readlink(link))
+    if link.is_dir():  # a copy of the folder that dereferenced the link: the release it named
+        return read_release(releases_dir(root) / read_release(link).manifest["version"])
+    return None
 
 
 def versions(root: Path) -> list[str]:
@@ -188,7 +190,10 @@ def _point_latest(folder: Path, version: str) -> None:
     pointer = folder / f".latest-{version}"
     pointer.unlink(missing_ok=True)
     os.symlink(version, pointer)
-    os.replace(pointer, folder / "latest")
+    link = folder / "latest"
+    if link.is_dir() and not link.is_symlink():  # a copied folder turned the link into a directory
+        shutil.rmtree(link)
+    os.replace(pointer, link)
 
 
 def verify(release: Release) -> list[str]:
