@@ -1,15 +1,16 @@
 """Executors: running one phase's datatrove pipeline on this machine, a Slurm cluster or a Ray cluster.
 
-The runner drives a run phase by phase: a phase's plan needs its upstream's output files, so each
-phase is submitted when the one before it has finished. :class:`ExecutorSession` turns a phase
-(steps, task count, logging folder) into datatrove's executor for the manifest's ``executor.kind``
-and returns when no task of it runs any more; the runner then checks the completion markers.
+The runner drives a run stage by stage: a stage's plan needs its upstream's output files, so each
+stage is submitted when the one before it has finished. :class:`ExecutorSession` turns a phase
+(steps, task count, logging folder) into datatrove's executor for the manifest's ``executor.kind``;
+the runner waits until no task of it runs any more and then checks the completion markers.
 
 - local: datatrove's LocalPipelineExecutor, task logs to files only (the console keeps the bar).
-- slurm: datatrove's SlurmPipelineExecutor submits a job array of the incomplete ranks; the session
-  polls ``squeue`` until the array has left the queue. The job id is reported (``on_submit``) before
-  the wait, so ``winnow status`` can look it up and a rerun waits for a job that is still queued
-  instead of submitting a second copy.
+- slurm: datatrove's SlurmPipelineExecutor submits a job array of the incomplete ranks per phase, the
+  phases of a stage chained with ``--dependency=afterok`` (datatrove's ``depends``); the session polls
+  ``squeue`` until each array has left the queue. The runner records the job ids before waiting, so
+  ``winnow status`` can look them up and a rerun waits for a job that is still queued instead of
+  submitting a second copy.
 - ray: datatrove's RayPipelineExecutor, which blocks until its tasks finish (it resubmits a rank whose
   worker died, up to three times). The session connects with ``ray.init`` once per run, passing the
   configured environment variables through ``runtime_env``; tasks run in the driver's working folder.
@@ -17,6 +18,7 @@ and returns when no task of it runs any more; the runner then checks the complet
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -25,7 +27,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -195,35 +196,34 @@ class ExecutorSession:
             cwd=os.getcwd(),
         )
 
-    def run(
-        self, executor: PipelineExecutor, on_submit: Callable[[dict[str, Any]], None], waiting_for: str | None = None
-    ) -> None:
-        """Run the phase's incomplete ranks and return when none is running any more.
+    @property
+    def submits_jobs(self) -> bool:
+        """True for Slurm: phases are submitted as jobs (``submit_chain``) and waited for (``wait_for_job``)."""
+        return isinstance(self.config, SlurmExecutor)
 
-        ``on_submit`` receives what identifies the submission (``{"slurm_job": id}``) before the wait.
-        ``waiting_for``: a Slurm job of an earlier, interrupted driver still in the queue: waited for first.
-        """
-        if isinstance(executor, WinnowSlurmExecutor):
-            assert isinstance(self.config, SlurmExecutor)
-            if waiting_for and slurm_job_state(waiting_for):
-                self._wait_slurm(waiting_for)
-            try:
-                executor.run()
-            except subprocess.CalledProcessError as exc:
-                raise ExecutorError(
-                    f"sbatch failed with exit {exc.returncode}; check the partition and sbatch_args"
-                ) from exc
-            except FileNotFoundError as exc:
-                raise ExecutorError(f"{exc.filename}: not found; is this a Slurm submit host?") from exc
-            if executor.job_id not in (None, -1):
-                on_submit({"slurm_job": str(executor.job_id)})
-                self._wait_slurm(str(executor.job_id))
-            return
+    def run(self, executor: PipelineExecutor) -> None:
+        """Local and Ray: run the phase's incomplete ranks; returns when none is running any more."""
         if isinstance(executor, WinnowRayExecutor):
             self._connect_ray()
         executor.run()
 
-    def _wait_slurm(self, job_id: str) -> None:
+    def submit_chain(self, executors: list[PipelineExecutor]) -> list[str | None]:
+        """Slurm: submit the phases as job arrays, each depending (afterok) on the one before; returns each
+        phase's job id (None: all its tasks were complete, nothing submitted)."""
+        for previous, executor in itertools.pairwise(executors):
+            executor.depends = previous  # type: ignore[attr-defined]
+        try:
+            executors[-1].run()  # datatrove submits the dependencies first
+        except subprocess.CalledProcessError as exc:
+            message = f"sbatch failed with exit {exc.returncode}; check the partition and sbatch_args"
+            raise ExecutorError(message) from exc
+        except FileNotFoundError as exc:
+            raise ExecutorError(f"{exc.filename}: not found; is this a Slurm submit host?") from exc
+        jobs = [getattr(e, "job_id", None) for e in executors]
+        return [str(job) if job not in (None, -1) else None for job in jobs]
+
+    def wait_for_job(self, job_id: str) -> None:
+        """Slurm: return once every element of the job has left the queue."""
         assert isinstance(self.config, SlurmExecutor)
         while slurm_job_state(job_id):
             time.sleep(self.config.poll_s)

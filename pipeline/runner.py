@@ -278,7 +278,7 @@ class Runner:
         state = read_json(state_path) or {}
         phases: dict[str, Any] = state.get("phases") or {}
         started = time.monotonic()
-        ran = False
+        pending: list[tuple[Phase, str | None]] = []  # phases to run, with a job an earlier driver left queued
         for phase, fp in zip(plan.phases, stage.phase_fps, strict=True):
             record = phases.get(phase.name) or {}
             if record.get("fingerprint") == fp and record.get("completed"):
@@ -286,7 +286,6 @@ class Runner:
             if record.get("fingerprint") != fp:
                 self._wipe_phase(plan, phase)
                 record = {}
-            earlier_job = record.get("slurm_job")
             phases[phase.name] = {
                 "fingerprint": fp,
                 "completed": False,
@@ -295,17 +294,15 @@ class Runner:
                 "logs": str(self._phase_layout(plan, phase).logs_dir.relative_to(self.run_dir)),
                 "driver": {"host": socket.gethostname(), "pid": os.getpid()},
             }
+            pending.append((phase, record.get("slurm_job")))
 
-            def submitted(job: dict[str, Any], name: str = phase.name) -> None:
-                phases[name].update(job)
-                write_json(
-                    state_path, {"fingerprint": None, "completed": False, "config": plan.config, "phases": phases}
-                )
+        def save() -> None:
+            write_json(state_path, {"fingerprint": None, "completed": False, "config": plan.config, "phases": phases})
 
-            submitted({"slurm_job": earlier_job} if earlier_job else {})
-            self._run_phase(plan, phase, submitted, earlier_job)
-            phases[phase.name]["completed"] = True
-            ran = True
+        if pending:
+            save()
+            self._run_phases(plan, pending, phases, save)
+        ran = bool(pending)
         fp = stage.phase_fps[-1]
         if not ran and state.get("completed") and state.get("fingerprint") == fp:
             return StageResult(layout.stage, True, 0.0, self._funnel(layout.stage))
@@ -350,23 +347,53 @@ class Runner:
     def _job_name(plan: StagePlan, phase: Phase) -> str:
         return plan.layout.stage if len(plan.phases) == 1 else f"{plan.layout.stage}-{phase.name}"
 
-    def _run_phase(
-        self, plan: StagePlan, phase: Phase, submitted: Callable[[dict[str, Any]], None], earlier_job: str | None
+    def _run_phases(
+        self,
+        plan: StagePlan,
+        pending: list[tuple[Phase, str | None]],
+        records: dict[str, Any],
+        save: Callable[[], None],
     ) -> None:
-        """Run one phase's pipeline through the executor; raises StageFailed unless every task completed."""
-        layout = self._phase_layout(plan, phase)
-        tasks = phase.tasks or self.manifest.executor.tasks
-        executor = self.session.executor(phase.steps, tasks, layout.logs_dir, self._job_name(plan, phase))
-        label = plan.layout.stage if len(plan.phases) == 1 else f"{plan.layout.stage}:{phase.name}"
-        monitor = ProgressMonitor(label, layout.progress_dir, phase.total_units, self.progress)
-        try:
-            with monitor:
-                self.session.run(executor, submitted, earlier_job)
-        except Exception as exc:  # ExecutorError (the cluster) or an exception raised by the executor itself
-            raise StageFailed(self._failure_message(layout, exc)) from exc
-        missing = [r for r in range(tasks) if not executor.is_rank_completed(r)]
-        if missing:
-            raise StageFailed(self._failure_message(layout, f"tasks {missing} did not complete"))
+        """Run a stage's pending phases in order; raises StageFailed at the first that does not complete.
+
+        On Slurm they are submitted at once as a dependency chain (each phase's job array starts when the
+        previous one succeeded; a failed one cancels the rest), after waiting for any job an interrupted
+        driver left in the queue; the driver then waits for them one by one.
+        """
+        executors = []
+        for phase, _ in pending:
+            layout = self._phase_layout(plan, phase)
+            tasks = phase.tasks or self.manifest.executor.tasks
+            executors.append(self.session.executor(phase.steps, tasks, layout.logs_dir, self._job_name(plan, phase)))
+        jobs: list[str | None] = [None] * len(pending)
+        if self.session.submits_jobs:
+            try:
+                for _, earlier in pending:
+                    if earlier:
+                        self.session.wait_for_job(earlier)
+                jobs = self.session.submit_chain(executors)
+            except Exception as exc:  # ExecutorError: sbatch refused, squeue unreachable
+                raise StageFailed(self._failure_message(plan.layout, exc)) from exc
+            for (phase, _), job in zip(pending, jobs, strict=True):
+                records[phase.name]["slurm_job"] = job
+            save()
+        for (phase, _), executor, job in zip(pending, executors, jobs, strict=True):
+            layout = self._phase_layout(plan, phase)
+            label = plan.layout.stage if len(plan.phases) == 1 else f"{plan.layout.stage}:{phase.name}"
+            try:
+                with ProgressMonitor(label, layout.progress_dir, phase.total_units, self.progress):
+                    if self.session.submits_jobs:
+                        if job:
+                            self.session.wait_for_job(job)
+                    else:
+                        self.session.run(executor)
+            except Exception as exc:  # ExecutorError (the cluster) or an exception raised by the executor itself
+                raise StageFailed(self._failure_message(layout, exc)) from exc
+            missing = [r for r in range(executor.world_size) if not executor.is_rank_completed(r)]
+            if missing:
+                raise StageFailed(self._failure_message(layout, f"tasks {missing} did not complete"))
+            records[phase.name]["completed"] = True
+            save()
 
     def _funnel(self, stage: str) -> dict[str, SourceFunnel]:
         with connect(self.run_dir) as con:

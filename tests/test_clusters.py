@@ -140,6 +140,9 @@ def test_slurm_run_matches_local(
     state = json.loads((run_dir / "stages" / "extract" / "stage.json").read_text())["phases"]["extract"]
     assert state["executor"] == "slurm" and state["slurm_job"]
     assert "#SBATCH --partition=" in (run_dir / "logs" / "extract" / "launch_script.slurm").read_text()
+    dedup = json.loads((run_dir / "stages" / "dedup" / "stage.json").read_text())["phases"]
+    jobs = [int(dedup[phase]["slurm_job"]) for phase in ("signatures", "clusters", "select")]
+    assert jobs == sorted(set(jobs)), "the dedup phases are submitted together, as a chain"
     assert "Release: published v0001" in result.stdout
 
 
