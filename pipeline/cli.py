@@ -167,6 +167,10 @@ def refresh(
     progress: Annotated[bool, typer.Option(help="Show a progress bar per stage.")] = True,
     verbose: Annotated[bool, typer.Option(help="Also print datatrove's task logs to the console.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print the outcome as one JSON object at the end.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="List the inputs the refresh would process, and nothing else. Writes nothing."),
+    ] = False,
 ) -> None:
     """Process only the inputs no release covers yet, dedup them against the latest release, and publish
     the next release (the latest one's documents plus the new ones). Safe to schedule: a lock keeps one
@@ -185,6 +189,24 @@ def refresh(
     except ManifestError as exc:
         _fail(str(exc), 2)
     command = shlex.join(["winnow", "refresh", str(manifest), *[a for s in set_ or [] for a in ("--set", s)]])
+    if dry_run:
+        from pipeline.refresh import check_refreshable, next_batch
+
+        try:
+            check_refreshable(loaded)
+        except ManifestError as exc:
+            _fail(str(exc), 2)
+        named, batch = next_batch(loaded)
+        if batch is None:
+            out.print(f"nothing new: all {len(named)} input(s) are covered by the latest release")
+            return
+        onto = f"release {batch.base}" if batch.base else "nothing (the first release)"
+        state = "resumes the interrupted" if batch.resumed else "would run"
+        count = len(batch.inputs)
+        out.print(f"{len(named)} input(s); the refresh {state} batch {batch.id} of {count}, added to {onto}:")
+        for item in batch.inputs:
+            out.print(f"  {escape(item.path)}  ({item.size:,} bytes)", highlight=False)
+        return
     if not verbose:
         quiet_console()
     try:

@@ -35,7 +35,7 @@ from typing import Any
 
 from pipeline.json_records import read_json, write_json
 from pipeline.manifest import Manifest, ManifestError
-from pipeline.releases import Release, latest, next_version, publish, run_contents
+from pipeline.releases import Release, latest, next_version, publish, read_release, releases_dir, run_contents
 from pipeline.runner import Runner, RunResult, fingerprint
 from pipeline.sources import InputFile, checksum, resolve_inputs
 from pipeline.stages import preflight
@@ -93,12 +93,38 @@ def uncovered(inputs: list[InputFile], ledger: list[dict[str, Any]]) -> list[Inp
     return new
 
 
-def _check_refreshable(manifest: Manifest) -> None:
+def check_refreshable(manifest: Manifest) -> None:
+    """Raise ManifestError for a manifest a refresh cannot run (one with a mix stage)."""
     if manifest.stages.mix is not None:
         raise ManifestError(
             "stages.mix: a refresh appends new documents to the latest release, and the mix reweights a whole "
             "corpus; refresh without the mix stage (--set stages.mix=null) and run the mix over the release"
         )
+
+
+@dataclass
+class Batch:
+    """The inputs one refresh processes, and the release they are added to (None: the first release)."""
+
+    id: str
+    inputs: list[InputFile]
+    base: str | None
+    resumed: bool  # the pending batch of an interrupted refresh
+
+
+def next_batch(manifest: Manifest) -> tuple[list[InputFile], Batch | None]:
+    """(the inputs the manifest names, the batch the next refresh processes: the pending one, else the
+    inputs the latest release does not cover; None when there is nothing new). Reads only."""
+    root = manifest.run_dir
+    named = resolve_inputs(manifest)
+    pending = (read_json(root / "refresh.json") or {}).get("pending")
+    if pending:
+        return named, Batch(pending["batch"], [InputFile(**r) for r in pending["inputs"]], pending["base"], True)
+    current = latest(root)
+    new = uncovered(named, current.manifest.get("inputs", []) if current else [])
+    if not new:
+        return named, None
+    return named, Batch(next_version(root), new, current.version if current else None, False)
 
 
 def refresh(
@@ -109,33 +135,27 @@ def refresh(
     Raises RefreshBusy when another refresh holds the lock, ManifestError for a manifest a refresh cannot
     run, and the runner's StageFailed when the batch does not complete (a rerun resumes it).
     """
-    _check_refreshable(manifest)
+    check_refreshable(manifest)
     root = manifest.run_dir
     with refresh_lock(root):
+        named, batch = next_batch(manifest)
+        if batch is None:
+            return RefreshResult(root, len(named), [], latest(root), False)
         state_path = root / "refresh.json"
-        pending = (read_json(state_path) or {}).get("pending")
-        current = latest(root)
-        ledger = current.manifest.get("inputs", []) if current else []
-        named = resolve_inputs(manifest)
-        if pending:
-            batch = pending["batch"]
-            new = [InputFile(**r) for r in pending["inputs"]]
-        else:
-            new = uncovered(named, ledger)
-            if not new:
-                return RefreshResult(root, len(named), [], current, False)
-            batch = next_version(root)
-            write_json(state_path, {"pending": {"batch": batch, "inputs": [i.as_dict() for i in new]}})
+        if not batch.resumed:
+            pending = {"batch": batch.id, "base": batch.base, "inputs": [i.as_dict() for i in batch.inputs]}
+            write_json(state_path, {"pending": pending})
+        base = read_release(releases_dir(root) / batch.base) if batch.base else None
         batch_manifest = manifest.model_copy(deep=True)
-        batch_manifest.name = batch
+        batch_manifest.name = batch.id
         batch_manifest.output = str(root / "batches")
-        if batch_manifest.stages.dedup is not None and current is not None:
-            batch_manifest.stages.dedup.against = [
-                *batch_manifest.stages.dedup.against,
-                *(str(p) for p in current.dedup_indexes),
-            ]
-        preflight(batch_manifest, f"refresh batch {batch}")
-        runner = Runner(batch_manifest, progress=progress, verbose=verbose, command=command, publish=False, inputs=new)
+        if batch_manifest.stages.dedup is not None and base is not None:
+            against = [*batch_manifest.stages.dedup.against, *(str(p) for p in base.dedup_indexes)]
+            batch_manifest.stages.dedup.against = against
+        preflight(batch_manifest, f"refresh batch {batch.id}")
+        runner = Runner(
+            batch_manifest, progress=progress, verbose=verbose, command=command, publish=False, inputs=batch.inputs
+        )
         run = runner.run()
         record = read_json(run.run_dir / "run.json") or {}
         shards, dedup = run_contents(list(record.get("stages", {})), run.run_dir)
@@ -145,12 +165,12 @@ def refresh(
             "kind": "refresh",
             "batch": str(run.run_dir.absolute()),
             "stages": fingerprints,
-            "inputs": [*ledger, *record.get("inputs", [])],
-            "batch_inputs": len(new),
+            "inputs": [*(base.manifest.get("inputs", []) if base else []), *record.get("inputs", [])],
+            "batch_inputs": len(batch.inputs),
         }
-        release, released_now = publish(root, content_key, shards, dedup, summary, keep_previous=True)
-        write_json(state_path, {"pending": None, "last": {"batch": batch, "release": release.version}})
-        return RefreshResult(root, len(named), new, release, released_now, run, resumed=bool(pending))
+        release, released_now = publish(root, content_key, shards, dedup, summary, parent=base)
+        write_json(state_path, {"pending": None, "last": {"batch": batch.id, "release": release.version}})
+        return RefreshResult(root, len(named), batch.inputs, release, released_now, run, resumed=batch.resumed)
 
 
 def describe(result: RefreshResult) -> str:

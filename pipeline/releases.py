@@ -122,13 +122,13 @@ def publish(
     shards: list[NewShard],
     dedup: tuple[Path, Path | None] | None,
     record: dict[str, Any],
-    keep_previous: bool,
+    parent: Release | None = None,
 ) -> tuple[Release, bool]:
     """Publish a release and point ``latest`` at it; returns (release, whether it is new).
 
     ``content_key`` identifies the content: when ``latest`` already has it, nothing is published (a rerun
     is a no-op). ``shards`` are this publish's new files, named ``<version>-<name>`` in the release;
-    ``keep_previous`` also carries the latest release's shards and dedup indexes over (a refresh). ``dedup``
+    a ``parent``'s shards and dedup indexes are carried over too (a refresh adds to its parent). ``dedup``
     is this content's dedup index folder and its clusters folder (or None). ``record`` is merged into the
     release's ``_manifest.json`` (inputs, run, stage fingerprints...).
     """
@@ -149,13 +149,13 @@ def publish(
         tmp = folder / f".tmp-{version}"
         entries: list[dict[str, Any]] = []
         indexes: list[str] = []
-        if keep_previous and previous is not None:
-            for entry in previous.manifest["shards"]:
-                link_or_copy(previous.path / entry["path"], tmp / entry["path"])
+        if parent is not None:
+            for entry in parent.manifest["shards"]:
+                link_or_copy(parent.path / entry["path"], tmp / entry["path"])
                 entries.append(entry)
-            for index in previous.manifest.get("dedup_indexes", []):
+            for index in parent.manifest.get("dedup_indexes", []):
                 origin = Path(index).parent  # dedup/<version>: its index and clusters
-                shutil.copytree(previous.path / origin, tmp / origin, copy_function=link_or_copy, dirs_exist_ok=True)
+                shutil.copytree(parent.path / origin, tmp / origin, copy_function=link_or_copy, dirs_exist_ok=True)
                 indexes.append(index)
         for shard in shards:
             name = f"data/{version}-{shard.source.name}"
@@ -172,7 +172,8 @@ def publish(
         manifest = {
             "version": version,
             "created_at": datetime.now(UTC).isoformat(),
-            "parent": previous.version if previous else None,
+            "parent": parent.version if parent else None,
+            "previous": previous.version if previous else None,
             "content_key": content_key,
             "rows": sum(e["rows"] for e in entries),
             "shards": entries,

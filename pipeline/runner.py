@@ -201,7 +201,7 @@ class Runner:
         fingerprints = {name: stage["fingerprint"] for name, stage in record["stages"].items()}
         content_key = fingerprint({"run": run, "stages": fingerprints})
         summary = {"kind": "run", "run": run, "stages": fingerprints, "inputs": record["inputs"]}
-        return publish(self.run_dir, content_key, shards, dedup, summary, keep_previous=False)
+        return publish(self.run_dir, content_key, shards, dedup, summary)
 
     def dry_run(self) -> Iterator[str]:
         """Lines describing what `run` would do now: per stage and phase, done / resume / run, and the

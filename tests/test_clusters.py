@@ -97,19 +97,25 @@ def long_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def local_ids(tmp_path_factory: pytest.TempPathFactory, winnow_cli: WinnowCli) -> Iterator[object]:
-    """``local_ids(inputs)``: ids of an undisturbed local run on ``inputs`` (computed once per folder)."""
-    cache: dict[Path, dict[str, list[str]]] = {}
+def local_run(tmp_path_factory: pytest.TempPathFactory, winnow_cli: WinnowCli) -> Iterator[object]:
+    """``local_run(inputs)``: the run folder of an undisturbed local run on ``inputs`` (one per folder)."""
+    runs: dict[Path, Path] = {}
 
-    def ids(inputs: Path) -> dict[str, list[str]]:
-        if inputs not in cache:
+    def run(inputs: Path) -> Path:
+        if inputs not in runs:
             output = tmp_path_factory.mktemp("local")
             finished(winnow_cli(*run_args(output, inputs, "{kind: local, tasks: 2, workers: 2}"), cwd=output))
-            cache[inputs] = all_ids(output / "demo")
-            assert cache[inputs]["dedup/data"], "the demo run should keep documents"
-        return cache[inputs]
+            runs[inputs] = output / "demo"
+            assert all_ids(runs[inputs])["dedup/data"], "the demo run should keep documents"
+        return runs[inputs]
 
-    yield ids
+    yield run
+
+
+@pytest.fixture(scope="module")
+def local_ids(local_run: object) -> object:
+    """``local_ids(inputs)``: ids of the undisturbed local run on ``inputs``."""
+    return lambda inputs: all_ids(local_run(inputs))  # type: ignore[operator]
 
 
 # ---------------------------------------------------------------- Slurm
@@ -283,7 +289,9 @@ def test_ray_workers_killed_are_retried(
 # ---------------------------------------------------------------- dry run (no cluster needed)
 
 
-def test_dry_run_prints_the_plan_and_writes_nothing(demo_inputs: Path, tmp_path: Path, winnow_cli: WinnowCli) -> None:
+def test_dry_run_prints_the_plan_and_writes_nothing(
+    demo_inputs: Path, local_run: object, tmp_path: Path, winnow_cli: WinnowCli
+) -> None:
     executor = "{kind: slurm, partition: gpu-a, tasks: 3, cpus_per_task: 2, sbatch_args: {account: proj}}"
     result = winnow_cli(*run_args(tmp_path, demo_inputs, executor, "--dry-run"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -301,7 +309,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(demo_inputs: Path, tmp_path:
         assert expected in result.stdout, expected
     assert not (tmp_path / "demo").exists(), "a dry run writes nothing"
 
-    finished(winnow_cli(*run_args(tmp_path, demo_inputs, "{kind: local, tasks: 2}"), cwd=tmp_path))
-    result = winnow_cli(*run_args(tmp_path, demo_inputs, "{kind: ray, tasks: 2}", "--dry-run"), cwd=tmp_path)
+    done = local_run(demo_inputs)  # type: ignore[operator]
+    result = winnow_cli(*run_args(done.parent, demo_inputs, "{kind: ray, tasks: 2}", "--dry-run"), cwd=tmp_path)
     assert "extract: done (2 task(s)), skipped" in result.stdout
     assert "select: done (2 task(s)), skipped" in result.stdout

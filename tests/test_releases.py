@@ -98,7 +98,8 @@ def test_run_publishes_releases(warcs: list[Path], tmp_path: Path, winnow_cli: W
     stricter = "stages.heuristics.gopher_quality.min_doc_words=100000"  # nobody has that many
     assert_ok(winnow_cli(*winnow_args("run", tmp_path, inputs, stricter), cwd=tmp_path))
     second = latest(root)
-    assert second is not None and second.version == "v0002" and second.manifest["parent"] == "v0001"
+    assert second is not None and second.version == "v0002" and second.manifest["previous"] == "v0001"
+    assert second.manifest["parent"] is None, "a run publishes a full release, not an addition"
     assert release_ids(second.path) == set() and second.manifest["rows"] == 0
     assert verify(read_release(root / "releases" / "v0001")) == [], "the earlier release is untouched"
 
@@ -123,7 +124,7 @@ releases.link_or_copy, releases._point_latest = slow_link, slow_point
 root = Path(sys.argv[1])
 shards = [releases.NewShard(p) for p in sorted(Path(sys.argv[2]).glob("*.parquet"))]
 print("start", flush=True)
-releases.publish(root, "second-content", shards, None, {"kind": "test"}, keep_previous=True)
+releases.publish(root, "second-content", shards, None, {"kind": "test"}, parent=releases.latest(root))
 print("done", flush=True)
 """
 
@@ -231,8 +232,22 @@ def refresh_twice(inputs: list[Path], folder: Path, winnow_cli: WinnowCli) -> tu
 def test_refresh_adds_new_inputs_deduplicated_against_the_release(
     warcs: list[Path], tmp_path: Path, winnow_cli: WinnowCli
 ) -> None:
-    _, seconds = refresh_twice(warcs, tmp_path, winnow_cli)
+    root, seconds = refresh_twice(warcs, tmp_path, winnow_cli)
     assert seconds < 10, f"a refresh with nothing new took {seconds:.1f} s"
+
+    # killed after publishing release 2, before clearing its batch: the rerun resumes the batch (every stage
+    # skipped, still deduplicated against release 1 only) and finds its release already published
+    inputs = json.loads((root / "batches" / "v0002" / "run.json").read_text())["inputs"]
+    pending = {
+        "batch": "v0002",
+        "base": "v0001",
+        "inputs": [{k: v for k, v in i.items() if k != "checksum"} for i in inputs],
+    }
+    (root / "refresh.json").write_text(json.dumps({"pending": pending}))
+    args = winnow_args("refresh", tmp_path / "out", tmp_path / "incoming")
+    assert_ok(result := winnow_cli(*args, cwd=tmp_path))
+    assert "(resumed batch) -> was already published as release v0002" in result.stdout
+    assert versions(root) == ["v0001", "v0002"] and json.loads((root / "refresh.json").read_text())["pending"] is None
 
 
 @pytest.mark.skipif(not SHARED_WARCS.is_dir(), reason="../shared/data/warc is absent")
