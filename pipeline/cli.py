@@ -1,4 +1,4 @@
-"""The ``winnow`` command line: run, refresh, validate, status, inspect, sql, and make-demo-data.
+"""The ``winnow`` command line: run, refresh, validate, status, inspect, report, sql, and make-demo-data.
 
 Exit codes: 0 success; 1 the run finished but some inputs errored (they are recorded in the
 stages' ``errors`` datasets); 2 usage or configuration error; 3 a stage failed to complete (rerun
@@ -268,6 +268,25 @@ def status(
         out.print("The run is in progress.")
     else:
         out.print(f"To resume: {escape(state.command or 'rerun the same `winnow run` command')}", highlight=False)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder (<output>/<name>).")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Where to write the page (default <run>/report.html).")
+    ] = None,
+) -> None:
+    """Write a self-contained HTML report of a run (no network needed to view it): the funnel with rejects by
+    reason, quality score histograms, dedup cluster sizes, OCR routes, rephrase costs, the mix, timings, and
+    the Parquet folders with DuckDB queries."""
+    from pipeline.report import write_report
+
+    try:
+        path = write_report(run_dir, output)
+    except FileNotFoundError as exc:
+        _fail(str(exc), 2)
+    out.print(f"Report: {path}  (open it in a browser: file://{path.absolute()})")
 
 
 @app.command()

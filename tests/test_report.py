@@ -1,0 +1,123 @@
+"""`winnow report`: a self-contained HTML page about a run, checked as HTML and in a real browser.
+
+The browser test loads the page from disk in Debian's headless Chromium (no network, background
+networking off), reads back the marks the page's own script sets once the browser has laid out the
+charts (every ``figure.chart`` has an SVG with a real size and drawn elements; no script error), checks
+the browser logged no console error, and saves a screenshot under ``test-artifacts/`` (or
+``$WINNOW_TEST_ARTIFACTS``). Without Chromium it skips; CI sets WINNOW_REQUIRE_BROWSER=1 so it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pipeline.demo_data import write_demo_warcs
+from tests.conftest import REPO_ROOT, WinnowCli
+
+DEMO_MANIFEST = REPO_ROOT / "manifests" / "demo.yaml"
+ARTIFACTS = Path(os.environ.get("WINNOW_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--enable-logging=stderr",
+    "--v=0",
+]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory, winnow_cli: WinnowCli) -> Path:
+    """The report of a demo run (extract, heuristics, dedup)."""
+    folder = tmp_path_factory.mktemp("report")
+    write_demo_warcs(folder / "in", pages=200, files=2)
+    sets = [
+        f"output={folder}",
+        f"sources.0.paths=[{folder}/in/*.warc.gz]",
+        "stages.extract.url_filter.use_integrated_lists=false",
+    ]
+    result = winnow_cli("run", DEMO_MANIFEST, *(a for s in sets for a in ("--set", s)), "--no-progress", cwd=folder)
+    assert result.returncode in (0, 1), result.stderr
+    result = winnow_cli("report", folder / "demo")
+    assert result.returncode == 0, result.stderr
+    return folder / "demo" / "report.html"
+
+
+def test_report_is_self_contained(report: Path) -> None:
+    page = report.read_text()
+    for section in ("id='funnel'", "id='dedup'", "id='timings'", "id='datasets'"):
+        assert section in page, section
+    assert page.count('<figure class="chart"') >= 3
+    external = re.findall(r"""(?:src|href)\s*=\s*["'](?:https?:)?//""", page)
+    assert not external, f"the page loads something from the network: {external}"
+    assert "<link" not in page and "<script src" not in page
+    assert "read_parquet(" in page and "stages/dedup/data/" in page
+    assert "gopher_quality:gopher_below_alpha_threshold" in page, "rejects by reason are listed"
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("WINNOW_REQUIRE_BROWSER") == "1":
+            pytest.fail("WINNOW_REQUIRE_BROWSER=1 but chromium is not installed (apt-get install chromium)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return found
+
+
+def load(browser: str, flags: list[str], page: Path) -> tuple[dict[str, str], list[str]]:
+    """The marks the page's script set on <body> after load, and the console lines the browser logged."""
+    dom = subprocess.run(
+        [browser, *flags, "--virtual-time-budget=5000", "--dump-dom", page.absolute().as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = re.search(r"<body([^>]*)>", dom.stdout)
+    assert body, dom.stdout[:500]
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    return dict(re.findall(r'data-([\w-]+)="([^"]*)"', body.group(1))), console
+
+
+def test_report_renders_in_chromium(report: Path, tmp_path: Path) -> None:
+    browser = chromium()
+    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    marks, console = load(browser, flags, report)
+    assert "errors" not in marks, f"script errors in the page: {marks['errors']}"
+    assert int(marks["charts-expected"]) >= 3
+    assert marks["charts-rendered"] == marks["charts-expected"], marks
+    assert not console, console
+
+    # the check can fail: a chart whose SVG is gone, and a script error, are both seen
+    broken = tmp_path / "broken.html"
+    page = report.read_text()
+    start = page.index("<svg")
+    broken.write_text(page[:start] + page[page.index("</svg>", start) + 6 :] + "<script>undefinedCall()</script>")
+    marks, console = load(browser, flags, broken)
+    assert int(marks["charts-rendered"]) == int(marks["charts-expected"]) - 1
+    assert "undefinedCall" in marks.get("errors", "") and console
+    url = report.absolute().as_uri()
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTIFACTS / "report.png"
+    screenshot.unlink(missing_ok=True)
+    shot = subprocess.run(
+        [browser, *flags, "--window-size=1200,2400", f"--screenshot={screenshot}", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 20_000
+    print(f"screenshot: {screenshot}")
