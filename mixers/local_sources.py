@@ -89,14 +89,18 @@ SOURCES = {
 }
 
 
-def write_local_sources(folder: Path, max_chars: int = 3_000_000, chunk_chars: int = 1500) -> dict[str, Path]:
-    """Write ``<folder>/<source>.jsonl`` (up to ``max_chars`` of text each); returns source -> path.
+def write_local_sources(
+    folder: Path, max_chars: int = 3_000_000, chunk_chars: int = 1500, names: tuple[str, ...] = tuple(SOURCES)
+) -> dict[str, Path]:
+    """Write ``<folder>/<source>.jsonl`` for the sources ``names`` (up to ``max_chars`` of text each); returns
+    source -> path.
 
     Raises FileNotFoundError if a source finds no files on this machine.
     """
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name, files in SOURCES.items():
+    for name in names:
+        files = SOURCES[name]
         path = folder / f"{name}.jsonl"
         total = rows = 0
         with open(path, "w", encoding="utf-8") as out:

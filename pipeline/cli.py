@@ -342,10 +342,22 @@ def schema() -> None:
 def make_demo_data(
     folder: Annotated[Path, typer.Argument(help="Where to write the demo WARC files.")] = Path("data/demo"),
     pages: Annotated[int, typer.Option(help="Number of HTML pages to generate.")] = 400,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Also write what manifests/full_demo.yaml reads: PDFs (papers, a scan, a broken file) in pdf/, "
+            "a curated JSONL source in curated/, and quality-classifier training text in quality/.",
+        ),
+    ] = False,
 ) -> None:
     """Generate the embedded demo input: WARC files of varied pages, written from text on this machine."""
-    from pipeline.demo_data import write_demo_warcs
+    from pipeline.demo_data import write_demo_warcs, write_full_demo
 
+    if full:
+        written = write_full_demo(folder, pages)
+        out.print(f"wrote {', '.join(f'{len(v)} {k} file(s)' for k, v in written.items())} to {folder}")
+        return
     paths = write_demo_warcs(folder, pages)
     out.print(f"wrote {len(paths)} WARC file(s) to {folder}")
 

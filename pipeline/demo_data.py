@@ -7,17 +7,25 @@ contains and a curation pipeline must handle: reposts of the same article on oth
 edited copies (near duplicates), pages in other languages, link farms and keyword spam, a blocklisted
 domain, error and redirect pages, legacy-encoded pages, an empty body, binary data labelled as HTML,
 and non-HTML records (requests, images, stylesheets, PDFs). The output is deterministic for a given Python version.
+
+:func:`write_full_demo` adds what ``manifests/full_demo.yaml`` needs besides the web pages: PDFs
+(born-digital papers, a scanned page, a broken file), a curated JSONL source (Python docstrings), and
+labelled text to train the demo's quality classifier (article paragraphs vs spam and boilerplate).
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import html
+import json
 import random
 import sysconfig
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipeline.pdf_writer import scan_pdf, text_pdf
 from pipeline.warc_writer import http_response, warc_record, write_warc
 
 SITES = ("pyjournal.example.org", "devnotes.example.org", "codeweekly.example.org", "learnpython.example.org")
@@ -59,6 +67,11 @@ OTHER_LANGUAGES = {
 
 def stdlib_articles(limit: int) -> list[tuple[str, str, list[str]]]:
     """(module name, title, paragraphs) from stdlib docstrings, longest-documented modules first."""
+    return _stdlib_articles()[:limit]
+
+
+@functools.cache
+def _stdlib_articles() -> list[tuple[str, str, list[str]]]:
     root = Path(sysconfig.get_paths()["stdlib"])
     articles = []
     for path in sorted(root.glob("*.py")):
@@ -78,7 +91,7 @@ def stdlib_articles(limit: int) -> list[tuple[str, str, list[str]]]:
             title = f"Understanding the {path.stem} module"
             articles.append((path.stem, title, paragraphs[:12]))
     articles.sort(key=lambda a: (-sum(len(p) for p in a[2]), a[0]))
-    return articles[:limit]
+    return articles
 
 
 def page(title: str, paragraphs: list[str], site: str, lang: str = "en", charset: str = "utf-8") -> str:
@@ -174,3 +187,68 @@ def write_demo_warcs(folder: str | Path, pages: int = 400, files: int = 2, seed:
     return [
         write_warc(folder / f"demo-{n:02d}.warc.gz", records[n * per_file : (n + 1) * per_file]) for n in range(files)
     ]
+
+
+def _paper_pages(title: str, paragraphs: list[str], lines_per_page: int = 48) -> list[list[str]]:
+    """A paper's text as pages of lines wrapped at 90 characters (title first, a blank line between paragraphs)."""
+    lines = [title, ""]
+    for paragraph in paragraphs:
+        lines += [*textwrap.wrap(paragraph, 90), ""]
+    return [lines[i : i + lines_per_page] for i in range(0, len(lines), lines_per_page)]
+
+
+def write_demo_pdfs(folder: str | Path, papers: int = 3) -> list[Path]:
+    """Born-digital "papers" (text layer), one scanned page (image only) and one truncated PDF."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    articles = stdlib_articles(40)[-(papers + 1) :]  # not the ones the demo's web pages lead with
+    paths = []
+    for number, (module, _, paragraphs) in enumerate(articles[:papers]):
+        path = folder / f"paper-{number}-{module}.pdf"
+        path.write_bytes(text_pdf(_paper_pages(f"A note on {module}", paragraphs)))
+        paths.append(path)
+    module, _, paragraphs = articles[-1]
+    scanned = folder / f"scan-{module}.pdf"
+    scanned.write_bytes(scan_pdf([_paper_pages(f"Notes on {module}", paragraphs[:2], 30)[0]]))
+    broken = folder / "broken.pdf"
+    broken.write_bytes(text_pdf([["This file was cut short in transfer."]])[:300])
+    return [*paths, scanned, broken]
+
+
+def write_quality_training(folder: str | Path, seed: int = 0) -> tuple[Path, Path]:
+    """``positive.jsonl`` (article paragraphs, grouped) and ``negative.jsonl`` (keyword spam, link lists,
+    boilerplate) to train the demo's quality classifier."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    articles = stdlib_articles(120)
+    words = sorted({w.lower() for _, _, ps in articles[:20] for p in ps for w in p.split() if w.isalpha()})
+    positive = [" ".join(paragraphs[i : i + 3]) for _, _, paragraphs in articles for i in range(0, len(paragraphs), 3)]
+    negative = []
+    for i in range(len(positive)):
+        kind = i % 3
+        if kind == 0:
+            negative.append(" ".join(rng.choice(words) for _ in range(rng.randrange(60, 300))))
+        elif kind == 1:
+            negative.append(" ".join(f"cheap {rng.choice(words)} deal" for _ in range(rng.randrange(20, 80))))
+        else:
+            menu = ["Home", "News", "About", "Contact", "Privacy", "Terms", "Login", "Subscribe", "Accept cookies"]
+            negative.append(" | ".join(rng.choice(menu) for _ in range(rng.randrange(10, 40))))
+    paths = (folder / "positive.jsonl", folder / "negative.jsonl")
+    for path, texts in zip(paths, (positive, negative), strict=True):
+        path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    return paths
+
+
+def write_full_demo(folder: str | Path, pages: int = 400) -> dict[str, list[Path]]:
+    """Everything ``manifests/full_demo.yaml`` reads, under ``folder``: ``*.warc.gz``, ``pdf/``,
+    ``curated/python_docs.jsonl`` and ``quality/{positive,negative}.jsonl``."""
+    from mixers.local_sources import write_local_sources
+
+    folder = Path(folder)
+    return {
+        "warc": write_demo_warcs(folder, pages),
+        "pdf": write_demo_pdfs(folder / "pdf"),
+        "curated": list(write_local_sources(folder / "curated", 400_000, names=("python_docs",)).values()),
+        "quality": list(write_quality_training(folder / "quality")),
+    }

@@ -144,7 +144,7 @@ def scores_section(run_dir: Path, con: duckdb.DuckDBPyConnection) -> str:
         ax.set_ylabel("documents")
         charts.append(_chart(f"score-{column}", f"{column}: {len(values):,} scored documents", fig))
     config = (read_json(run_dir / "stages" / "quality" / "stage.json") or {}).get("config", {})
-    keep = json.dumps((config.get("config") or config).get("keep"), default=str)
+    keep = json.dumps({k: v for k, v in (config.get("select") or {}).get("keep", {}).items() if v is not None})
     return f"<h2 id='scores'>Quality scores</h2><p>Selection: <code>{esc(keep)}</code></p>" + "".join(charts)
 
 

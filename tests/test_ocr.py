@@ -1,6 +1,6 @@
 """The OCR engines on generated PDFs: triage routes, reading order, tesseract on scans, cleanup, the VLM client.
 
-PDFs are made by tests/pdf_factory.py (hand-written text PDFs, Pillow scans); tesseract is the real
+PDFs are made by pipeline/pdf_writer.py (hand-written text PDFs, Pillow scans); tesseract is the real
 one (Debian's language data). The VLM server here is a canned-response stub, the one thing a real
 server cannot be asked to do on demand: fail with 500s, 429s and truncated or malformed answers.
 """
@@ -20,7 +20,7 @@ from ocr.text_layer import page_text, runs_of
 from ocr.triage import PageFacts, route
 from ocr.vlm import VlmEngine, VlmFailed, parse_answer
 from pipeline.manifest import OcrConfig, TesseractConfig, TriageConfig, VlmConfig
-from tests.pdf_factory import scan_pdf, text_pdf
+from pipeline.pdf_writer import scan_pdf, text_pdf
 
 PANGRAMS = [
     "The quick brown fox jumps over the lazy dog near the riverbank.",

@@ -1,7 +1,7 @@
 """The OCR stage through ``Runner``: every PDF ends as a document, a reject or an error; reruns resume from the
 per-PDF cache; ids are stable; the documents join the flow at dedup; hostile files cost one record each.
 
-Inputs are generated (tests/pdf_factory.py): born-digital pages, a scan, a blank page, a PDF cut in
+Inputs are generated (pipeline/pdf_writer.py): born-digital pages, a scan, a blank page, a PDF cut in
 half, a file that is not a PDF, a 2,000-page PDF and a decompression bomb. The last part reads the
 shared third-party PDFs (skipped when ../shared/data is absent): routing of the image-only and
 born-digital sets, every pdfminer sample ending somewhere, and the olmOCR-Bench checks.
@@ -20,8 +20,8 @@ from ocr.document import process_pdf
 from ocr.evaluation import flexible_cer, load_checks
 from pipeline.funnel import connect
 from pipeline.manifest import Manifest
+from pipeline.pdf_writer import bomb_pdf, scan_pdf, text_pdf
 from pipeline.runner import Runner
-from tests.pdf_factory import bomb_pdf, scan_pdf, text_pdf
 from tests.test_ocr import PANGRAMS, _page_lines, needs_tesseract
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "pdf"

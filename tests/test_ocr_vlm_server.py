@@ -21,9 +21,9 @@ from ocr.document import process_pdf
 from ocr.vlm import VlmEngine
 from pipeline.funnel import connect
 from pipeline.manifest import Manifest, VlmConfig
+from pipeline.pdf_writer import scan_pdf
 from pipeline.runner import Runner
 from tests.llm_server import LlamaServer, llama_cpp_available, write_tiny_model
-from tests.pdf_factory import scan_pdf
 from tests.test_ocr import PANGRAMS, _has_tesseract, needs_tesseract
 
 pytestmark = pytest.mark.skipif(

@@ -98,6 +98,9 @@ def test_rows_are_made_checked_and_costed(model: Path, tmp_path: Path, winnow_cl
     assert all(prompt > 0 and completion > 0 for prompt, completion in usage.values())
     inspect = winnow_cli("inspect", run_dir)
     assert "LLM tokens" in inspect.stdout and "tiny_qa" in inspect.stdout
+    assert winnow_cli("report", run_dir).returncode == 0
+    page = (run_dir / "report.html").read_text()
+    assert "id='rephrase'" in page and 'data-chart="rephrase-tokens"' in page and "tiny_qa" in page
 
 
 def test_a_server_killed_mid_run_then_restarted_rephrases_each_document_once(model: Path, tmp_path: Path) -> None:

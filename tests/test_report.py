@@ -1,9 +1,11 @@
-"""`winnow report`: a self-contained HTML page about a run, checked as HTML and in a real browser.
+"""The full demo (`make demo`'s commands) and its report: a self-contained HTML page, checked in a real browser.
 
-The browser test loads the page from disk in Debian's headless Chromium (no network, background
-networking off), reads back the marks the page's own script sets once the browser has laid out the
-charts (every ``figure.chart`` has an SVG with a real size and drawn elements; no script error), checks
-the browser logged no console error, and saves a screenshot under ``test-artifacts/`` (or
+The full demo runs every stage but rephrase (which needs an LLM server) on generated data: WARC pages,
+PDFs (papers, a scan, a broken file), a curated JSONL source; `winnow inspect` shows every stage
+balanced. The browser test loads the report from disk in Debian's headless Chromium (no network,
+background networking off), reads back the marks the page's own script sets once the browser has laid
+out the charts (every ``figure.chart`` has an SVG with a real size and drawn elements; no script error),
+checks the browser logged no console error, and saves a screenshot under ``test-artifacts/`` (or
 ``$WINNOW_TEST_ARTIFACTS``). Without Chromium it skips; CI sets WINNOW_REQUIRE_BROWSER=1 so it fails.
 """
 
@@ -17,10 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.demo_data import write_demo_warcs
 from tests.conftest import REPO_ROOT, WinnowCli
 
-DEMO_MANIFEST = REPO_ROOT / "manifests" / "demo.yaml"
 ARTIFACTS = Path(os.environ.get("WINNOW_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
 CHROMIUM_FLAGS = [
     "--headless",
@@ -35,35 +35,58 @@ CHROMIUM_FLAGS = [
     "--enable-logging=stderr",
     "--v=0",
 ]
+FULL_DEMO_STAGES = ("ocr", "extract", "heuristics", "dedup", "quality", "mix")
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory, winnow_cli: WinnowCli) -> Path:
-    """The report of a demo run (extract, heuristics, dedup)."""
-    folder = tmp_path_factory.mktemp("report")
-    write_demo_warcs(folder / "in", pages=200, files=2)
-    sets = [
-        f"output={folder}",
-        f"sources.0.paths=[{folder}/in/*.warc.gz]",
-        "stages.extract.url_filter.use_integrated_lists=false",
-    ]
-    result = winnow_cli("run", DEMO_MANIFEST, *(a for s in sets for a in ("--set", s)), "--no-progress", cwd=folder)
-    assert result.returncode in (0, 1), result.stderr
-    result = winnow_cli("report", folder / "demo")
+def full_demo(tmp_path_factory: pytest.TempPathFactory, winnow_cli: WinnowCli) -> Path:
+    """The Makefile's demo commands in a fresh folder; returns the run folder."""
+    folder = tmp_path_factory.mktemp("full-demo")
+    assert winnow_cli("make-demo-data", "data/demo", "--full", cwd=folder).returncode == 0
+    quality = "data/demo/quality"
+    trained = winnow_cli(
+        "classifier", "train", "--no-progress", "-p", f"{quality}/positive.jsonl", "-n", f"{quality}/negative.jsonl",
+        "-o", f"{quality}/model.bin", cwd=folder,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    result = winnow_cli("run", REPO_ROOT / "manifests" / "full_demo.yaml", "--no-progress", cwd=folder)
+    assert result.returncode == 1, f"only the broken PDF errors\n{result.stdout}\n{result.stderr}"
+    assert "1 input(s) errored" in result.stderr
+    return folder / "out" / "full_demo"
+
+
+@pytest.fixture(scope="module")
+def report(full_demo: Path, winnow_cli: WinnowCli) -> Path:
+    result = winnow_cli("report", full_demo)
     assert result.returncode == 0, result.stderr
-    return folder / "demo" / "report.html"
+    return full_demo / "report.html"
+
+
+def test_full_demo_balances_every_stage(full_demo: Path, winnow_cli: WinnowCli) -> None:
+    result = winnow_cli("inspect", full_demo)
+    assert result.returncode == 0, result.stderr
+    stages = re.findall(r"stage: (\w+)", result.stdout)
+    assert stages == list(FULL_DEMO_STAGES)
+    balance = re.findall(r"│\s+(yes|NO)\s+│", result.stdout)
+    assert balance and set(balance) == {"yes"}, "every row: in == out + rejected + errored"
+    final = winnow_cli("sql", full_demo, "SELECT DISTINCT source FROM final ORDER BY 1", "--format", "csv")
+    assert final.stdout.split() == ["source", "cc", "docs", "papers"], "the final corpus mixes all three sources"
+    errors = winnow_cli("sql", full_demo, "SELECT reason FROM ocr_errors", "--format", "csv")
+    assert errors.stdout.split() == ["reason", "pdf_unreadable"]
 
 
 def test_report_is_self_contained(report: Path) -> None:
     page = report.read_text()
-    for section in ("id='funnel'", "id='dedup'", "id='timings'", "id='datasets'"):
-        assert section in page, section
-    assert page.count('<figure class="chart"') >= 3
+    for section in ("funnel", "scores", "dedup", "ocr", "mix", "timings", "datasets"):
+        assert f"id='{section}'" in page, section
+    assert page.count('<figure class="chart"') >= 7
     external = re.findall(r"""(?:src|href)\s*=\s*["'](?:https?:)?//""", page)
     assert not external, f"the page loads something from the network: {external}"
     assert "<link" not in page and "<script src" not in page
-    assert "read_parquet(" in page and "stages/dedup/data/" in page
+    assert "read_parquet(" in page and "stages/dedup/data/" in page and "final/" in page
     assert "gopher_quality:gopher_below_alpha_threshold" in page, "rejects by reason are listed"
+    assert "top_fraction" in page and "lowest kept" in page, "the quality threshold is drawn"
+    assert "text-layer" in page and "tesseract" in page, "OCR routes per page"
 
 
 def chromium() -> str:

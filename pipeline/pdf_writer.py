@@ -1,4 +1,4 @@
-"""Real PDF files for the OCR tests, made on the spot: born-digital text pages, scans, blank and hostile files.
+"""Writing real PDF files: born-digital text pages, scans, and a hostile one (the demo input and test fixtures).
 
 - :func:`text_pdf`: pages of Helvetica text written as PDF objects by hand (a text layer, no images);
   a line is a string (placed under the previous one) or ``(x, y, text)`` in points.
