@@ -275,16 +275,3 @@ def test_schema_prints_the_manifest_reference(winnow_cli: WinnowCli) -> None:
     assert set(schema["properties"]) >= {"name", "output", "executor", "sources", "stages"}
     extract = schema["$defs"]["ExtractConfig"]["properties"]
     assert extract["timeout_s"]["default"] == 5.0 and "description" in extract["timeout_s"]
-
-
-def test_the_makefile_demo_queries_run(
-    demo_run: tuple[Path, subprocess.CompletedProcess[str]], winnow_cli: WinnowCli
-) -> None:
-    """Every `winnow sql out/demo "..."` query that `make demo` prints works on a demo run and returns rows."""
-    queries = re.findall(r'winnow sql out/demo "([^"]+)"', (REPO_ROOT / "Makefile").read_text())
-    assert len(queries) >= 2
-    run_dir, _ = demo_run
-    for query in queries:
-        result = winnow_cli("sql", run_dir, query, "--format", "csv")
-        assert result.returncode == 0, f"{query}\n{result.stderr}"
-        assert len(result.stdout.strip().splitlines()) > 1, f"no rows: {query}"

@@ -71,6 +71,16 @@ def test_shipped_manifest_validates(
             overrides.append(f"sources.{index}.paths=[{document}]")
     if "against:" in manifest.read_text():
         overrides.append("stages.dedup.against=[]")
+    for index, classifier in enumerate(((raw.get("stages") or {}).get("quality") or {}).get("classifiers", [])):
+        model = tmp_path / f"{classifier['name']}.bin"
+        for kind, word in (("positive", "clear prose"), ("negative", "spam spam")):
+            (tmp_path / f"{kind}.jsonl").write_text("".join(f'{{"text": "{word} {i}"}}\n' for i in range(20)))
+        trained = winnow_cli(
+            "classifier", "train", "-p", tmp_path / "positive.jsonl", "-n", tmp_path / "negative.jsonl", "-o", model,
+            "--holdout", "0", "--no-progress",
+        )  # fmt: skip
+        assert trained.returncode == 0, trained.stderr
+        overrides.append(f"stages.quality.classifiers.{index}.model={model}")
     loaded = load_manifest(manifest, overrides)
     assert loaded.sources[0].paths == [overrides[0].split("=", 1)[1].strip("[]")]
     result = winnow_cli("validate", manifest, *(arg for o in overrides for arg in ("--set", o)))

@@ -75,6 +75,16 @@ def test_full_demo_balances_every_stage(full_demo: Path, winnow_cli: WinnowCli) 
     assert errors.stdout.split() == ["reason", "pdf_unreadable"]
 
 
+def test_the_makefile_demo_queries_run(full_demo: Path, winnow_cli: WinnowCli) -> None:
+    """Every `winnow sql out/full_demo "..."` query that `make demo` prints works on the demo run and returns rows."""
+    queries = re.findall(r'winnow sql out/full_demo "([^"]+)"', (REPO_ROOT / "Makefile").read_text())
+    assert len(queries) >= 2
+    for query in queries:
+        result = winnow_cli("sql", full_demo, query, "--format", "csv")
+        assert result.returncode == 0, f"{query}\n{result.stderr}"
+        assert len(result.stdout.strip().splitlines()) > 1, f"no rows: {query}"
+
+
 def test_report_is_self_contained(report: Path) -> None:
     page = report.read_text()
     for section in ("funnel", "scores", "dedup", "ocr", "mix", "timings", "datasets"):
