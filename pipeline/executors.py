@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -137,7 +138,7 @@ def slurm_job_state(job_id: str) -> list[str]:
 class ExecutorSession:
     """One run's connection to where tasks execute; use as a context manager around the run."""
 
-    def __init__(self, config: ExecutorConfig, run_name: str, verbose: bool = False, env: list[str] = ()) -> None:
+    def __init__(self, config: ExecutorConfig, run_name: str, verbose: bool = False, env: Sequence[str] = ()) -> None:
         """``env``: names of environment variables the stages need on workers (API keys), besides ``executor.env``."""
         self.config = config
         self.run_name = run_name
