@@ -29,7 +29,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,8 @@ def refresh_lock(root: Path) -> Iterator[None]:
 
 
 def uncovered(inputs: list[InputFile], ledger: list[dict[str, Any]]) -> list[InputFile]:
-    """The inputs the ledger does not cover (see the module docstring for the rule)."""
+    """The inputs the ledger does not cover (see the module docstring for the rule), with the checksums
+    computed to decide (the batch's run reuses them instead of reading each file again)."""
     by_path = {r["path"]: r for r in ledger}
     sums = {r["checksum"] for r in ledger if r.get("checksum")}
     new = []
@@ -89,7 +90,7 @@ def uncovered(inputs: list[InputFile], ledger: list[dict[str, Any]]) -> list[Inp
             continue
         digest = checksum(item)
         if digest is None or digest not in sums:
-            new.append(item)
+            new.append(replace(item, checksum=digest))
     return new
 
 

@@ -86,12 +86,13 @@ def fingerprint(data: Any) -> str:
 
 
 def _input_records(inputs: list[InputFile], previous: dict[str, Any] | None, progress: bool) -> list[dict[str, Any]]:
-    """Inputs with checksums, reusing the previous run's checksum when path, size and version are unchanged."""
+    """Inputs with checksums: the input's own when known, else the previous run's when path, size and version
+    are unchanged, else computed."""
     known = {(r["path"], r["size"], r.get("version")): r.get("checksum") for r in (previous or {}).get("inputs", [])}
     records = []
     for item in track(inputs, description="checksums ", disable=not progress, transient=True):
         record = item.as_dict()
-        record["checksum"] = known.get((item.path, item.size, item.version)) or checksum(item)
+        record["checksum"] = item.checksum or known.get((item.path, item.size, item.version)) or checksum(item)
         records.append(record)
     return records
 

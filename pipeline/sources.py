@@ -29,6 +29,7 @@ class InputFile:
     crawl: str | None
     size: int  # 0 when the input cannot be reached (the reader then records it as an error)
     version: str | None = None  # "mtime:…" (local) or "etag:…" (remote): detects a rewrite in place
+    checksum: str | None = None  # when already known (a refresh checksums new inputs to compare them)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
