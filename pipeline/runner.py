@@ -209,7 +209,10 @@ class Runner:
         submission (sbatch script, Ray tasks or local tasks). Stages after one that would run are planned
         from the upstream output there is now, so their task inputs may be incomplete."""
         inputs = resolve_inputs(self.manifest)
-        records = _input_records(inputs, read_json(self.run_dir / "run.json"), progress=False)
+        previous = read_json(self.run_dir / "run.json")
+        # fingerprints only matter against recorded state: a run folder without any runs everything, so its
+        # inputs are not read for checksums
+        records = _input_records(inputs, previous, progress=False) if previous else [i.as_dict() for i in inputs]
         kind = self.manifest.executor.kind
         yield f"run {self.manifest.name!r} -> {self.run_dir}  executor: {kind}, {len(inputs)} input file(s)"
         for stage in self._planned(inputs, records):
