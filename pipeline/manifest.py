@@ -333,7 +333,14 @@ class GopherQualityConfig(Switchable):
     max_symbol_word_ratio: float | None = 0.1
     max_bullet_lines_ratio: float | None = 0.9
     max_ellipsis_lines_ratio: float | None = 0.3
-    max_non_alpha_words_ratio: float | None = 0.8
+    max_non_alpha_words_ratio: float | None = Field(
+        0.8, description="least share of words containing a letter (despite datatrove's name for it)"
+    )
+    alpha_ratio_counts: Literal["words", "tokens"] = Field(
+        "words",
+        description="what that share is of: words, leaving out punctuation tokens (Gopher's rule), or every "
+        "token, punctuation included (datatrove's; drops most Wikipedia articles)",
+    )
     min_stop_words: int | None = 2
     stop_words: list[str] | None = None
 
