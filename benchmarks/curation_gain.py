@@ -8,10 +8,14 @@
 3. A byte-level BPE is trained on the raw text; the raw corpus (extract's output: every extracted page)
    and the curated corpus (quality's output) are tokenised with it.
 4. Proxy language models (the mix stage's trainer, same size, same token budget, same seeds) are trained on
-   each and evaluated on two high-quality targets neither saw: Wikipedia articles (WikiText-2, detokenised
-   back to plain text) and the Brown corpus (edited English prose of 15 genres). The token budget is the
-   curated corpus's size (at most ``--tokens``), so neither corpus is repeated: the comparison is of the
-   text, not of how often it was seen.
+   each and evaluated on two high-quality targets neither saw: Wikipedia articles (WikiText-2) and the Brown
+   corpus (edited English prose of 15 genres), both turned back into plain text (``target_texts``): as
+   shipped they are tokenised (spaces before punctuation, Brown's `` '' quotes, WikiText's @-@ and <unk>),
+   and a proxy's loss on those artefacts measures how much tokenised text it saw, not the quality of its
+   data. The token budget is the curated corpus's size (at most ``--tokens``): proxies sample windows at
+   random offsets, so the curated corpus is seen about once on average (some windows twice) and the raw
+   one's windows are almost all distinct; the comparison is of the text, with any repetition against the
+   curated side.
 
 Curation helps when the curated corpus's loss, averaged over the targets, is lower; each target's losses are
 printed too. Needs ../shared/data (exits 0 with a message without it).
@@ -155,16 +159,30 @@ WIKITEXT = [
     (re.compile(r'" ([^"]*?) "'), r'"\1"'),
     (re.compile(r"(?:= )+([^=]+?)(?: =)+(?=\s|$)"), r"\1"),  # = = Heading = = -> Heading
 ]
+BROWN = [
+    (re.compile(r"``\s*|\s*''"), '"'),  # `` quoted '' -> "quoted"
+    (re.compile(r" ([.,;:!?)\]}%]|'s\b|n't\b|'re\b|'ve\b|'ll\b|'d\b|'m\b)"), r"\1"),
+    (re.compile(r"([(\[{$]) "), r"\1"),
+]
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
+
+
+def without_unknowns(document: str) -> str:
+    """WikiText-2's document with every sentence that holds an ``<unk>`` (a rare word it replaced) left out."""
+    lines = (
+        " ".join(s for s in SENTENCE_BREAK.split(line.strip()) if "<unk>" not in s) for line in document.split("\n")
+    )
+    return "\n".join(line for line in lines if line)
 
 
 def target_texts(name: str) -> list[str]:
-    """A target's documents; WikiText-2's tokenised form is turned back into plain text."""
+    """A target's documents as plain text: both corpora come tokenised (spaces before punctuation, Brown's
+    `` '' quotes, WikiText's @-@ and <unk>), which no web page looks like; that is undone here."""
     lines = (SHARED / "text" / TARGETS[name]).read_text().splitlines()
     documents = [json.loads(line)["text"] for line in lines if line.strip()]
-    if name == "wiki":
-        for pattern, replacement in WIKITEXT:
-            documents = [pattern.sub(replacement, d) for d in documents]
-    return documents
+    for pattern, replacement in WIKITEXT if name == "wiki" else BROWN:
+        documents = [pattern.sub(replacement, d) for d in documents]
+    return [without_unknowns(d) for d in documents] if name == "wiki" else documents
 
 
 def main(argv: list[str] | None = None) -> int:
