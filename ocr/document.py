@@ -100,7 +100,7 @@ def process_pdf(data: bytes, settings: dict[str, Any]) -> dict[str, Any]:
             textpage = page.get_textpage()
             runs = runs_of(textpage)
             layer = page_text(page, runs, config.margin_share if config.remove_headers else 0.0)
-            facts = page_facts(page, " ".join(run.text for run in runs))
+            facts = page_facts(page, " ".join(run.text for run in runs), config.triage)
             where = route(facts, config.triage)
             record: dict[str, Any] = {"page": index + 1, "route": where, **facts.as_dict()}
             if where == "text-layer":
