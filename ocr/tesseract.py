@@ -5,7 +5,7 @@ largest image as placed on the page (a 150 dpi scan is rendered at 150 dpi: upsa
 detail), clamped to ``[min_dpi, max_dpi]``, and lowered further when the render would exceed
 ``max_render_pixels`` (a huge page size must not allocate gigabytes). Pages without images render
 at ``max_dpi``. Optionally tesseract's orientation detection turns a page scanned sideways or upside
-down before recognition.
+down before recognition, and table rules are erased from the image (:mod:`ocr.rules`).
 
 tesseract's language data (``eng.traineddata``, and ``osd.traineddata`` for orientation) come from
 Debian's ``tesseract-ocr-eng``/``tesseract-ocr-osd``; :func:`tessdata_dir` finds them.
@@ -14,13 +14,13 @@ Debian's ``tesseract-ocr-eng``/``tesseract-ocr-osd``; :func:`tessdata_dir` finds
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pypdfium2 as pdfium
 
+from ocr.rules import drop_rules, erase_rules
 from pipeline.manifest import TesseractConfig
 
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # tesseract's OpenMP: one thread per process, before it loads
@@ -57,20 +57,6 @@ def render_dpi(image_dpi: float | None, width_pt: float, height_pt: float, confi
     if pixels > config.max_render_pixels:
         dpi *= (config.max_render_pixels / pixels) ** 0.5
     return dpi
-
-
-RULE_TOKEN = re.compile(r"(?<!\S)[|¦]+(?!\S)")
-RULE_LINE = re.compile(r"^[\s|¦_—–\-=~.]*$")
-
-
-def drop_rules(text: str) -> str:
-    """tesseract's readings of table and page rules removed: lone ``|`` tokens and lines of only rule marks."""
-    kept = []
-    for line in text.splitlines():
-        if line.strip() and RULE_LINE.match(line):
-            continue
-        kept.append(" ".join(RULE_TOKEN.sub("", line).split()))
-    return "\n".join(kept)
 
 
 @dataclass
@@ -112,6 +98,8 @@ class TesseractEngine:
         rotated = self._orientation(image, dpi)
         if rotated:
             image = image.rotate(rotated, expand=True)
+        if self.config.erase_rules:
+            image = erase_rules(image, dpi)
         self._api.SetImage(image)
         self._api.SetSourceResolution(round(dpi))
         text = drop_rules(self._api.GetUTF8Text())

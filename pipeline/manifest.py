@@ -250,6 +250,7 @@ class TesseractConfig(Strict):
     max_render_pixels: int = Field(40_000_000, ge=1_000_000, description="larger renders lower the resolution")
     detect_rotation: bool = Field(True, description="turn sideways/upside-down scans upright (tesseract OSD)")
     rotation_confidence: float = Field(2.0, ge=0, description="OSD confidence needed to turn a page")
+    erase_rules: bool = Field(True, description="paint table rules (solid, dotted) white before recognition")
 
 
 class EndpointConfig(Strict):
