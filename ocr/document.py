@@ -14,6 +14,7 @@ failures before it, and the triage facts.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pypdfium2 as pdfium
@@ -22,7 +23,7 @@ from ocr.cleanup import assemble, join_hyphenation, remove_margins
 from ocr.tesseract import EngineUnavailable, TesseractEngine
 from ocr.text_layer import page_text, runs_of
 from ocr.triage import PageFacts, page_facts, route
-from ocr.vlm import VlmEngine, VlmFailed
+from ocr.vlm import VlmEngine, VlmFailed, VlmResult, page_png
 from pipeline.manifest import OcrConfig
 
 _engines: dict[str, Any] = {}  # engine name -> engine, or the EngineUnavailable that stops it, per worker
@@ -49,8 +50,11 @@ def _engine(name: str, config: OcrConfig) -> Any:
     return engine
 
 
-def _ocr_page(page: pdfium.PdfPage, facts: PageFacts, layer: str, config: OcrConfig) -> dict[str, Any]:
-    """Text of an OCR-routed page from the first engine of the chain that does not fail."""
+def _ocr_page(
+    page: pdfium.PdfPage, facts: PageFacts, layer: str, config: OcrConfig, asked: Future[VlmResult] | None = None
+) -> dict[str, Any]:
+    """Text of an OCR-routed page from the first engine of the chain that does not fail; ``asked`` is the
+    VLM's answer for this page when it was already requested (the VLM is then not asked again)."""
     failures = []
     for name in engine_chain(config):
         try:
@@ -60,7 +64,7 @@ def _ocr_page(page: pdfium.PdfPage, facts: PageFacts, layer: str, config: OcrCon
                 found = _engine(name, config).recognise(page, facts.image_dpi)
                 detail = {"dpi": found.dpi, "confidence": round(found.confidence, 1), "rotated": found.rotated}
                 return {"engine": name, "text": found.text, "failures": failures, **detail}
-            answer = _engine(name, config).recognise(page)
+            answer = asked.result() if asked is not None else _engine(name, config).recognise(page)
             detail = {
                 "attempts": answer.attempts,
                 "temperature": answer.temperature,
@@ -73,6 +77,70 @@ def _ocr_page(page: pdfium.PdfPage, facts: PageFacts, layer: str, config: OcrCon
         except (EngineUnavailable, VlmFailed, RuntimeError) as exc:
             failures.append({"engine": name, "error": f"{type(exc).__name__}: {exc}"})
     raise AssertionError("the text layer never fails")  # pragma: no cover
+
+
+def _read_pages(pdf: pdfium.PdfDocument, config: OcrConfig) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every page's record and text, in page order.
+
+    When the chain starts with the VLM, OCR pages are rendered here (pdfium stays on this thread) and
+    sent to it from a pool of ``vlm.concurrency`` threads; at most twice that many pages wait at once.
+    A page's answer is taken in page order, and a page the VLM failed on goes down the rest of the
+    chain here."""
+    vlm = _concurrent_vlm(config)
+    pool = ThreadPoolExecutor(vlm.config.concurrency, "vlm") if vlm is not None else None
+    pages: list[dict[str, Any]] = []
+    texts: list[str] = []
+    waiting: dict[int, tuple[Future[VlmResult], PageFacts, str]] = {}  # page index -> (answer, facts, layer)
+
+    def finish(index: int) -> None:
+        asked, facts, layer = waiting.pop(index)
+        page = pdf[index]
+        pages[index].update(_ocr_page(page, facts, layer, config, asked))
+        texts[index] = pages[index].pop("text")
+        page.close()
+
+    try:
+        for index in range(len(pdf)):
+            page = pdf[index]
+            textpage = page.get_textpage()
+            runs = runs_of(textpage)
+            layer = page_text(page, runs, config.margin_share if config.remove_headers else 0.0)
+            facts = page_facts(page, " ".join(run.text for run in runs), config.triage)
+            where = route(facts, config.triage)
+            record: dict[str, Any] = {"page": index + 1, "route": where, **facts.as_dict()}
+            if where == "text-layer":
+                record.update(engine="text-layer", text=layer, failures=[])
+            elif where == "blank":
+                record.update(engine=None, text="", failures=[])
+            elif vlm is not None and pool is not None:
+                png = page_png(page, vlm.config.image_longest_side)
+                waiting[index] = (pool.submit(vlm.recognise_png, png), facts, layer)
+                record["text"] = ""
+            else:
+                record.update(_ocr_page(page, facts, layer, config))
+            texts.append(record.pop("text"))
+            pages.append(record)
+            textpage.close()
+            page.close()
+            if vlm is not None and len(waiting) >= 2 * vlm.config.concurrency:
+                finish(min(waiting))
+        for index in sorted(waiting):
+            finish(index)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return pages, texts
+
+
+def _concurrent_vlm(config: OcrConfig) -> VlmEngine | None:
+    """The worker's VLM engine when OCR pages go to it first and it can run; else None (pages then take the
+    chain one by one, and an unavailable VLM is recorded as each page's failure)."""
+    if config.vlm is None or engine_chain(config)[0] != "vlm":
+        return None
+    try:
+        return _engine("vlm", config)
+    except EngineUnavailable:
+        return None
 
 
 def _gives_no_pages(error: bool, reason: str, detail: str) -> dict[str, Any]:
@@ -94,25 +162,7 @@ def process_pdf(data: bytes, settings: dict[str, Any]) -> dict[str, Any]:
         count = len(pdf)
         if count > config.max_pages:
             return _gives_no_pages(False, "too_many_pages", f"{count} pages > max_pages {config.max_pages}")
-        pages, texts = [], []
-        for index in range(count):
-            page = pdf[index]
-            textpage = page.get_textpage()
-            runs = runs_of(textpage)
-            layer = page_text(page, runs, config.margin_share if config.remove_headers else 0.0)
-            facts = page_facts(page, " ".join(run.text for run in runs), config.triage)
-            where = route(facts, config.triage)
-            record: dict[str, Any] = {"page": index + 1, "route": where, **facts.as_dict()}
-            if where == "text-layer":
-                record.update(engine="text-layer", text=layer, failures=[])
-            elif where == "blank":
-                record.update(engine=None, text="", failures=[])
-            else:
-                record.update(_ocr_page(page, facts, layer, config))
-            texts.append(record.pop("text"))
-            pages.append(record)
-            textpage.close()
-            page.close()
+        pages, texts = _read_pages(pdf, config)
     finally:
         pdf.close()
     if config.remove_headers:

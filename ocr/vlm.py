@@ -19,6 +19,10 @@ upright moves on to the next attempt — a sideways page is turned by ``rotation
 When every attempt fails the engine raises :class:`VlmFailed` and the page falls back to the next
 engine. With ``grammar: true`` the request carries a GBNF grammar of the answer's shape (llama.cpp
 server's ``grammar`` field), so even a weak model answers in it.
+
+Rendering (:func:`page_png`) touches pdfium, which is not thread-safe, and must stay on the caller's
+thread; :meth:`VlmEngine.recognise_png` only encodes images and talks HTTP, so the OCR stage runs up
+to ``concurrency`` of a PDF's pages through it at once (a GPU server batches them).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pypdfium2 as pdfium
+from PIL import Image
 
 from pipeline.manifest import VlmConfig
 
@@ -127,14 +132,18 @@ def _flag(value: str) -> bool:
     raise ValueError(f"{value!r} is not True or False")
 
 
-def page_png(page: pdfium.PdfPage, longest_side: int, rotate_clockwise: int = 0) -> bytes:
-    """The page rendered to PNG with its longest side ``longest_side`` pixels, turned clockwise."""
+def page_png(page: pdfium.PdfPage, longest_side: int) -> bytes:
+    """The page rendered to PNG with its longest side ``longest_side`` pixels."""
     scale = longest_side / max(page.get_size())
-    image = page.render(scale=scale).to_pil()
-    if rotate_clockwise:
-        image = image.rotate(-rotate_clockwise, expand=True)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    page.render(scale=scale).to_pil().save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def turned_png(png: bytes, clockwise: int) -> bytes:
+    """The PNG image turned ``clockwise`` degrees."""
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(png)).rotate(-clockwise, expand=True).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -158,9 +167,12 @@ class VlmEngine:
 
     def recognise(self, page: pdfium.PdfPage) -> VlmResult:
         """The page's text from the model; VlmFailed when no attempt gives a usable answer."""
+        return self.recognise_png(page_png(page, self.config.image_longest_side))
+
+    def recognise_png(self, image: bytes) -> VlmResult:
+        """The text of a page rendered by :func:`page_png`; safe to call from several threads at once."""
         config = self.config
         rotated = 0
-        image = page_png(page, config.image_longest_side)
         errors: list[str] = []
         usage = [0, 0]
         for attempt, temperature in enumerate(config.temperatures, start=1):
@@ -189,7 +201,7 @@ class VlmEngine:
                 continue
             if not answer.rotation_valid and answer.rotation_correction and not rotated:
                 rotated = answer.rotation_correction
-                image = page_png(page, config.image_longest_side, rotated)
+                image = turned_png(image, rotated)
                 errors.append(f"attempt {attempt}: page not upright, turned {rotated} degrees")
                 continue
             return VlmResult(answer.text, answer.language, attempt, temperature, rotated, *usage, errors)

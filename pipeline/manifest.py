@@ -270,6 +270,9 @@ class VlmConfig(EndpointConfig):
         [0.1, 0.3, 0.5, 0.8], min_length=1, description="one attempt per temperature, rising on each retry"
     )
     timeout_s: float = Field(120, gt=0, description="per-request timeout (the client retries a timeout twice)")
+    concurrency: int = Field(
+        8, ge=1, description="pages of one PDF in flight at once, per worker (a GPU server batches them)"
+    )
     grammar: bool = Field(
         False, description="send a GBNF grammar of the answer's shape in the request's `grammar` field (llama.cpp)"
     )

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,12 +68,13 @@ def cli_demo_warcs(tmp_path_factory: pytest.TempPathFactory, winnow_cli: WinnowC
 
 
 @pytest.fixture
-def stub_llm() -> Iterator[Callable[[list[tuple[int, str, str]]], StubServer]]:
-    """Starts canned-response OpenAI-compatible servers (tests/stub_llm.py); shuts them down after the test."""
+def stub_llm() -> Iterator[Callable[..., StubServer]]:
+    """Starts canned-response OpenAI-compatible servers (tests/stub_llm.py: a script, and optionally ``respond``
+    and ``delay_s``); shuts them down after the test."""
     servers: list[StubServer] = []
 
-    def start(script: list[tuple[int, str, str]]) -> StubServer:
-        servers.append(StubServer(script))
+    def start(script: list[tuple[int, str, str]], **options: Any) -> StubServer:
+        servers.append(StubServer(script, **options))
         return servers[-1]
 
     yield start

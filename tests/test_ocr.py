@@ -8,6 +8,7 @@ server cannot be asked to do on demand: fail with 500s, 429s and truncated or ma
 from __future__ import annotations
 
 import io
+from base64 import b64decode
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from ocr.rules import erase_rules
 from ocr.tesseract import EngineUnavailable, render_dpi, tessdata_dir
 from ocr.text_layer import page_text, runs_of
 from ocr.triage import PageFacts, route
-from ocr.vlm import VlmEngine, VlmFailed, parse_answer
+from ocr.vlm import VlmEngine, VlmFailed, page_png, parse_answer
 from pipeline.manifest import OcrConfig, TesseractConfig, TriageConfig, VlmConfig
 from pipeline.pdf_writer import scan_image, scan_pdf, text_pdf
 
@@ -246,6 +247,26 @@ def test_a_page_the_vlm_fails_on_falls_back_to_tesseract(stub_llm: Any) -> None:
     (page,) = result["pages"]
     assert page["engine"] == "tesseract" and page["failures"][0]["engine"] == "vlm"
     assert cer("\n".join(PANGRAMS), result["text"]) < 0.02
+
+
+def test_vlm_reads_a_pdfs_pages_concurrently_and_keeps_their_order(stub_llm: Any) -> None:
+    """Up to ``concurrency`` pages are at the server at once; each answer lands on its own page."""
+    pdf = scan_pdf([[f"Page {n}: " + line for line in PANGRAMS[: 1 + n % 3]] for n in range(6)])
+    sizes = [len(page_png(page, 1288)) for page in pdfium.PdfDocument(pdf)]
+    assert len(set(sizes)) == len(sizes), "the stub tells pages apart by the size of their image"
+
+    def respond(body: dict[str, Any]) -> tuple[int, str, str]:
+        url = body["messages"][0]["content"][1]["image_url"]["url"]
+        text = f"The image of this page has {len(b64decode(url.split(',')[1]))} bytes."
+        return 200, GOOD.replace("The page text, as the model read it.", text), "stop"
+
+    server = stub_llm([], respond=respond, delay_s=1.0)
+    vlm = {"endpoint": server.url, "model": "stub", "concurrency": 3}
+    settings = {"engine": "vlm", "vlm": vlm, "remove_headers": False}  # the answers would look like running heads
+    result = process_pdf(pdf, settings)
+    assert result["page_texts"] == [f"The image of this page has {size} bytes." for size in sizes]
+    assert [page["engine"] for page in result["pages"]] == ["vlm"] * 6
+    assert server.most_in_flight == 3
 
 
 def test_answer_parsing() -> None:
