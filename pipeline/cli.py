@@ -22,7 +22,7 @@ from rich.table import Table
 from pipeline.classifier_cli import classifier_app
 from pipeline.funnel import SourceFunnel, connect, stage_funnel, stage_names, token_usage
 from pipeline.logs import quiet_console
-from pipeline.manifest import ManifestError, load_manifest
+from pipeline.manifest import Manifest, ManifestError, load_manifest
 from pipeline.mix_cli import mix_app
 from pipeline.stages import preflight
 
@@ -54,6 +54,17 @@ SetOption = Annotated[
 def _fail(message: str, code: int) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+def _checked_manifest(verb: str, manifest: Path, set_: list[str] | None) -> tuple[Manifest, str]:
+    """The manifest with its overrides, checked before anything runs (exit 2 if it is wrong), and the
+    ``winnow <verb> ...`` command line that repeats this invocation (recorded so a run says how to resume)."""
+    try:
+        loaded = load_manifest(manifest, set_ or [])
+        preflight(loaded, str(manifest))
+    except ManifestError as exc:
+        _fail(str(exc), 2)
+    return loaded, shlex.join(["winnow", verb, str(manifest), *[a for s in set_ or [] for a in ("--set", s)]])
 
 
 @app.command()
@@ -96,12 +107,7 @@ def run(
     """Run a manifest. Rerunning resumes: finished stages and tasks are skipped, changed stages rerun."""
     from pipeline.runner import Runner, StageFailed
 
-    try:
-        loaded = load_manifest(manifest, set_ or [])
-        preflight(loaded, str(manifest))
-    except ManifestError as exc:
-        _fail(str(exc), 2)
-    command = shlex.join(["winnow", "run", str(manifest), *[a for s in set_ or [] for a in ("--set", s)]])
+    loaded, command = _checked_manifest("run", manifest, set_)
     if dry_run:
         for line in Runner(loaded, progress=False, command=command).dry_run():
             out.print(escape(line), highlight=False)
@@ -183,12 +189,7 @@ def refresh(
     from pipeline.refresh import refresh as run_refresh
     from pipeline.runner import StageFailed
 
-    try:
-        loaded = load_manifest(manifest, set_ or [])
-        preflight(loaded, str(manifest))
-    except ManifestError as exc:
-        _fail(str(exc), 2)
-    command = shlex.join(["winnow", "refresh", str(manifest), *[a for s in set_ or [] for a in ("--set", s)]])
+    loaded, command = _checked_manifest("refresh", manifest, set_)
     if dry_run:
         from pipeline.refresh import check_refreshable, next_batch
 
