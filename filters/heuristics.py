@@ -31,6 +31,8 @@ from pipeline.manifest import HeuristicsConfig, LanguageConfig
 from pipeline.outcomes import ErrorsAsRecords, OutcomeWriter, StageLayout
 from pipeline.revisits import PassRevisitStubs
 
+PUNCTUATION = "".join(PUNCTUATION_SET)  # a token that strips to nothing is punctuation only
+
 
 def word_tokenizer(config: HeuristicsConfig) -> WordTokenizer | str:
     """What the filters get as ``language``: a tokenizer instance, or the language code for spaCy."""
@@ -67,7 +69,7 @@ class GuardedGopherQuality(PassRevisitStubs, ErrorsAsRecords, GopherQualityFilte
         verdict = super().filter(doc)
         if verdict is not True or not self.min_alpha_words_ratio:
             return verdict
-        words = [w for w in split_into_words(doc.text, self.language) if any(c not in PUNCTUATION_SET for c in w)]
+        words = [w for w in split_into_words(doc.text, self.language) if w.strip(PUNCTUATION)]
         if words and sum(any(c.isalpha() for c in w) for w in words) / len(words) < self.min_alpha_words_ratio:
             return False, "gopher_below_alpha_threshold"
         return True
