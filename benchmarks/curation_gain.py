@@ -46,8 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.extract_vs_datatrove import collect_pages, write_input  # noqa: E402
-from mixers.proxy import ProxyConfig, train_proxy  # noqa: E402
-from mixers.tokens import END_OF_TEXT, train_tokenizer  # noqa: E402
+from winnow.mixers.proxy import ProxyConfig, train_proxy  # noqa: E402
+from winnow.mixers.tokens import END_OF_TEXT, train_tokenizer  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 POSITIVE = ["nltk_abc_news.jsonl", "stackexchange_beer_coffee.jsonl"]

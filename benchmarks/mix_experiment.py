@@ -4,7 +4,7 @@
    regression chosen by k-fold Spearman, the proposal, the final shards.
    Sources: six corpora from ``../shared/data/text`` with the Brown corpus (mixed genres) as a target
    that is never trained on; without that folder, four sources built from this machine's files
-   (:mod:`mixers.local_sources`) with the standard library's docstrings as the never-trained target.
+   (:mod:`winnow.mixers.local_sources`) with the standard library's docstrings as the never-trained target.
 2. Trains fresh proxies, with the same size and token budget and 3 seeds the swarm never used, on the
    proposed mixture, on uniform weights and on natural (token-proportional) weights, and prints the
    target loss of each as mean +- sd.
@@ -53,7 +53,7 @@ def _sources(work: Path) -> tuple[dict[str, Path], str]:
     """Source name -> JSONL path (the target among them) and the target's name."""
     if all((SHARED_TEXT / f"{name}.jsonl").exists() for name in [*SHARED_SOURCES, SHARED_TARGET]):
         return {name: SHARED_TEXT / f"{name}.jsonl" for name in [*SHARED_SOURCES, SHARED_TARGET]}, SHARED_TARGET
-    from mixers.local_sources import write_local_sources
+    from winnow.mixers.local_sources import write_local_sources
 
     return write_local_sources(work / "local_sources"), "python_docs"
 
@@ -97,8 +97,8 @@ def _manifest(args: argparse.Namespace, work: Path, sources: dict[str, Path], ta
 def _fresh_run(job: tuple[str, dict[str, float], int, str, dict[str, Any], list[str], str]) -> tuple[str, float]:
     """Train one proxy (a worker process) and return (mixture name, target loss)."""
     name, weights, seed, corpus, proxy, targets, vocab = job
-    from mixers.corpus import load_arrays
-    from mixers.proxy import ProxyConfig, train_proxy
+    from winnow.mixers.corpus import load_arrays
+    from winnow.mixers.proxy import ProxyConfig, train_proxy
 
     train = load_arrays(Path(corpus) / "train", [s for s, w in weights.items() if w > 0])
     evaluation = load_arrays(Path(corpus) / "targets", targets)

@@ -2,7 +2,7 @@
 
 What it measures, on the shared PDFs (``--shared-data``/pdf; exit 2 when absent):
 
-1. Text-layer pages: every page of papermage's 13 born-digital papers. winnow: ``ocr.document.process_pdf``
+1. Text-layer pages: every page of papermage's 13 born-digital papers. winnow: ``winnow.ocr.document.process_pdf``
    with ``engine: text-layer`` in this process — triage (text statistics, image coverage), the
    reading-order text layer (pypdfium2 + XY-cut) and cleanup, i.e. all the per-page work of the
    stage. Peer: ``pdftotext`` (poppler, its default reading-order mode) on each file, as a child
@@ -16,7 +16,7 @@ What it measures, on the shared PDFs (``--shared-data``/pdf; exit 2 when absent)
    CLI + Ghostscript; it also writes a searchable PDF, which is what it is for). ``ocr_ratio`` =
    winnow / ocrmypdf pages per CPU-second (target >= 1.5 at equal or better CER).
 3. Accuracy: ``cer_clean`` / ``cer_degraded``: winnow's mean reading-order-tolerant CER
-   (``ocr.evaluation.flexible_cer``) on the clean / degraded scans; the strict CER and ocrmypdf's are
+   (``winnow.ocr.evaluation.flexible_cer``) on the clean / degraded scans; the strict CER and ocrmypdf's are
    printed beside them. Note the ground truth's own quirks (pdftotext splits small caps, "S CI B ERT";
    tables cell by cell; figure text), which put a floor under any engine's CER here.
 
@@ -39,8 +39,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ocr.document import process_pdf
-from ocr.evaluation import cer, flexible_cer
+from winnow.ocr.document import process_pdf
+from winnow.ocr.evaluation import cer, flexible_cer
 
 
 def children_cpu() -> float:

@@ -79,7 +79,7 @@ def training_step(variant: str, vocab: int, context: int) -> Callable[[], None]:
     import torch
     import torch.nn.functional as F
 
-    from mixers.proxy import GRAD_CLIP, ProxyConfig, ProxyModel, adamw_step
+    from winnow.mixers.proxy import GRAD_CLIP, ProxyConfig, ProxyModel, adamw_step
 
     head, mode, precision = variant.split("_")
     torch.manual_seed(0)
@@ -138,7 +138,7 @@ def proxy_run(vocab: int, tokens: int, compile: bool) -> dict[str, Any]:
     """``train_proxy`` at the defaults on random tokens: two sources at 0.5, TARGETS targets."""
     import numpy as np
 
-    from mixers.proxy import ProxyConfig, train_proxy
+    from winnow.mixers.proxy import ProxyConfig, train_proxy
 
     rng = np.random.default_rng(0)
     config = replace(ProxyConfig(), tokens=tokens, compile=compile)

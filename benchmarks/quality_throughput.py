@@ -6,10 +6,10 @@ What it measures:
    the WikiText-2, StackExchange, NLTK ABC news and Brown documents; negatives (``lq``) the SMS spam
    collection, NLTK NPS chat and NLTK webtext lines. Each source is split ``--train-share`` / rest
    (seeded). A fastText model (``__label__hq``/``__label__lq``, wordNgrams 2, dim 32, bucket 500,000,
-   epoch 5) is trained on the training part, normalised with ``filters.classifier_text.normalize``, in
+   epoch 5) is trained on the training part, normalised with ``winnow.filters.classifier_text.normalize``, in
    a fresh child process (this binding's training can hit "Encountered NaN" in a process that has
    trained or allocated before). ``auc``: ROC AUC (rank statistic, ties averaged) of P(hq) on the
-   held-out part, predicted by the stage's own scorer (``filters.classifier_score``: ``load_classifier`` +
+   held-out part, predicted by the stage's own scorer (``winnow.filters.classifier_score``: ``load_classifier`` +
    ``score_texts``, which normalises as training did).
 2. The scoring corpus: every document of both parts (so the natural mix: mostly short chat and SMS
    lines, some long articles; the mean length is printed), replicated under distinct ids
@@ -17,7 +17,7 @@ What it measures:
    1,000,000; ``--quick``: 10,000), written as ``--shards`` zstd Parquet files (columns ``id``, ``text``).
    Both sides read these files and split them over their tasks by file (file ``i`` to task
    ``i % tasks``).
-3. winnow: ``python -m pipeline.cli run MANIFEST --no-progress`` with only ``stages.quality``
+3. winnow: ``python -m winnow.pipeline.cli run MANIFEST --no-progress`` with only ``stages.quality``
    enabled (one classifier ``q``, ``keep: {top_fraction: --top-fraction}``; local executor with
    ``--tasks``/``--workers``, default 2/2), in a child process. It reads the Parquet source, scores
    every document into ``scored/`` (zstd Parquet, all document columns + ``score_q``), then the select
@@ -81,8 +81,8 @@ sys.path.insert(0, str(ROOT))
 
 from process_tree import cpu_children, reap_orphans, run_benchmark  # noqa: E402
 
-from filters.classifier_metrics import roc_auc  # noqa: E402
-from filters.classifier_text import normalize  # noqa: E402
+from winnow.filters.classifier_metrics import roc_auc  # noqa: E402
+from winnow.filters.classifier_text import normalize  # noqa: E402
 
 DEFAULT_SHARED = ROOT.parent / "shared" / "data"
 # file stem -> label; positives are edited prose, negatives chat/SMS/forum lines
@@ -175,7 +175,7 @@ def train_side(train_file: Path, model: Path) -> None:
 
 def heldout_scores(model: Path, held: Sequence[Doc]) -> np.ndarray:
     """P(hq) of the held-out documents, computed as the stage computes it."""
-    from filters.classifier_score import load_classifier, score_texts
+    from winnow.filters.classifier_score import load_classifier, score_texts
 
     return score_texts(load_classifier(model, "hq"), [d.text for d in held], "hq")
 
@@ -326,7 +326,7 @@ def run_winnow(
     manifest = write_manifest(work, corpus, model, args)
     run_dir = work / "out" / RUN_NAME
     stage_dir = run_dir / "stages" / "quality"
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(manifest), "--no-progress"]
+    cmd = [sys.executable, "-m", "winnow.pipeline.cli", "run", str(manifest), "--no-progress"]
     print(f"winnow: quality stage on {corpus.n_docs:,} documents (top {args.top_fraction}) ...", flush=True)
     first = run_tree(cmd, work / "run-1.log", "the winnow run")
     print(f"  wall {first.wall_s:.1f} s, CPU {first.cpu_s:.1f} s", flush=True)
@@ -469,7 +469,7 @@ def heldout_auc(scores: dict[str, float], held: Sequence[Doc], keys: Sequence[st
 
 
 def benchmark(args: argparse.Namespace, work: Path) -> str:
-    from pipeline.readers import stable_id
+    from winnow.pipeline.readers import stable_id
 
     docs = load_documents(args.shared_data / "text")
     train, held = split(docs, args.train_share, args.seed)

@@ -7,7 +7,7 @@ What it measures:
    ``--n_threads 1``. Requests carry the test template ``tiny_prose``'s GBNF grammar, so every
    answer has the shape the post-processor expects (as in the tests).
 2. For each concurrency (``--concurrency``, default 1 4 16): ``--requests`` requests (default 64;
-   ``--quick`` 16) through ``pipeline.rephrase.client.LlmClient`` — the stage's client: the openai
+   ``--quick`` 16) through ``winnow.pipeline.rephrase.client.LlmClient`` — the stage's client: the openai
    async client, the concurrency cap, the error mapping — each answer then through
    ``postprocess`` as the stage does. Documents are made of the template's vocabulary, each one
    different (no server-side prompt cache hits across requests). ``cN_req_per_s``: requests / wall
@@ -36,11 +36,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.manifest import RephraseConfig
-from pipeline.rephrase.client import LlmClient
-from pipeline.rephrase.postprocess import Checks, postprocess
-from pipeline.rephrase.templates import Template, load_templates
 from tests.llm_server import LlamaServer, llama_cpp_available, write_tiny_model
+from winnow.pipeline.manifest import RephraseConfig
+from winnow.pipeline.rephrase.client import LlmClient
+from winnow.pipeline.rephrase.postprocess import Checks, postprocess
+from winnow.pipeline.rephrase.templates import Template, load_templates
 
 NAME = "tiny_prose"
 WORDS = ["river", "stone", "bridge", "market", "winter", "harbour", "garden", "lantern", "orchard", "meadow"]

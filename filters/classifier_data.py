@@ -13,7 +13,7 @@ An argument is one of:
 Arguments are resolved to files first (:func:`resolve_source`, cheap, so a bad argument fails before any
 reading), then read with winnow's own document reader (:func:`read_texts`). Rows the reader flags as
 unreadable (``bad_json``, ``missing_text``, ``input_unreadable``) are skipped and counted per source, as
-are documents whose text is only whitespace. Texts are kept up to ``filters.classifier_text.MAX_CHARS``
+are documents whose text is only whitespace. Texts are kept up to ``winnow.filters.classifier_text.MAX_CHARS``
 characters (all the classifier ever sees); with ``limit``, a class keeps a uniform random sample of that
 many (reservoir sampling), so memory stays bounded however large the sources are.
 """
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from filters.classifier_text import MAX_CHARS
-from pipeline.readers import DocumentFile, read_document_file
+from winnow.filters.classifier_text import MAX_CHARS
+from winnow.pipeline.readers import DocumentFile, read_document_file
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".jsonl.bz2", ".jsonl.xz")
 SUPPORTED = (*JSONL_SUFFIXES, ".parquet", ".txt")

@@ -4,10 +4,10 @@
 calls before any work starts: it reads the file's structure in Python (magic number, format version,
 header, dictionary, matrix sizes) so that a missing, truncated or foreign file fails with a
 :class:`ModelError` naming the path and the problem (fastText itself loads a truncated model
-silently, with garbage weights), then loads it once per process (``filters.language.load_fasttext``)
+silently, with garbage weights), then loads it once per process (``winnow.filters.language.load_fasttext``)
 and checks that it is a supervised model with the positive label. :func:`score_texts` gives each text
 the probability of that label, after the same normalisation that training used
-(``filters.classifier_text.normalize``).
+(``winnow.filters.classifier_text.normalize``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from filters.classifier_text import normalize
-from filters.language import load_fasttext
+from winnow.filters.classifier_text import normalize
+from winnow.filters.language import load_fasttext
 
 POSITIVE_LABEL = "__label__hq"
 NEGATIVE_LABEL = "__label__lq"

@@ -2,10 +2,10 @@
 
 Steps: balance the classes (the larger one is down-sampled to the smaller, with the seed), cap each at
 ``max_per_class``, hold out a share of each class (stratified, default 10%), write the training split in
-fastText's format (``__label__hq`` / ``__label__lq`` + ``filters.classifier_text.normalize``d text, lines
+fastText's format (``__label__hq`` / ``__label__lq`` + ``winnow.filters.classifier_text.normalize``d text, lines
 shuffled) to a temporary folder, train, score the held-out split, and write the model and its card.
 
-fastText runs in a fresh child process (``python -m filters.classifier_train``). fastText 0.9.2
+fastText runs in a fresh child process (``python -m winnow.filters.classifier_train``). fastText 0.9.2
 initialises only the first ``thread``/10 of its input matrix and leaves the rest as malloc returned
 it: zeros when the memory is new to the process, leftovers (NaN included) when it is reused heap, so
 training in a process that has done other work fails at random with "Encountered NaN" (always, for
@@ -40,11 +40,18 @@ from typing import Any
 
 import numpy as np
 
-from filters.classifier_data import ClassTexts
-from filters.classifier_metrics import evaluate
-from filters.classifier_score import NEGATIVE_LABEL, POSITIVE_LABEL, check_classifier, check_structure, score_texts
-from filters.classifier_text import MAX_CHARS, normalize
-from filters.language import load_fasttext
+from winnow.filters.classifier_data import ClassTexts
+from winnow.filters.classifier_metrics import evaluate
+from winnow.filters.classifier_score import (
+    NEGATIVE_LABEL,
+    POSITIVE_LABEL,
+    check_classifier,
+    check_structure,
+    score_texts,
+)
+from winnow.filters.classifier_text import MAX_CHARS, normalize
+from winnow.filters.language import load_fasttext
+from winnow.pipeline.version import winnow_version
 
 CARD_FORMAT = "winnow-classifier-card/1"
 FASTTEXT_PACKAGE = "fasttext-numpy2-wheel"
@@ -196,7 +203,7 @@ def train_classifier(
         "model": config.output.name,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "labels": {"positive": POSITIVE_LABEL, "negative": NEGATIVE_LABEL},
-        "normalization": f"filters.classifier_text.normalize (lower case, punctuation split, {MAX_CHARS} chars)",
+        "normalization": f"winnow.filters.classifier_text.normalize (lower case, punctuation split, {MAX_CHARS} chars)",
         "sources": {
             "positive": _source_counts(positive, pos_split),
             "negative": _source_counts(negative, neg_split),
@@ -221,7 +228,7 @@ def train_classifier(
         "hyperparameters": config.params,
         "vocabulary": {"words": len(model.words), "labels": len(model.labels)},
         "fasttext": {"package": FASTTEXT_PACKAGE, "version": importlib.metadata.version(FASTTEXT_PACKAGE)},
-        "winnow_version": importlib.metadata.version("winnow"),
+        "winnow_version": winnow_version(),
         "training_seconds": round(seconds, 3),
         "training_attempts": attempts,
         "model_size_bytes": config.output.stat().st_size,
@@ -263,7 +270,7 @@ def _train_in_child(
     params_file, result_file = work / "params.json", work / "result.json"
     params_file.write_text(json.dumps(params))
     failures = []
-    command = [sys.executable, "-m", "filters.classifier_train", *map(str, (train_file, params_file, model_out))]
+    command = [sys.executable, "-m", "winnow.filters.classifier_train", *map(str, (train_file, params_file, model_out))]
     for attempt in (1, 2):
         phase = "training" if attempt == 1 else "training (second attempt)"
         report(phase, 0.0)

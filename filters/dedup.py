@@ -1,11 +1,11 @@
 """The dedup stage's per-task steps: hash every document into the dedup index, then apply the decisions.
 
-The stage runs in three phases (see :mod:`pipeline.stages`):
+The stage runs in three phases (see :mod:`winnow.pipeline.stages`):
 
 1. ``signatures`` (all tasks): :class:`DedupSignatures` writes, for each document, one row of
    ``index/docs/`` (id, position, URL key, text key, MinHash signature, keeper-rule fields) and one row
    per LSH band to ``index/bands/``. Nothing else is held in memory beyond a batch.
-2. ``clusters`` (one task): :class:`filters.dedup_clusters.DedupClusters` finds duplicates with DuckDB
+2. ``clusters`` (one task): :class:`winnow.filters.dedup_clusters.DedupClusters` finds duplicates with DuckDB
    and writes ``clusters/`` and ``decisions/``.
 3. ``select`` (all tasks): :class:`DedupSelect` reads the documents again in the same order and, using
    the decisions for each input file, writes removed documents to ``rejects/`` (reason
@@ -31,11 +31,11 @@ import xxhash
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from filters.dedup_keys import text_key_of_tokens, url_key
-from filters.minhash import MinHasher, tokens
-from pipeline.manifest import DedupConfig
-from pipeline.outcomes import OutcomeWriter, StageLayout
-from pipeline.parquet_sink import ParquetSink, remove_rank_files
+from winnow.filters.dedup_keys import text_key_of_tokens, url_key
+from winnow.filters.minhash import MinHasher, tokens
+from winnow.pipeline.manifest import DedupConfig
+from winnow.pipeline.outcomes import OutcomeWriter, StageLayout
+from winnow.pipeline.parquet_sink import ParquetSink, remove_rank_files
 
 BATCH_DOCS = 1024
 INDEX_TARGET_BYTES = 256 * 1024 * 1024

@@ -43,12 +43,12 @@ import pyarrow as pa
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from filters.dedup import BANDS_SCHEMA, SHINGLES_SCHEMA, docs_schema, hasher_for, index_params, write_params
-from filters.minhash import estimated_jaccard, exact_jaccard
-from pipeline.manifest import DedupConfig
-from pipeline.outcomes import StageLayout
-from pipeline.progress import TaskProgress
-from pipeline.stage_duckdb import copy_to_file, stage_duckdb
+from winnow.filters.dedup import BANDS_SCHEMA, SHINGLES_SCHEMA, docs_schema, hasher_for, index_params, write_params
+from winnow.filters.minhash import estimated_jaccard, exact_jaccard
+from winnow.pipeline.manifest import DedupConfig
+from winnow.pipeline.outcomes import StageLayout
+from winnow.pipeline.progress import TaskProgress
+from winnow.pipeline.stage_duckdb import copy_to_file, stage_duckdb
 
 PAIR_BATCH = 65_536
 RELEASED_KEY_BASE = 1 << 52  # keys of released documents: -(index * base + their own key) - 1

@@ -1,6 +1,6 @@
 """The two exact dedup keys: a hash of the normalised text and the normalised URL.
 
-Text: the document's tokens as :mod:`filters.minhash` defines them (NFKC, case folded, runs of word
+Text: the document's tokens as :mod:`winnow.filters.minhash` defines them (NFKC, case folded, runs of word
 characters, one token per character in scripts written without spaces) joined by one space, hashed
 with 128-bit BLAKE2b. So case, whitespace and punctuation differences do not make two texts different;
 digits and letters do. A text without tokens has no key (nothing to compare).
@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from filters.minhash import tokens
+from winnow.filters.minhash import tokens
 
 TRACKING_PARAMS = frozenset({"fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "yclid", "_ga", "igshid"})
 DEFAULT_PORTS = {"http": 80, "https": 443}

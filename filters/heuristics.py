@@ -1,12 +1,12 @@
 """FineWeb's heuristic filters from datatrove, wired from the manifest, each writing its rejects.
 
-The order is FineWeb's: URL filter (:mod:`filters.url_filter`, run before extraction in the extract
+The order is FineWeb's: URL filter (:mod:`winnow.filters.url_filter`, run before extraction in the extract
 stage), language, Gopher
 repetition, Gopher quality, C4 quality, FineWeb quality. Each filter is datatrove's own class with
 the manifest's keyword arguments; winnow adds two things: every dropped document goes to the
 stage's ``rejects`` with ``<filter>:<datatrove reason>``, the word tokenizer is the regex one
-from :mod:`filters.word_tokenizer` unless the manifest asks for spaCy, and WARC revisit stubs
-(:mod:`pipeline.revisits`) pass untouched to the dedup stage that resolves them.
+from :mod:`winnow.filters.word_tokenizer` unless the manifest asks for spaCy, and WARC revisit stubs
+(:mod:`winnow.pipeline.revisits`) pass untouched to the dedup stage that resolves them.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.text import PUNCTUATION_SET, split_into_words
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from filters.language import LanguageSelector
-from filters.word_tokenizer import RegexWordTokenizer
-from pipeline.manifest import HeuristicsConfig, LanguageConfig
-from pipeline.outcomes import ErrorsAsRecords, OutcomeWriter, StageLayout
-from pipeline.revisits import PassRevisitStubs
+from winnow.filters.language import LanguageSelector
+from winnow.filters.word_tokenizer import RegexWordTokenizer
+from winnow.pipeline.manifest import HeuristicsConfig, LanguageConfig
+from winnow.pipeline.outcomes import ErrorsAsRecords, OutcomeWriter, StageLayout
+from winnow.pipeline.revisits import PassRevisitStubs
 
 PUNCTUATION = "".join(PUNCTUATION_SET)  # a token that strips to nothing is punctuation only
 

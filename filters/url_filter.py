@@ -20,8 +20,8 @@ from datatrove.pipeline.filters.url_filter import get_list
 from datatrove.utils._import_utils import ASSETS_PATH
 from huggingface_hub import cached_assets_path
 
-from pipeline.manifest import UrlFilterConfig
-from pipeline.outcomes import ErrorsAsRecords, OutcomeWriter, StageLayout
+from winnow.pipeline.manifest import UrlFilterConfig
+from winnow.pipeline.outcomes import ErrorsAsRecords, OutcomeWriter, StageLayout
 
 
 class _BothSets:

@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from mixers.phase import OneTaskStep
-from mixers.tokens import END_OF_TEXT, file_sha256, load_tokenizer, tokenizer_path
-from pipeline.json_records import write_json
-from pipeline.manifest import MixConfig
-from pipeline.outcomes import StageLayout
-from pipeline.progress import TaskProgress
-from pipeline.stage_duckdb import stage_duckdb
+from winnow.mixers.phase import OneTaskStep
+from winnow.mixers.tokens import END_OF_TEXT, file_sha256, load_tokenizer, tokenizer_path
+from winnow.pipeline.json_records import write_json
+from winnow.pipeline.manifest import MixConfig
+from winnow.pipeline.outcomes import StageLayout
+from winnow.pipeline.progress import TaskProgress
+from winnow.pipeline.stage_duckdb import stage_duckdb
 
 BATCH_ROWS = 1024
 

@@ -24,13 +24,13 @@ from typing import Any
 
 import duckdb
 
-from mixers.corpus import read_summary
-from mixers.fit import fit_dir
-from mixers.phase import OneTaskStep
-from mixers.tokens import file_sha256
-from pipeline.json_records import write_json
-from pipeline.progress import TaskProgress
-from pipeline.stage_duckdb import stage_duckdb
+from winnow.mixers.corpus import read_summary
+from winnow.mixers.fit import fit_dir
+from winnow.mixers.phase import OneTaskStep
+from winnow.mixers.tokens import file_sha256
+from winnow.pipeline.json_records import write_json
+from winnow.pipeline.progress import TaskProgress
+from winnow.pipeline.stage_duckdb import stage_duckdb
 
 
 def _quoted(path: Path) -> str:

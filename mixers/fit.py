@@ -20,13 +20,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixers.phase import OneTaskStep
-from mixers.sampling import project
-from mixers.swarm import read_plan, swarm_dir
-from mixers.swarm_tables import Swarm, read_swarm, write_swarm
-from pipeline.json_records import write_json
-from pipeline.outcomes import StageLayout
-from pipeline.progress import TaskProgress
+from winnow.mixers.phase import OneTaskStep
+from winnow.mixers.sampling import project
+from winnow.mixers.swarm import read_plan, swarm_dir
+from winnow.mixers.swarm_tables import Swarm, read_swarm, write_swarm
+from winnow.pipeline.json_records import write_json
+from winnow.pipeline.outcomes import StageLayout
+from winnow.pipeline.progress import TaskProgress
 
 
 class SwarmFailedError(RuntimeError):
@@ -65,8 +65,8 @@ class FitMix(OneTaskStep):
     name = "📈 fit and propose"
 
     def work(self, progress: TaskProgress) -> None:
-        from mixers.proposer import propose  # LightGBM and SciPy load only in the task that fits
-        from mixers.regression import select_model
+        from winnow.mixers.proposer import propose  # LightGBM and SciPy load only in the task that fits
+        from winnow.mixers.regression import select_model
 
         plan = read_plan(self.layout)
         sources = plan["sources"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from pipeline.manifest import MixConfig
-from pipeline.outcomes import StageLayout
-from pipeline.progress import TaskProgress
+from winnow.pipeline.manifest import MixConfig
+from winnow.pipeline.outcomes import StageLayout
+from winnow.pipeline.progress import TaskProgress
 
 
 class OneTaskStep(PipelineStep):

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import rel_entr
 
-from mixers.regression import MixModel
-from mixers.sampling import project, sample_mixtures
+from winnow.mixers.regression import MixModel
+from winnow.mixers.sampling import project, sample_mixtures
 
 CHUNK = 10_000  # candidates drawn and scored at a time: bounds memory, whatever ``candidates`` is
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from mixers.fit import read_report
+from winnow.mixers.fit import read_report
 
 
 def _figure(width: float = 7.0, height: float = 4.5) -> tuple[Any, Any]:

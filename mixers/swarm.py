@@ -28,14 +28,14 @@ import pyarrow.parquet as pq
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from mixers.corpus import corpus_dir, load_arrays, read_summary
-from mixers.phase import OneTaskStep
-from mixers.sampling import InfeasibleMixError, check_feasible, epoch_caps, natural_prior, sample_mixtures
-from mixers.swarm_tables import read_swarm, write_swarm
-from pipeline.json_records import write_json
-from pipeline.manifest import MixConfig
-from pipeline.outcomes import StageLayout
-from pipeline.progress import TaskProgress
+from winnow.mixers.corpus import corpus_dir, load_arrays, read_summary
+from winnow.mixers.phase import OneTaskStep
+from winnow.mixers.sampling import InfeasibleMixError, check_feasible, epoch_caps, natural_prior, sample_mixtures
+from winnow.mixers.swarm_tables import read_swarm, write_swarm
+from winnow.pipeline.json_records import write_json
+from winnow.pipeline.manifest import MixConfig
+from winnow.pipeline.outcomes import StageLayout
+from winnow.pipeline.progress import TaskProgress
 
 
 def swarm_dir(layout: StageLayout) -> Path:
@@ -130,7 +130,7 @@ class TrainProxies(PipelineStep):
         yield
 
     def _train(self, row: dict[str, Any]) -> dict[str, Any]:
-        from mixers.proxy import ProxyConfig, train_proxy  # torch loads only in the processes that train
+        from winnow.mixers.proxy import ProxyConfig, train_proxy  # torch loads only in the processes that train
 
         summary = read_summary(self.layout)
         weights = {s: float(row[s]) for s in summary["mixed"]}

@@ -25,11 +25,11 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from tokenizers import Tokenizer
 
-from mixers.phase import OneTaskStep
-from pipeline.manifest import MixConfig
-from pipeline.outcomes import OutcomeWriter, StageLayout
-from pipeline.progress import TaskProgress
-from pipeline.readers import DocumentFile, read_document_file, stable_fraction
+from winnow.mixers.phase import OneTaskStep
+from winnow.pipeline.manifest import MixConfig
+from winnow.pipeline.outcomes import OutcomeWriter, StageLayout
+from winnow.pipeline.progress import TaskProgress
+from winnow.pipeline.readers import DocumentFile, read_document_file, stable_fraction
 
 END_OF_TEXT = "<|endoftext|>"
 TOKEN_ATTRIBUTES: dict[str, pa.DataType] = {"tokens": pa.int64(), "mix_split": pa.string()}

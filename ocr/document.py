@@ -1,6 +1,6 @@
 """One PDF into page texts: triage every page, run its route, fall back along the engine chain, clean up.
 
-:func:`process_pdf` is what the OCR stage's sandboxed worker runs (``ocr.document:process_pdf``): it
+:func:`process_pdf` is what the OCR stage's sandboxed worker runs (``winnow.ocr.document:process_pdf``): it
 receives the PDF's bytes and the stage's settings and returns plain data (it must pickle). Engines
 are created once per worker and kept for the next PDF.
 
@@ -19,12 +19,12 @@ from typing import Any
 
 import pypdfium2 as pdfium
 
-from ocr.cleanup import assemble, join_hyphenation, remove_margins
-from ocr.tesseract import EngineUnavailable, TesseractEngine
-from ocr.text_layer import page_text, runs_of
-from ocr.triage import PageFacts, page_facts, route
-from ocr.vlm import VlmEngine, VlmFailed, VlmResult, page_png
-from pipeline.manifest import OcrConfig
+from winnow.ocr.cleanup import assemble, join_hyphenation, remove_margins
+from winnow.ocr.tesseract import EngineUnavailable, TesseractEngine
+from winnow.ocr.text_layer import page_text, runs_of
+from winnow.ocr.triage import PageFacts, page_facts, route
+from winnow.ocr.vlm import VlmEngine, VlmFailed, VlmResult, page_png
+from winnow.pipeline.manifest import OcrConfig
 
 _engines: dict[str, Any] = {}  # engine name -> engine, or the EngineUnavailable that stops it, per worker
 

@@ -6,7 +6,7 @@ cache, ``stages/ocr/pdfs/<sha256>.json``, written atomically when the PDF is don
 midway therefore redoes only the PDF it was on: a rerun takes finished PDFs from the cache (all but
 those that timed out or killed their worker, which it tries again).
 
-The work itself (:func:`ocr.document.process_pdf`) runs in a :class:`~pipeline.sandbox.Sandbox`
+The work itself (:func:`winnow.ocr.document.process_pdf`) runs in a :class:`~winnow.pipeline.sandbox.Sandbox`
 worker with a per-PDF timeout and memory cap, so a decompression bomb or a PDF that sends pdfium or
 tesseract into a loop costs one error record, not the task. Outcomes:
 
@@ -31,15 +31,15 @@ import fsspec
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from pipeline.json_records import read_json, write_json
-from pipeline.manifest import OcrConfig
-from pipeline.outcomes import OutcomeWriter, StageLayout
-from pipeline.progress import TaskProgress
-from pipeline.readers import stable_id
-from pipeline.sandbox import Sandbox, SandboxCrashed, SandboxTimeout
-from pipeline.sources import InputFile
+from winnow.pipeline.json_records import read_json, write_json
+from winnow.pipeline.manifest import OcrConfig
+from winnow.pipeline.outcomes import OutcomeWriter, StageLayout
+from winnow.pipeline.progress import TaskProgress
+from winnow.pipeline.readers import stable_id
+from winnow.pipeline.sandbox import Sandbox, SandboxCrashed, SandboxTimeout
+from winnow.pipeline.sources import InputFile
 
-PROCESS_PDF = "ocr.document:process_pdf"  # what the sandbox worker runs
+PROCESS_PDF = "winnow.ocr.document:process_pdf"  # what the sandbox worker runs
 WORKER_ENV = {"OMP_THREAD_LIMIT": "1"}  # one tesseract thread per worker
 RETRIED = ("ocr_timeout", "ocr_worker_died")  # not cached: a rerun tries these PDFs again
 

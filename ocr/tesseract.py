@@ -5,7 +5,7 @@ largest image as placed on the page (a 150 dpi scan is rendered at 150 dpi: upsa
 detail), clamped to ``[min_dpi, max_dpi]``, and lowered further when the render would exceed
 ``max_render_pixels`` (a huge page size must not allocate gigabytes). Pages without images render
 at ``max_dpi``. Optionally tesseract's orientation detection turns a page scanned sideways or upside
-down before recognition, and table rules are erased from the image (:mod:`ocr.rules`).
+down before recognition, and table rules are erased from the image (:mod:`winnow.ocr.rules`).
 
 tesseract's language data (``eng.traineddata``, and ``osd.traineddata`` for orientation) come from
 Debian's ``tesseract-ocr-eng``/``tesseract-ocr-osd``; :func:`tessdata_dir` finds them.
@@ -20,8 +20,8 @@ from typing import Any
 
 import pypdfium2 as pdfium
 
-from ocr.rules import drop_rules, erase_rules
-from pipeline.manifest import TesseractConfig
+from winnow.ocr.rules import drop_rules, erase_rules
+from winnow.pipeline.manifest import TesseractConfig
 
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # tesseract's OpenMP: one thread per process, before it loads
 

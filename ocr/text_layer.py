@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import pypdfium2 as pdfium
 
-from ocr.cleanup import PAGE_NUMBER
+from winnow.ocr.cleanup import PAGE_NUMBER
 
 PAGE_NUMBER_BAND = 0.15  # a lone number this close to the top or bottom of the page is its page number
 MIN_GUTTER_PT = 6.0  # narrowest gap between two columns (wider than a word space at body sizes)

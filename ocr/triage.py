@@ -21,7 +21,7 @@ from typing import Any, Literal
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
-from pipeline.manifest import TriageConfig
+from winnow.pipeline.manifest import TriageConfig
 
 Route = Literal["text-layer", "ocr", "blank"]
 

@@ -37,7 +37,7 @@ from typing import Any
 import pypdfium2 as pdfium
 from PIL import Image
 
-from pipeline.manifest import VlmConfig
+from winnow.pipeline.manifest import VlmConfig
 
 PROMPT = (
     "The image is one page of a document. Write out all of its text in the order a person would read it, "

@@ -1,9 +1,9 @@
 """``winnow classifier``: train and evaluate fastText quality classifiers (DCLM-style), a typer sub-app.
 
-``train`` reads positive and negative sources (``filters.classifier_data``), trains with
-``filters.classifier_train`` and writes ``<model>.bin`` and ``<model>.card.json``; ``eval`` scores any
-labelled set with a model (``filters.classifier_score``) and prints the metrics and a calibration table
-(``filters.classifier_metrics``).
+``train`` reads positive and negative sources (``winnow.filters.classifier_data``), trains with
+``winnow.filters.classifier_train`` and writes ``<model>.bin`` and ``<model>.card.json``; ``eval`` scores any
+labelled set with a model (``winnow.filters.classifier_score``) and prints the metrics and a calibration table
+(``winnow.filters.classifier_metrics``).
 
 Exit codes: 0 success; 1 fastText training failed (twice, each time in a fresh process); 2 bad
 arguments or input, found before the work they would spoil (a missing or corrupt model, a source that
@@ -24,10 +24,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from filters.classifier_data import ClassTexts, ResolvedSource, SourceError, read_texts, resolve_source
-from filters.classifier_metrics import evaluate
-from filters.classifier_score import ModelError, load_classifier, positive_label, score_texts
-from filters.classifier_train import (
+from winnow.filters.classifier_data import ClassTexts, ResolvedSource, SourceError, read_texts, resolve_source
+from winnow.filters.classifier_metrics import evaluate
+from winnow.filters.classifier_score import ModelError, load_classifier, positive_label, score_texts
+from winnow.filters.classifier_train import (
     DEFAULT_PARAMS,
     LOSSES,
     TrainConfig,

@@ -19,12 +19,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline.classifier_cli import classifier_app
-from pipeline.funnel import SourceFunnel, connect, stage_funnel, stage_names, token_usage
-from pipeline.logs import quiet_console
-from pipeline.manifest import Manifest, ManifestError, load_manifest
-from pipeline.mix_cli import mix_app
-from pipeline.stages import preflight
+from winnow.pipeline.classifier_cli import classifier_app
+from winnow.pipeline.funnel import SourceFunnel, connect, stage_funnel, stage_names, token_usage
+from winnow.pipeline.logs import quiet_console
+from winnow.pipeline.manifest import Manifest, ManifestError, load_manifest
+from winnow.pipeline.mix_cli import mix_app
+from winnow.pipeline.stages import preflight
 
 app = typer.Typer(
     name="winnow",
@@ -105,7 +105,7 @@ def run(
     ] = False,
 ) -> None:
     """Run a manifest. Rerunning resumes: finished stages and tasks are skipped, changed stages rerun."""
-    from pipeline.runner import Runner, StageFailed
+    from winnow.pipeline.runner import Runner, StageFailed
 
     loaded, command = _checked_manifest("run", manifest, set_)
     if dry_run:
@@ -185,13 +185,13 @@ def refresh(
     Exit codes: 0 done or nothing new; 1 published, but some inputs errored; 2 configuration error;
     3 the batch did not complete (rerun to resume); 4 another refresh of this corpus is running.
     """
-    from pipeline.refresh import RefreshBusy, as_json, describe
-    from pipeline.refresh import refresh as run_refresh
-    from pipeline.runner import StageFailed
+    from winnow.pipeline.refresh import RefreshBusy, as_json, describe
+    from winnow.pipeline.refresh import refresh as run_refresh
+    from winnow.pipeline.runner import StageFailed
 
     loaded, command = _checked_manifest("refresh", manifest, set_)
     if dry_run:
-        from pipeline.refresh import check_refreshable, next_batch
+        from winnow.pipeline.refresh import check_refreshable, next_batch
 
         try:
             check_refreshable(loaded)
@@ -238,7 +238,7 @@ def status(
 ) -> None:
     """Show per stage and phase how many tasks are done, running, failed or not started, why a task
     failed, and the command that resumes the run."""
-    from pipeline.status import run_status
+    from winnow.pipeline.status import run_status
 
     try:
         state = run_status(run_dir)
@@ -281,7 +281,7 @@ def report(
     """Write a self-contained HTML report of a run (no network needed to view it): the funnel with rejects by
     reason, quality score histograms, dedup cluster sizes, OCR routes, rephrase costs, the mix, timings, and
     the Parquet folders with DuckDB queries."""
-    from pipeline.report import write_report
+    from winnow.pipeline.report import write_report
 
     try:
         path = write_report(run_dir, output)
@@ -334,7 +334,7 @@ def schema() -> None:
     """Print the manifest reference: the JSON Schema of a manifest, every field with its type, default and meaning."""
     import json
 
-    from pipeline.manifest import Manifest
+    from winnow.pipeline.manifest import Manifest
 
     sys.stdout.write(json.dumps(Manifest.model_json_schema(), indent=2) + "\n")
 
@@ -353,7 +353,7 @@ def make_demo_data(
     ] = False,
 ) -> None:
     """Generate the embedded demo input: WARC files of varied pages, written from text on this machine."""
-    from pipeline.demo_data import write_demo_warcs, write_full_demo
+    from winnow.pipeline.demo_data import write_demo_warcs, write_full_demo
 
     if full:
         written = write_full_demo(folder, pages)
@@ -369,7 +369,7 @@ def make_mix_data(
     max_chars: Annotated[int, typer.Option(help="Characters of text per source (at most).")] = 3_000_000,
 ) -> None:
     """Write four real text sources from this machine (Python code and docstrings, C headers, licences)."""
-    from mixers.local_sources import write_local_sources
+    from winnow.mixers.local_sources import write_local_sources
 
     paths = write_local_sources(folder, max_chars)
     out.print(f"wrote {', '.join(p.name for p in paths.values())} to {folder}")

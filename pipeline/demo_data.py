@@ -25,8 +25,8 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.pdf_writer import scan_pdf, text_pdf
-from pipeline.warc_writer import http_response, warc_record, write_warc
+from winnow.pipeline.pdf_writer import scan_pdf, text_pdf
+from winnow.pipeline.warc_writer import http_response, warc_record, write_warc
 
 SITES = ("pyjournal.example.org", "devnotes.example.org", "codeweekly.example.org", "learnpython.example.org")
 SPAM_DOMAIN = "spam-farm.example.org"
@@ -243,7 +243,7 @@ def write_quality_training(folder: str | Path, seed: int = 0) -> tuple[Path, Pat
 def write_full_demo(folder: str | Path, pages: int = 400) -> dict[str, list[Path]]:
     """Everything ``manifests/full_demo.yaml`` reads, under ``folder``: ``*.warc.gz``, ``pdf/``,
     ``curated/python_docs.jsonl`` and ``quality/{positive,negative}.jsonl``."""
-    from mixers.local_sources import write_local_sources
+    from winnow.mixers.local_sources import write_local_sources
 
     folder = Path(folder)
     return {

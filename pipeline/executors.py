@@ -39,8 +39,8 @@ from datatrove.executor.slurm import SlurmPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.stats import PipelineStats
 
-from pipeline.logs import quiet_console
-from pipeline.manifest import LocalExecutor, RayExecutor, SlurmExecutor
+from winnow.pipeline.logs import quiet_console
+from winnow.pipeline.manifest import LocalExecutor, RayExecutor, SlurmExecutor
 
 ExecutorConfig = LocalExecutor | SlurmExecutor | RayExecutor
 

@@ -4,11 +4,11 @@ Cheap checks run first, so trafilatura (most of the CPU of the stage) sees only 
 kept: non-2xx status, empty payload, oversize page, binary payload, and (after decoding) a page whose
 visible text is confidently in a language the run does not keep. Then the bytes are decoded
 (declared charset, then ``<meta charset>``, then UTF-8, then charset detection; a last-resort lossy
-decode is noted in ``meta.decode``), and trafilatura runs in a :class:`~pipeline.sandbox.Sandbox` with a
+decode is noted in ``meta.decode``), and trafilatura runs in a :class:`~winnow.pipeline.sandbox.Sandbox` with a
 per-page timeout and memory cap. Every page leaves as a document, a reject with a reason
 (``http_status``, ``empty_payload``, ``too_large``, ``not_html``, ``language_precheck``,
 ``extract_timeout``, ``no_text``)
-or an error (``extract_failed``, ``extract_worker_died``). WARC revisit stubs (:mod:`pipeline.revisits`)
+or an error (``extract_failed``, ``extract_worker_died``). WARC revisit stubs (:mod:`winnow.pipeline.revisits`)
 pass on unextracted when a dedup stage will resolve them, else are rejected as ``revisit``.
 """
 
@@ -22,13 +22,13 @@ from charset_normalizer import from_bytes
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from filters.language import default_lid_model, load_fasttext, precheck_language
-from pipeline.manifest import ExtractConfig
-from pipeline.outcomes import OutcomeWriter, StageLayout
-from pipeline.revisits import is_revisit_stub
-from pipeline.sandbox import Sandbox, SandboxCrashed, SandboxTimeout
+from winnow.filters.language import default_lid_model, load_fasttext, precheck_language
+from winnow.pipeline.manifest import ExtractConfig
+from winnow.pipeline.outcomes import OutcomeWriter, StageLayout
+from winnow.pipeline.revisits import is_revisit_stub
+from winnow.pipeline.sandbox import Sandbox, SandboxCrashed, SandboxTimeout
 
-TRAFILATURA = "pipeline.html_text:extract_html"  # what the extraction sandbox's worker runs
+TRAFILATURA = "winnow.pipeline.html_text:extract_html"  # what the extraction sandbox's worker runs
 
 META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 SNIFF_BYTES = 4096

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.warc_writer import http_response, warc_record, write_warc
+from winnow.pipeline.warc_writer import http_response, warc_record, write_warc
 
 TOKEN = re.compile(r"\w+")
 # Common Crawl sets this header; datatrove's WarcReader sniffs the payload with libmagic without it
@@ -104,8 +104,8 @@ def extract_stage_texts(
     """
     import pyarrow.parquet as pq
 
-    from pipeline.manifest import Manifest
-    from pipeline.runner import Runner
+    from winnow.pipeline.manifest import Manifest
+    from winnow.pipeline.runner import Runner
 
     warc = write_pages_warc(pages, workdir / "pages.warc.gz")
     settings = {"language": {"keep": None}, "url_filter": False, **(extract or {})}

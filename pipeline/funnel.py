@@ -20,8 +20,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from pipeline.manifest import STAGE_ORDER
-from pipeline.schema import document_schema, outcome_schema
+from winnow.pipeline.manifest import STAGE_ORDER
+from winnow.pipeline.schema import document_schema, outcome_schema
 
 
 def stage_names(run_dir: Path) -> list[str]:

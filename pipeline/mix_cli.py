@@ -1,6 +1,6 @@
 """``winnow mix``: look at a run's data mix (a typer sub-app).
 
-``report`` writes the mix's plots and an HTML page (:mod:`mixers.report`) and prints the weights
+``report`` writes the mix's plots and an HTML page (:mod:`winnow.mixers.report`) and prints the weights
 and held-out Spearman per model. Exit code 2 when the run has no fitted mix.
 """
 
@@ -33,8 +33,8 @@ def report(
     ] = None,
 ) -> None:
     """Write PNG plots (predicted vs actual loss, weights per source, loss curves) and an HTML page."""
-    from mixers.fit import read_report
-    from mixers.report import write_report
+    from winnow.mixers.fit import read_report
+    from winnow.mixers.report import write_report
 
     try:
         page = write_report(run_dir, out_dir)

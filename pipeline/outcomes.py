@@ -23,8 +23,8 @@ import pyarrow as pa
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from pipeline.parquet_sink import ParquetSink, remove_rank_files
-from pipeline.schema import doc_to_row, document_schema, outcome_schema
+from winnow.pipeline.parquet_sink import ParquetSink, remove_rank_files
+from winnow.pipeline.schema import doc_to_row, document_schema, outcome_schema
 
 DATASETS = ("data", "rejects", "errors")
 

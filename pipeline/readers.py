@@ -24,12 +24,12 @@ import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from pipeline.manifest import DocumentSource
-from pipeline.outcomes import OutcomeWriter, StageLayout
-from pipeline.progress import TaskProgress
-from pipeline.schema import CORE_COLUMNS, attributes_of, row_to_doc
-from pipeline.sources import InputFile
-from pipeline.web_archives import ArchiveRecord, ReadError, iter_archive
+from winnow.pipeline.manifest import DocumentSource
+from winnow.pipeline.outcomes import OutcomeWriter, StageLayout
+from winnow.pipeline.progress import TaskProgress
+from winnow.pipeline.schema import CORE_COLUMNS, attributes_of, row_to_doc
+from winnow.pipeline.sources import InputFile
+from winnow.pipeline.web_archives import ArchiveRecord, ReadError, iter_archive
 
 # what reading a damaged or mislabelled file can raise (gzip/zstd/xz streams, Parquet, JSON decoding)
 READ_ERRORS = (OSError, ValueError, EOFError, zlib.error, lzma.LZMAError, pa.ArrowException)
@@ -114,7 +114,7 @@ class WarcDocumentReader(PipelineStep):
             "http_charset": rec.charset,
             "payload_digest": rec.payload_digest,
         }
-        if rec.record_type == "revisit":  # a stub: see pipeline.revisits
+        if rec.record_type == "revisit":  # a stub: see winnow.pipeline.revisits
             meta["revisit"] = {
                 "payload_digest": rec.payload_digest,
                 "refers_to_uri": rec.refers_to_uri,

@@ -33,12 +33,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.json_records import read_json, write_json
-from pipeline.manifest import Manifest, ManifestError
-from pipeline.releases import Release, latest, next_version, publish, read_release, releases_dir, run_contents
-from pipeline.runner import Runner, RunResult, fingerprint
-from pipeline.sources import InputFile, checksum, resolve_inputs
-from pipeline.stages import preflight
+from winnow.pipeline.json_records import read_json, write_json
+from winnow.pipeline.manifest import Manifest, ManifestError
+from winnow.pipeline.releases import Release, latest, next_version, publish, read_release, releases_dir, run_contents
+from winnow.pipeline.runner import Runner, RunResult, fingerprint
+from winnow.pipeline.sources import InputFile, checksum, resolve_inputs
+from winnow.pipeline.stages import preflight
 
 
 class RefreshBusy(Exception):

@@ -28,8 +28,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from mixers.tokens import file_sha256
-from pipeline.json_records import read_json, write_json
+from winnow.mixers.tokens import file_sha256
+from winnow.pipeline.json_records import read_json, write_json
 
 VERSION = re.compile(r"^v(\d{4,})$")
 

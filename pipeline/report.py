@@ -22,8 +22,8 @@ from typing import Any
 
 import duckdb
 
-from pipeline.funnel import SourceFunnel, connect, stage_funnel, stage_names, token_usage
-from pipeline.json_records import read_json
+from winnow.pipeline.funnel import SourceFunnel, connect, stage_funnel, stage_names, token_usage
+from winnow.pipeline.json_records import read_json
 
 CHARS_PER_TOKEN = 4
 esc = html.escape

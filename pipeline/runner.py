@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +34,20 @@ import pyarrow.parquet as pq
 from datatrove.utils.stats import PipelineStats
 from rich.progress import track
 
-from pipeline.executors import ExecutorSession
-from pipeline.funnel import SourceFunnel, connect, count_outcomes, stage_funnel
-from pipeline.json_records import read_json, write_json
-from pipeline.manifest import STAGE_ORDER, EndpointConfig, Manifest
-from pipeline.outcomes import StageLayout
-from pipeline.progress import ProgressMonitor
-from pipeline.releases import Release, publish, run_contents
-from pipeline.sources import InputFile, checksum, resolve_inputs
-from pipeline.stages import BUILDERS, Phase, StagePlan
+from winnow.pipeline.executors import ExecutorSession
+from winnow.pipeline.funnel import SourceFunnel, connect, count_outcomes, stage_funnel
+from winnow.pipeline.json_records import read_json, write_json
+from winnow.pipeline.manifest import STAGE_ORDER, EndpointConfig, Manifest
+from winnow.pipeline.outcomes import StageLayout
+from winnow.pipeline.progress import ProgressMonitor
+from winnow.pipeline.releases import Release, publish, run_contents
+from winnow.pipeline.sources import InputFile, checksum, resolve_inputs
+from winnow.pipeline.stages import BUILDERS, Phase, StagePlan
+from winnow.pipeline.version import winnow_version
 
 # datatrove's local executor starts task processes from a forkserver; importing winnow there once
 # (instead of in every task process of every phase) saves seconds per phase
-multiprocess.get_context("forkserver").set_forkserver_preload(["pipeline.stages"])
+multiprocess.get_context("forkserver").set_forkserver_preload(["winnow.pipeline.stages"])
 
 
 class StageFailed(Exception):
@@ -72,13 +72,6 @@ class RunResult:
     @property
     def rows_errored(self) -> int:
         return sum(f.rows_errored for s in self.stages for f in s.funnel.values())
-
-
-def winnow_version() -> str:
-    try:
-        return version("winnow")
-    except Exception:
-        return "unknown"
 
 
 def fingerprint(data: Any) -> str:

@@ -8,7 +8,7 @@ and the next one gets a fresh child. Extraction runs trafilatura this way, OCR w
 
 The child is started with ``subprocess`` (not ``multiprocessing``) so it works inside datatrove's
 daemonic pool workers, Slurm tasks and Ray actors alike. Frames are ``<4-byte length><pickle>``.
-Run as ``python -m pipeline.sandbox MODULE:FUNCTION`` it is the child, calling that function.
+Run as ``python -m winnow.pipeline.sandbox MODULE:FUNCTION`` it is the child, calling that function.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Sandbox:
         self.function = function
         self.timeout_s = timeout_s
         self.memory_limit_mb = memory_limit_mb
-        self.command = list(command or [sys.executable, "-m", "pipeline.sandbox", function])
+        self.command = list(command or [sys.executable, "-m", "winnow.pipeline.sandbox", function])
         self.env = dict(env or {})
         self._proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0

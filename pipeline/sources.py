@@ -17,7 +17,7 @@ from typing import Any
 
 import fsspec
 
-from pipeline.manifest import Manifest, WarcSource, is_remote
+from winnow.pipeline.manifest import Manifest, WarcSource, is_remote
 
 
 @dataclass(frozen=True)

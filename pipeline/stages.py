@@ -22,21 +22,28 @@ from typing import Any
 import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
-from filters.classifier_score import ModelError, check_model, check_structure
-from filters.dedup import DedupSelect, DedupSignatures
-from filters.dedup_clusters import AgainstIndexError, DedupClusters, check_against
-from filters.heuristics import heuristic_filters
-from filters.language import LanguageAnnotator
-from filters.quality import QualityScorer, QualitySelect
-from filters.url_filter import url_filter
-from mixers.corpus import BuildCorpus
-from mixers.final_writer import WriteFinal
-from mixers.fit import FitMix
-from mixers.swarm import PlanSwarm, TrainProxies
-from mixers.tokens import TOKEN_ATTRIBUTES, CountTokens, TokenizerError, TrainTokenizer, file_sha256, load_tokenizer
-from ocr.stage import PdfReader
-from pipeline.extract import HtmlExtractor
-from pipeline.manifest import (
+from winnow.filters.classifier_score import ModelError, check_model, check_structure
+from winnow.filters.dedup import DedupSelect, DedupSignatures
+from winnow.filters.dedup_clusters import AgainstIndexError, DedupClusters, check_against
+from winnow.filters.heuristics import heuristic_filters
+from winnow.filters.language import LanguageAnnotator
+from winnow.filters.quality import QualityScorer, QualitySelect
+from winnow.filters.url_filter import url_filter
+from winnow.mixers.corpus import BuildCorpus
+from winnow.mixers.final_writer import WriteFinal
+from winnow.mixers.fit import FitMix
+from winnow.mixers.swarm import PlanSwarm, TrainProxies
+from winnow.mixers.tokens import (
+    TOKEN_ATTRIBUTES,
+    CountTokens,
+    TokenizerError,
+    TrainTokenizer,
+    file_sha256,
+    load_tokenizer,
+)
+from winnow.ocr.stage import PdfReader
+from winnow.pipeline.extract import HtmlExtractor
+from winnow.pipeline.manifest import (
     DedupConfig,
     DocumentSource,
     ExtractConfig,
@@ -50,11 +57,11 @@ from pipeline.manifest import (
     RephraseConfig,
     WarcSource,
 )
-from pipeline.outcomes import BeginTask, DocumentWriter, StageLayout
-from pipeline.readers import DocumentFile, DocumentReader, WarcDocumentReader
-from pipeline.rephrase.step import Rephraser
-from pipeline.rephrase.templates import TemplateError, load_templates
-from pipeline.sources import InputFile
+from winnow.pipeline.outcomes import BeginTask, DocumentWriter, StageLayout
+from winnow.pipeline.readers import DocumentFile, DocumentReader, WarcDocumentReader
+from winnow.pipeline.rephrase.step import Rephraser
+from winnow.pipeline.rephrase.templates import TemplateError, load_templates
+from winnow.pipeline.sources import InputFile
 
 
 @dataclass

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.executors import ExecutorError, slurm_job_state
-from pipeline.json_records import read_json
-from pipeline.manifest import STAGE_ORDER
+from winnow.pipeline.executors import ExecutorError, slurm_job_state
+from winnow.pipeline.json_records import read_json
+from winnow.pipeline.manifest import STAGE_ORDER
 
 
 @dataclass
@@ -150,7 +150,7 @@ def phase_status(run_dir: Path, stage: str, phase: str, record: dict[str, Any], 
 
 
 def _attempts(logs_dir: Path, rank: int) -> list[dict[str, Any]]:
-    """The starts of a task (see ``pipeline.executors.RecordsAttempts``)."""
+    """The starts of a task (see ``winnow.pipeline.executors.RecordsAttempts``)."""
     path = logs_dir / "attempts" / f"{rank:05d}.jsonl"
     if not path.exists():
         return []

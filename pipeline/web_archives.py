@@ -27,7 +27,7 @@ from typing import BinaryIO
 
 from fastwarc.warc import ArchiveIterator, WarcRecord, WarcRecordType
 
-from pipeline.revisits import IDENTICAL_PAYLOAD_PROFILE
+from winnow.pipeline.revisits import IDENTICAL_PAYLOAD_PROFILE
 
 GZIP_MAGIC = b"\x1f\x8b\x08"
 # a WARC header line, not anchored to a line start: garbage before a record may not end in a newline

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.funnel import connect
-from pipeline.manifest import Manifest
-from pipeline.runner import Runner, RunResult
+from winnow.pipeline.funnel import connect
+from winnow.pipeline.manifest import Manifest
+from winnow.pipeline.runner import Runner, RunResult
 
 SHARED_WARC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "warc"
 

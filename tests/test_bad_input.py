@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.funnel import connect
-from pipeline.manifest import Manifest
-from pipeline.runner import Runner
-from pipeline.warc_writer import http_response, warc_record
+from winnow.pipeline.funnel import connect
+from winnow.pipeline.manifest import Manifest
+from winnow.pipeline.runner import Runner
+from winnow.pipeline.warc_writer import http_response, warc_record
 
 SOURCE = "web"
 PROSE = (

@@ -22,12 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from filters.classifier_data import ClassTexts, SourceCount
-from filters.classifier_metrics import calibration_table, roc_auc, threshold_metrics
-from filters.classifier_score import ModelError, check_model, load_classifier, score_texts
-from filters.classifier_train import TrainConfig, TrainingError, train_classifier
-from filters.language import default_lid_model
-from pipeline.schema import document_schema
+from winnow.filters.classifier_data import ClassTexts, SourceCount
+from winnow.filters.classifier_metrics import calibration_table, roc_auc, threshold_metrics
+from winnow.filters.classifier_score import ModelError, check_model, load_classifier, score_texts
+from winnow.filters.classifier_train import TrainConfig, TrainingError, train_classifier
+from winnow.filters.language import default_lid_model
+from winnow.pipeline.schema import document_schema
 
 WinnowCli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -284,7 +284,7 @@ def toy_classes(n: int = 40) -> tuple[ClassTexts, ClassTexts]:
 
 
 def test_failed_training_is_retried_once_in_a_new_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import filters.classifier_train as ct
+    import winnow.filters.classifier_train as ct
 
     real = ct._run_child
     calls: list[list[str]] = []

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import typer
 
-from pipeline.cli import app
+from winnow.pipeline.cli import app
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ("run", "validate", "inspect", "sql", "make-demo-data")

@@ -27,8 +27,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.demo_data import write_demo_warcs
 from tests.conftest import REPO_ROOT, WinnowCli, cli_env, winnow_executable
+from winnow.pipeline.demo_data import write_demo_warcs
 
 DEMO_MANIFEST = REPO_ROOT / "manifests" / "demo.yaml"
 STAGES = ("extract", "heuristics", "dedup")

@@ -9,7 +9,7 @@
   funnel identity, and the ``winnow sql`` question "which documents are near duplicates of X".
 - URL duplicates in the final clusters, Indic vowel signs, and SQL on an empty stage output.
 
-Expected document ids are computed with :func:`pipeline.readers.stable_id` from the record ids written.
+Expected document ids are computed with :func:`winnow.pipeline.readers.stable_id` from the record ids written.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from filters.dedup_keys import text_key, url_key
-from filters.minhash import MinHasher, exact_jaccard
-from pipeline.funnel import connect, stage_funnel
-from pipeline.manifest import Manifest
-from pipeline.readers import stable_id
-from pipeline.runner import Runner
+from winnow.filters.dedup_keys import text_key, url_key
+from winnow.filters.minhash import MinHasher, exact_jaccard
+from winnow.pipeline.funnel import connect, stage_funnel
+from winnow.pipeline.manifest import Manifest
+from winnow.pipeline.readers import stable_id
+from winnow.pipeline.runner import Runner
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHARED_TEXT = SHARED_DATA / "text"
@@ -882,7 +882,7 @@ def test_exact_verification_and_threshold_settings(tmp_path: Path) -> None:
 def test_prefer_keeps_the_highest_scored_copy(tmp_path: Path, winnow_cli: WinnowCli) -> None:
     """With ``prefer: score_quality`` the copy with the highest score is kept, whatever its id; a ``prefer`` column
     that does not reach dedup is a usage error (exit 2) naming the field."""
-    from pipeline.schema import document_schema
+    from winnow.pipeline.schema import document_schema
 
     text = random_text(random.Random(37), 80, pseudo_vocabulary(37))
     schema = document_schema({"score_quality": pa.float32()})

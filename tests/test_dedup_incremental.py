@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from pipeline.funnel import connect
-from pipeline.manifest import Manifest
-from pipeline.readers import stable_id
-from pipeline.runner import Runner
 from tests.conftest import WinnowCli
+from winnow.pipeline.funnel import connect
+from winnow.pipeline.manifest import Manifest
+from winnow.pipeline.readers import stable_id
+from winnow.pipeline.runner import Runner
 
 SHARED_WARC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "warc"
 WIKI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "text" / "wikipedia_wikitext2.jsonl"

@@ -14,16 +14,16 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.funnel import SourceFunnel, connect, stage_funnel
-from pipeline.manifest import DocumentSource, Manifest
-from pipeline.outcomes import StageLayout
-from pipeline.readers import DocumentFile, DocumentReader, stable_id
-from pipeline.runner import Runner, RunResult
-from pipeline.schema import document_schema
-from pipeline.sources import InputFile, resolve_inputs
-from pipeline.stages import document_files
-from pipeline.warc_writer import http_response, warc_record, write_warc
+from winnow.pipeline.cli import app
+from winnow.pipeline.funnel import SourceFunnel, connect, stage_funnel
+from winnow.pipeline.manifest import DocumentSource, Manifest
+from winnow.pipeline.outcomes import StageLayout
+from winnow.pipeline.readers import DocumentFile, DocumentReader, stable_id
+from winnow.pipeline.runner import Runner, RunResult
+from winnow.pipeline.schema import document_schema
+from winnow.pipeline.sources import InputFile, resolve_inputs
+from winnow.pipeline.stages import document_files
+from winnow.pipeline.warc_writer import http_response, warc_record, write_warc
 
 WinnowCli = Callable[..., subprocess.CompletedProcess[str]]
 

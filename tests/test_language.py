@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datatrove.data import Document
 
-from filters.language import (
+from winnow.filters.language import (
     LanguageSelector,
     default_lid_model,
     identify,
@@ -12,7 +12,7 @@ from filters.language import (
     precheck_language,
     rough_visible_text,
 )
-from pipeline.demo_data import OTHER_LANGUAGES, page
+from winnow.pipeline.demo_data import OTHER_LANGUAGES, page
 
 ENGLISH = [
     "The city library stays open on every weekday during the summer holidays, and anyone who wants to "

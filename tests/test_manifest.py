@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.manifest import ManifestError, apply_override, load_manifest
+from winnow.pipeline.manifest import ManifestError, apply_override, load_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((REPO_ROOT / "manifests").glob("*.yaml"))

@@ -1,4 +1,4 @@
-"""MinHash signatures, tokens, LSH band keys and the exact dedup keys (filters.minhash, filters.dedup_keys)."""
+"""MinHash signatures, tokens, LSH band keys and the exact dedup keys (filters/minhash.py, filters/dedup_keys.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from datasketch import MinHash, MinHashLSH
 from datasketch.lsh import _optimal_param
 
-import filters.minhash
-from filters.dedup_keys import text_key, url_key
-from filters.minhash import TOKEN, MinHasher, estimated_jaccard, exact_jaccard, tokens
+import winnow.filters.minhash
+from winnow.filters.dedup_keys import text_key, url_key
+from winnow.filters.minhash import TOKEN, MinHasher, estimated_jaccard, exact_jaccard, tokens
 
 NO_SIGNATURE = np.uint32(0xFFFFFFFF)
 
@@ -79,7 +79,7 @@ def test_signatures_independent_of_batch_and_slicing(
     alone = [hasher.signatures([t]) for t in varied_texts]
     reversed_batch, reversed_mask = hasher.signatures(varied_texts[::-1])
 
-    monkeypatch.setattr(filters.minhash, "SLICE_SHINGLES", slice_shingles)
+    monkeypatch.setattr(winnow.filters.minhash, "SLICE_SHINGLES", slice_shingles)
     total = sum(len(hasher.shingle_hashes(hasher.token_hashes(t))) for t in varied_texts)
     assert total > 2 * slice_shingles  # documents really straddle slice boundaries
     sliced, sliced_mask = hasher.signatures(varied_texts)
@@ -130,7 +130,7 @@ def test_ten_megabyte_text(hasher: MinHasher, monkeypatch: pytest.MonkeyPatch) -
         reference.update_batch(shingles[start : start + 250_000])
     np.testing.assert_array_equal(signatures[0], reference.hashvalues)
 
-    monkeypatch.setattr(filters.minhash, "SLICE_SHINGLES", 4096)
+    monkeypatch.setattr(winnow.filters.minhash, "SLICE_SHINGLES", 4096)
     sliced, _ = hasher.signatures([text, "a short neighbour"])
     np.testing.assert_array_equal(sliced, signatures)
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mixers.proxy import (
+from winnow.mixers.proxy import (
     ProxyConfig,
     ProxyDiverged,
     ProxyModel,

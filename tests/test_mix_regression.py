@@ -16,10 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.special import rel_entr
 
-from mixers.proposer import propose
-from mixers.regression import MODELS, LightGBMMix, cross_validate, select_model, spearman
-from mixers.sampling import epoch_caps, natural_prior, sample_mixtures
-from mixers.swarm_tables import Swarm, read_swarm, write_swarm
+from winnow.mixers.proposer import propose
+from winnow.mixers.regression import MODELS, LightGBMMix, cross_validate, select_model, spearman
+from winnow.mixers.sampling import epoch_caps, natural_prior, sample_mixtures
+from winnow.mixers.swarm_tables import Swarm, read_swarm, write_swarm
 
 T = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])  # lower is better: source 0 is the most useful
 TOKENS = np.array([2e8, 3e8, 2e9, 4e9, 8e9])  # ... and among the smallest

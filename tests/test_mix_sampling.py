@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from mixers.sampling import (
+from winnow.mixers.sampling import (
     InfeasibleMixError,
     check_feasible,
     epoch_caps,

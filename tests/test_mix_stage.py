@@ -1,6 +1,6 @@
 """The whole mix path with tiny settings: tokens -> swarm -> fit -> proposal -> final shards, resume and bad input.
 
-Sources are real text found on the machine (:mod:`mixers.local_sources`); proxies are tiny so the
+Sources are real text found on the machine (:mod:`winnow.mixers.local_sources`); proxies are tiny so the
 module stays within a few minutes on two cores.
 """
 
@@ -15,11 +15,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from mixers.local_sources import write_local_sources
-from pipeline.funnel import connect, stage_funnel
-from pipeline.manifest import Manifest
-from pipeline.runner import Runner, StageFailed
 from tests.conftest import WinnowCli
+from winnow.mixers.local_sources import write_local_sources
+from winnow.pipeline.funnel import connect, stage_funnel
+from winnow.pipeline.manifest import Manifest
+from winnow.pipeline.runner import Runner, StageFailed
 
 TINY_MIX: dict[str, Any] = {
     "token_budget": 150_000,

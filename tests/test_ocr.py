@@ -16,16 +16,16 @@ import pypdfium2 as pdfium
 import pytest
 from PIL import Image, ImageDraw
 
-from ocr.cleanup import assemble, join_hyphenation, remove_margins
-from ocr.document import engine_chain, process_pdf
-from ocr.evaluation import BenchCheck, cer, flexible_cer
-from ocr.rules import erase_rules
-from ocr.tesseract import EngineUnavailable, render_dpi, tessdata_dir
-from ocr.text_layer import page_text, runs_of
-from ocr.triage import PageFacts, route
-from ocr.vlm import VlmEngine, VlmFailed, page_png, parse_answer
-from pipeline.manifest import OcrConfig, TesseractConfig, TriageConfig, VlmConfig
-from pipeline.pdf_writer import scan_image, scan_pdf, text_pdf
+from winnow.ocr.cleanup import assemble, join_hyphenation, remove_margins
+from winnow.ocr.document import engine_chain, process_pdf
+from winnow.ocr.evaluation import BenchCheck, cer, flexible_cer
+from winnow.ocr.rules import erase_rules
+from winnow.ocr.tesseract import EngineUnavailable, render_dpi, tessdata_dir
+from winnow.ocr.text_layer import page_text, runs_of
+from winnow.ocr.triage import PageFacts, route
+from winnow.ocr.vlm import VlmEngine, VlmFailed, page_png, parse_answer
+from winnow.pipeline.manifest import OcrConfig, TesseractConfig, TriageConfig, VlmConfig
+from winnow.pipeline.pdf_writer import scan_image, scan_pdf, text_pdf
 
 PANGRAMS = [
     "The quick brown fox jumps over the lazy dog near the riverbank.",

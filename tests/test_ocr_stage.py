@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from ocr.document import process_pdf
-from ocr.evaluation import flexible_cer, load_checks
-from pipeline.funnel import connect
-from pipeline.manifest import Manifest
-from pipeline.pdf_writer import bomb_pdf, scan_pdf, text_pdf
-from pipeline.runner import Runner
 from tests.test_ocr import PANGRAMS, _page_lines, needs_tesseract
+from winnow.ocr.document import process_pdf
+from winnow.ocr.evaluation import flexible_cer, load_checks
+from winnow.pipeline.funnel import connect
+from winnow.pipeline.manifest import Manifest
+from winnow.pipeline.pdf_writer import bomb_pdf, scan_pdf, text_pdf
+from winnow.pipeline.runner import Runner
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "pdf"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data/pdf is absent")

@@ -17,14 +17,14 @@ from typing import Any
 import pypdfium2 as pdfium
 import pytest
 
-from ocr.document import process_pdf
-from ocr.vlm import VlmEngine
-from pipeline.funnel import connect
-from pipeline.manifest import Manifest, VlmConfig
-from pipeline.pdf_writer import scan_pdf
-from pipeline.runner import Runner
 from tests.llm_server import LlamaServer, llama_cpp_available, write_tiny_model
 from tests.test_ocr import PANGRAMS, _has_tesseract, needs_tesseract
+from winnow.ocr.document import process_pdf
+from winnow.ocr.vlm import VlmEngine
+from winnow.pipeline.funnel import connect
+from winnow.pipeline.manifest import Manifest, VlmConfig
+from winnow.pipeline.pdf_writer import scan_pdf
+from winnow.pipeline.runner import Runner
 
 pytestmark = pytest.mark.skipif(
     not llama_cpp_available(), reason="llama-cpp-python[server] and gguf are not installed (make installs them)"

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.parquet_sink import ParquetSink, remove_rank_files
-from pipeline.schema import document_schema
+from winnow.pipeline.parquet_sink import ParquetSink, remove_rank_files
+from winnow.pipeline.schema import document_schema
 
 
 def _row(i: int) -> dict[str, object]:

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.funnel import connect
-from pipeline.manifest import Manifest
-from pipeline.runner import Runner
 from tests.conftest import WinnowCli
+from winnow.pipeline.funnel import connect
+from winnow.pipeline.manifest import Manifest
+from winnow.pipeline.runner import Runner
 
 GOOD = [f"good{i}" for i in range(300)]
 BAD = [f"bad{i}" for i in range(300)]

@@ -25,10 +25,10 @@ import pyarrow.parquet as pq
 import pytest
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
-from pipeline.demo_data import write_demo_warcs
-from pipeline.releases import latest, read_release, verify, versions
-from pipeline.warc_writer import http_response, warc_record, write_warc
 from tests.conftest import REPO_ROOT, WinnowCli
+from winnow.pipeline.demo_data import write_demo_warcs
+from winnow.pipeline.releases import latest, read_release, verify, versions
+from winnow.pipeline.warc_writer import http_response, warc_record, write_warc
 
 DEMO_MANIFEST = REPO_ROOT / "manifests" / "demo.yaml"
 SHARED_WARCS = REPO_ROOT.parent / "shared" / "data" / "warc"
@@ -110,7 +110,7 @@ def test_run_publishes_releases(warcs: list[Path], tmp_path: Path, winnow_cli: W
 CHILD = """
 import sys, time
 from pathlib import Path
-import pipeline.releases as releases
+import winnow.pipeline.releases as releases
 
 link, point = releases.link_or_copy, releases._point_latest
 def slow_link(source, target):

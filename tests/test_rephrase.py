@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from pipeline.funnel import connect
-from pipeline.manifest import Manifest, RephraseRoute
-from pipeline.rephrase.chunks import chunk_text
-from pipeline.rephrase.postprocess import Checks, Rejected, postprocess, qa_pairs, source_overlap
-from pipeline.rephrase.routing import templates_for
-from pipeline.rephrase.templates import PostProcess, TemplateError, load_template, load_templates
-from pipeline.runner import Runner, StageFailed
+from winnow.pipeline.funnel import connect
+from winnow.pipeline.manifest import Manifest, RephraseRoute
+from winnow.pipeline.rephrase.chunks import chunk_text
+from winnow.pipeline.rephrase.postprocess import Checks, Rejected, postprocess, qa_pairs, source_overlap
+from winnow.pipeline.rephrase.routing import templates_for
+from winnow.pipeline.rephrase.templates import PostProcess, TemplateError, load_template, load_templates
+from winnow.pipeline.runner import Runner, StageFailed
 
 TEMPLATES = Path(__file__).parent / "rephrase_templates"
 SOURCE = "The old stone bridge crosses the river near the market. In winter the harbour freezes over."
@@ -191,7 +191,7 @@ def test_a_prompt_too_long_is_cut_smaller_and_a_truncated_answer_rejected(stub_l
 
 
 def test_a_route_on_a_column_no_stage_made_is_an_error(tmp_path: Path) -> None:
-    from pipeline.manifest import ManifestError
+    from winnow.pipeline.manifest import ManifestError
 
     with pytest.raises(ManifestError, match=r"routes\[0\].column: no column 'quality_bucket' reaches rephrase"):
         _run(tmp_path, "http://127.0.0.1:9/v1", routes=[{"templates": ["stub_prose"], "column": "quality_bucket"}])
@@ -203,8 +203,8 @@ def test_an_unreachable_server_stops_the_stage_for_a_rerun(tmp_path: Path) -> No
 
 
 def test_routes_name_known_templates_and_sources(tmp_path: Path) -> None:
-    from pipeline.manifest import ManifestError
-    from pipeline.stages import preflight
+    from winnow.pipeline.manifest import ManifestError
+    from winnow.pipeline.stages import preflight
 
     def manifest(route: dict[str, Any]) -> Manifest:
         rephrase = {"endpoint": "http://127.0.0.1:8080/v1", "model": "m", "routes": [route]}

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.funnel import connect, token_usage
 from tests.conftest import WinnowCli, cli_env, winnow_executable
 from tests.llm_server import LlamaServer, llama_cpp_available, write_tiny_model
+from winnow.pipeline.funnel import connect, token_usage
 
 pytestmark = pytest.mark.skipif(
     not llama_cpp_available(), reason="llama-cpp-python[server] and gguf are not installed (make installs them)"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.demo_data import write_demo_warcs
+from winnow.pipeline.demo_data import write_demo_warcs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_MANIFEST = REPO_ROOT / "manifests" / "demo.yaml"

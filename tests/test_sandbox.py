@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from pipeline.extract import TRAFILATURA
-from pipeline.sandbox import Sandbox, SandboxCrashed, SandboxTimeout
+from winnow.pipeline.extract import TRAFILATURA
+from winnow.pipeline.sandbox import Sandbox, SandboxCrashed, SandboxTimeout
 
 ARTICLE = "<html><body><article>" + "<p>The quick brown fox jumps over the lazy dog again and again.</p>" * 30
 ARTICLE += "</article></body></html>"

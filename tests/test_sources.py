@@ -12,10 +12,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.demo_data import write_demo_warcs
-from pipeline.manifest import Manifest
-from pipeline.runner import Runner
-from pipeline.sources import checksum, resolve_inputs
+from winnow.pipeline.demo_data import write_demo_warcs
+from winnow.pipeline.manifest import Manifest
+from winnow.pipeline.runner import Runner
+from winnow.pipeline.sources import checksum, resolve_inputs
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from filters.word_tokenizer import RegexWordTokenizer
+from winnow.filters.word_tokenizer import RegexWordTokenizer
 
 TEXT = 'Dr. Smith paid $3.50 for the U.S. edition. Was it worth it? "Yes!" she said, quite sure.\nNext line'
 

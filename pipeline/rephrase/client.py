@@ -23,7 +23,7 @@ from typing import Any
 
 import openai
 
-from pipeline.manifest import RephraseConfig
+from winnow.pipeline.manifest import RephraseConfig
 
 CONTEXT_OVERFLOW = re.compile(r"context|too long|exceed|maximum .*tokens|n_ctx", re.IGNORECASE)
 

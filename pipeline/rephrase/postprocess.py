@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline.rephrase.templates import PostProcess
+from winnow.pipeline.rephrase.templates import PostProcess
 
 WORD = re.compile(r"\w+")
 FENCE = re.compile(r"^```[a-z]*\n?|\n?```$")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.manifest import RephraseRoute
-from pipeline.readers import stable_fraction
+from winnow.pipeline.manifest import RephraseRoute
+from winnow.pipeline.readers import stable_fraction
 
 
 def route_matches(route: RephraseRoute, doc_id: str, source: str, attributes: dict[str, Any]) -> bool:

@@ -18,7 +18,7 @@ row, a reject (``too_long``, ``truncated``, or a post-processing reason: ``empty
 
 Request cache: every answer is stored as ``cache/<key[:2]>/<key>.json``, key = SHA-256 of (chunk,
 template hash, model, sampling, seed, grammar), before it is used. A rerun asks the server nothing it
-already answered, so when the server goes away mid-run (:class:`~pipeline.rephrase.client.EndpointDown`
+already answered, so when the server goes away mid-run (:class:`~winnow.pipeline.rephrase.client.EndpointDown`
 stops the task) the rerun picks up where it stopped and every job is done exactly once. Token usage
 is counted per source and template (``tokens_in:<source>:<template>``, ``tokens_out:...``), cached
 answers included (they are what the rows cost), and ``cached_requests`` says how many were reused.
@@ -36,15 +36,15 @@ from typing import Any
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from pipeline.json_records import read_json, write_json
-from pipeline.manifest import RephraseConfig
-from pipeline.outcomes import OutcomeWriter, StageLayout
-from pipeline.readers import stable_id
-from pipeline.rephrase.chunks import chunk_text
-from pipeline.rephrase.client import Completion, ContextOverflow, EndpointDown, LlmClient, RequestFailed
-from pipeline.rephrase.postprocess import Checks, Rejected, postprocess
-from pipeline.rephrase.routing import templates_for
-from pipeline.rephrase.templates import Template, load_templates
+from winnow.pipeline.json_records import read_json, write_json
+from winnow.pipeline.manifest import RephraseConfig
+from winnow.pipeline.outcomes import OutcomeWriter, StageLayout
+from winnow.pipeline.readers import stable_id
+from winnow.pipeline.rephrase.chunks import chunk_text
+from winnow.pipeline.rephrase.client import Completion, ContextOverflow, EndpointDown, LlmClient, RequestFailed
+from winnow.pipeline.rephrase.postprocess import Checks, Rejected, postprocess
+from winnow.pipeline.rephrase.routing import templates_for
+from winnow.pipeline.rephrase.templates import Template, load_templates
 
 MAX_SPLITS = 3  # a chunk the server finds too long is halved at most this many times
 JOBS_PER_SLOT = 4  # jobs gathered per event-loop run, per concurrent request
@@ -226,7 +226,7 @@ def _language_identifier(templates: dict[str, Template]) -> Any:
     """fastText language ID when some template checks the language, else None."""
     if not any(t.postprocess.language for t in templates.values()):
         return None
-    from filters.language import default_lid_model, identify, load_fasttext
+    from winnow.filters.language import default_lid_model, identify, load_fasttext
 
     model = load_fasttext(str(default_lid_model()))
     return lambda text: identify(model, text)
