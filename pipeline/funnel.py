@@ -1,14 +1,24 @@
-"""DuckDB over a run folder: one view per stage dataset, and the funnel (rows in / out / rejected / errored).
+"""DuckDB over a run, a refresh corpus or a release folder: one view per dataset, and the funnel.
 
-Views are named after the stages: ``extract`` (its output), ``extract_rejects`` and
-``extract_errors``; the same for every other stage, plus ``final`` once a mix is written. Other
-Parquet folders of a stage become ``<stage>_<folder path with _>`` views, e.g. ``dedup_clusters``,
-``dedup_decisions``, ``dedup_index_docs``. A dataset
-with no files yet is an empty view with the right columns, so queries never fail on a quiet stage.
+A **run** folder (``run.json``) has a view per stage dataset, named after the stages: ``extract`` (its
+output), ``extract_rejects`` and ``extract_errors``; the same for every other stage, plus ``final``
+once a mix is written. Other Parquet folders of a stage become ``<stage>_<folder path with _>``
+views, e.g. ``dedup_clusters``, ``dedup_decisions``, ``dedup_index_docs``. A dataset with no files
+yet is an empty view with the right columns, so queries never fail on a quiet stage.
+
+A **corpus** folder (what ``winnow refresh`` keeps: ``releases/``, ``batches/<id>/``, no ``run.json``)
+has ``release`` (the latest release's documents) and the same stage views as a run, each the union
+of that view over every batch with a ``batch`` column naming the batch. A **release** folder
+(``releases/v0001``, ``releases/latest``) has ``release`` (its ``data/`` shards).
 
 The funnel counts ``out``, ``rejected`` and ``errored`` from the Parquet files themselves and
 ``in`` from what the stage's readers counted while running (``stats.json``), so the identity
-``in == out + rejected + errored`` is a real check, not a tautology.
+``in == out + rejected + errored`` is a real check, not a tautology. Before it, the archive reader's
+own account (:func:`archive_funnel`): every entry it read from a source's archives (``records in``)
+is a document, a skipped record (counted where it was skipped, by record and content type) or an
+unreadable stretch; the documents are the extract stage's Parquet rows, so this identity can fail
+too. After the mix, :func:`final_counts`: the final shards' rows, repeated copies and tokens per
+source, checked against ``final/_manifest.json``.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 import pyarrow as pa
@@ -35,29 +46,85 @@ def _files(folder: Path) -> list[str]:
     return sorted(str(p) for p in folder.glob("*.parquet")) if folder.is_dir() else []
 
 
-def connect(run_dir: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with a view per stage dataset of ``run_dir``."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "run.json").exists():
-        raise FileNotFoundError(f"{run_dir} is not a winnow run folder (no run.json)")
+FolderKind = Literal["run", "corpus", "release"]
+
+
+def folder_kind(folder: Path) -> FolderKind:
+    """What ``folder`` is; FileNotFoundError naming it when it is none of a run, a corpus or a release."""
+    folder = Path(folder)
+    if (folder / "run.json").exists():
+        return "run"
+    if (folder / "_manifest.json").exists() and (folder / "data").is_dir():
+        return "release"
+    if (folder / "releases").is_dir() or (folder / "batches").is_dir():
+        return "corpus"
+    raise FileNotFoundError(
+        f"{folder} is not a winnow run folder (no run.json), nor a refresh corpus (releases/, batches/) "
+        "or a release (_manifest.json with data/)"
+    )
+
+
+def batch_dirs(corpus: Path) -> list[Path]:
+    """The run folders of a corpus's refresh batches, oldest first."""
+    folder = Path(corpus) / "batches"
+    found = [p for p in folder.iterdir() if (p / "run.json").exists()] if folder.is_dir() else []
+    return sorted(found, key=lambda p: (len(p.name), p.name))
+
+
+def latest_release_dir(corpus: Path) -> Path | None:
+    """The folder ``releases/latest`` names (None before the first release)."""
+    link = Path(corpus) / "releases" / "latest"
+    return link.resolve() if (link / "_manifest.json").exists() else None
+
+
+def connect(folder: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the views of ``folder`` (a run, a corpus or a release; see the
+    module docstring). Raises FileNotFoundError when it is none of them."""
+    folder = Path(folder)
+    kind = folder_kind(folder)
     con = duckdb.connect()
     if memory_limit:
         con.execute(f"SET memory_limit = '{memory_limit}'")
+    if kind == "run":
+        for view, (files, is_data, attributes) in _run_views(folder).items():
+            _register(con, view, [(None, files)], is_data, attributes)
+        return con
+    release = folder if kind == "release" else latest_release_dir(folder)
+    _register(con, "release", [(None, _files(release / "data") if release else [])], True)
+    if kind == "corpus":
+        views: dict[str, tuple[list[tuple[str | None, list[str]]], bool, dict[str, pa.DataType]]] = {}
+        for batch in batch_dirs(folder):
+            for view, (files, is_data, attributes) in _run_views(batch).items():
+                parts, _, known = views.setdefault(view, ([], is_data, {}))
+                parts.append((batch.name, files))
+                known.update(attributes)
+        for view, (parts, is_data, attributes) in views.items():
+            _register(con, view, parts, is_data, attributes)
+    return con
+
+
+def _run_views(run_dir: Path) -> dict[str, tuple[list[str], bool, dict[str, pa.DataType]]]:
+    """View name -> (Parquet files, whether it holds documents, attribute columns) of one run folder."""
+    views: dict[str, tuple[list[str], bool, dict[str, pa.DataType]]] = {}
     for stage in stage_names(run_dir):
         stage_dir = run_dir / "stages" / stage
         attributes = _stage_attributes(stage_dir)
         for dataset, suffix in (("data", ""), ("rejects", "_rejects"), ("errors", "_errors")):
-            _register(con, f"{stage}{suffix}", _files(stage_dir / dataset), dataset == "data", attributes)
-        for folder in sorted(p for p in stage_dir.rglob("*") if p.is_dir()):
-            relative = folder.relative_to(stage_dir)
-            if relative.parts[0] not in ("data", "rejects", "errors", "tmp") and _files(folder):
-                view = f"{stage}_{'_'.join(relative.parts)}"
-                listing = ", ".join("'" + f.replace("'", "''") + "'" for f in _files(folder))
-                con.execute(f'CREATE VIEW "{view}" AS SELECT * FROM read_parquet([{listing}], union_by_name = true)')
+            views[f"{stage}{suffix}"] = (_files(stage_dir / dataset), dataset == "data", attributes)
+        for sub in sorted(p for p in stage_dir.rglob("*") if p.is_dir()):
+            relative = sub.relative_to(stage_dir)
+            if relative.parts[0] not in ("data", "rejects", "errors", "tmp") and _files(sub):
+                views[f"{stage}_{'_'.join(relative.parts)}"] = (_files(sub), False, {})
     final = _files(run_dir / "final")
     if final:
-        _register(con, "final", final, True)
-    return con
+        views["final"] = (final, True, {})
+    return views
+
+
+def views(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The views a user can query, by name (DuckDB's own and winnow's internal ones left out)."""
+    rows = con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()
+    return [name for (name,) in rows if not name.startswith("_")]
 
 
 def _stage_attributes(stage_dir: Path) -> dict[str, pa.DataType]:
@@ -72,18 +139,26 @@ def _stage_attributes(stage_dir: Path) -> dict[str, pa.DataType]:
 def _register(
     con: duckdb.DuckDBPyConnection,
     view: str,
-    files: list[str],
+    parts: list[tuple[str | None, list[str]]],
     is_data: bool,
     attributes: dict[str, pa.DataType] | None = None,
 ) -> None:
-    """A view over ``files``; without files, an empty view with the dataset's columns (attributes included)."""
-    if files:
-        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        con.execute(f'CREATE VIEW "{view}" AS SELECT * FROM read_parquet([{listing}], union_by_name = true)')
-    else:
+    """A view over the files of ``parts`` ((batch or None, files) each; a named batch adds a ``batch``
+    column); without files, an empty view with the dataset's columns (attributes included)."""
+    selects = []
+    for batch, files in parts:
+        if files:
+            listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            label = "" if batch is None else ", '" + batch.replace("'", "''") + "' AS batch"
+            selects.append(f"SELECT *{label} FROM read_parquet([{listing}], union_by_name = true)")
+    if not selects:
         empty = (document_schema(attributes) if is_data else outcome_schema(attributes)).empty_table()
-        con.register(f"_{view}_empty", empty)
-        con.execute(f'CREATE VIEW "{view}" AS SELECT * FROM "_{view}_empty"')
+        relation = con.from_arrow(empty)
+        columns = ", ".join(
+            f'CAST(NULL AS {dtype}) AS "{name}"' for name, dtype in zip(relation.columns, relation.types, strict=True)
+        )
+        selects.append(f"SELECT {columns} WHERE false")  # a plain view: no registered table to list or keep alive
+    con.execute(f'CREATE VIEW "{view}" AS ' + " UNION ALL BY NAME ".join(selects))
 
 
 @dataclass
@@ -129,19 +204,114 @@ def stage_funnel(run_dir: Path, con: duckdb.DuckDBPyConnection, stage: str) -> d
     return count_outcomes(con, stage, rows_in)
 
 
+def stage_counters(run_dir: Path, stage: str) -> dict[str, int]:
+    """The counters a stage's steps kept while running (datatrove's stats, every task merged), by name."""
+    stats_path = Path(run_dir) / "stages" / stage / "stats.json"
+    counters: dict[str, int] = {}
+    if not stats_path.exists():
+        return counters
+    for step in json.loads(stats_path.read_text()).get("steps", []):
+        for key, value in (step.get("stats") or {}).items():
+            total = value.get("total", 0) if isinstance(value, dict) else value
+            if isinstance(total, int | float):
+                counters[key] = counters.get(key, 0) + int(total)
+    return counters
+
+
+@dataclass
+class ArchiveFunnel:
+    """What the archive reader did with every entry of one source's files (see the module docstring)."""
+
+    records_in: int = 0  # every record, unreadable stretch and unopenable file, counted as it was read
+    documents: int = 0  # the extract stage's Parquet rows of the source that are not read errors
+    unreadable: int = 0  # error records the reader wrote
+    skipped: dict[tuple[str, str], int] = field(default_factory=dict)  # (record type, content type) -> records
+
+    @property
+    def rows_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+    @property
+    def balanced(self) -> bool:
+        return self.records_in == self.documents + self.rows_skipped + self.unreadable
+
+
+def archive_funnel(run_dir: Path, con: duckdb.DuckDBPyConnection) -> dict[str, ArchiveFunnel]:
+    """Per archive source: records in, documents, skipped records by (record type, content type) and
+    unreadable entries of the extract stage; empty when the run has no extract stage (or predates these
+    counters). Documents come from the Parquet files, the rest from the reader's counters."""
+    counters = stage_counters(run_dir, "extract")
+    if not any(key.startswith("records_in:") for key in counters):
+        return {}
+    result: dict[str, ArchiveFunnel] = {}
+    for key, n in counters.items():
+        kind, _, rest = key.partition(":")
+        if kind == "records_in":
+            result.setdefault(rest, ArchiveFunnel()).records_in += n
+        elif kind == "unreadable":
+            result.setdefault(rest, ArchiveFunnel()).unreadable += n
+        elif kind == "skipped" and rest.count(":") >= 2:
+            source, record_type, content_type = rest.split(":", 2)
+            skipped = result.setdefault(source, ArchiveFunnel()).skipped
+            skipped[(record_type, content_type)] = skipped.get((record_type, content_type), 0) + n
+    for source, outcome in count_outcomes(con, "extract").items():
+        account = result.setdefault(source, ArchiveFunnel())
+        account.documents = outcome.rows_out + outcome.rows_rejected + outcome.rows_errored - account.unreadable
+    return result
+
+
+@dataclass
+class FinalCounts:
+    """One source's rows in the final shards: ``repeats`` are rows that repeat a document already in them."""
+
+    rows: int = 0
+    documents: int = 0
+    tokens: int = 0
+    manifest_rows: int | None = None  # what final/_manifest.json says was written (None: not in it)
+    manifest_tokens: int | None = None
+
+    @property
+    def repeats(self) -> int:
+        return self.rows - self.documents
+
+    @property
+    def matches_manifest(self) -> bool:
+        return (self.rows, self.tokens) == (self.manifest_rows, self.manifest_tokens)
+
+
+def final_counts(run_dir: Path, con: duckdb.DuckDBPyConnection) -> dict[str, FinalCounts]:
+    """Per source, the final corpus's rows, distinct documents and tokens counted in its Parquet shards, next
+    to the rows and tokens ``final/_manifest.json`` records; empty when the run has no final corpus."""
+    manifest_path = Path(run_dir) / "final" / "_manifest.json"
+    if not manifest_path.exists():
+        return {}
+    result: dict[str, FinalCounts] = {}
+    for source, written in (json.loads(manifest_path.read_text()).get("sources") or {}).items():
+        result[source] = FinalCounts(manifest_rows=written.get("rows"), manifest_tokens=written.get("tokens"))
+    if not _files(Path(run_dir) / "final"):
+        return result
+    query = 'SELECT source, count(*), count(DISTINCT id), coalesce(sum(tokens), 0) FROM "final" GROUP BY 1'
+    for source, rows, documents, tokens in con.execute(query).fetchall():
+        counts = result.setdefault(source, FinalCounts())
+        counts.rows, counts.documents, counts.tokens = int(rows), int(documents), int(tokens)
+    return result
+
+
+def release_counts(release: Path, con: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], int | None]:
+    """(rows per source in the ``release`` view, the rows the release's ``_manifest.json`` records)."""
+    manifest = json.loads((Path(release) / "_manifest.json").read_text())
+    rows = dict(con.execute('SELECT source, count(*) FROM "release" GROUP BY 1 ORDER BY 1').fetchall())
+    return {str(s): int(n) for s, n in rows.items()}, manifest.get("rows")
+
+
 def token_usage(run_dir: Path, stage: str) -> dict[tuple[str, str], tuple[int, int]]:
     """(source, template) -> (prompt tokens, completion tokens) a stage spent on an LLM server (rephrase),
     from the ``tokens_in:<source>:<template>`` / ``tokens_out:...`` counters in its stats.json."""
-    stats_path = Path(run_dir) / "stages" / stage / "stats.json"
-    if not stats_path.exists():
-        return {}
     usage: dict[tuple[str, str], list[int]] = {}
-    for step in json.loads(stats_path.read_text()).get("steps", []):
-        for key, value in (step.get("stats") or {}).items():
-            kind, _, rest = key.partition(":")
-            if kind not in ("tokens_in", "tokens_out") or ":" not in rest:
-                continue
-            source, _, template = rest.rpartition(":")
-            total = value.get("total", 0) if isinstance(value, dict) else value
-            usage.setdefault((source, template), [0, 0])[kind == "tokens_out"] += int(total)
+    for key, total in stage_counters(run_dir, stage).items():
+        kind, _, rest = key.partition(":")
+        if kind not in ("tokens_in", "tokens_out") or ":" not in rest:
+            continue
+        source, _, template = rest.rpartition(":")
+        usage.setdefault((source, template), [0, 0])[kind == "tokens_out"] += total
     return {key: (pair[0], pair[1]) for key, pair in usage.items()}

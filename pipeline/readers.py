@@ -3,7 +3,11 @@
 Both shard their inputs across tasks by file (file ``i`` goes to rank ``i % world_size``), count
 every document they emit as ``in:<source>`` (the independent side of the funnel's accounting), and
 report progress. The archive reader turns unreadable stretches of a file into error records instead
-of stopping, and counts (but does not emit) records that are not HTML responses.
+of stopping, and counts (but does not emit) records that are not HTML responses. Its counters, per
+source, are what :func:`winnow.pipeline.funnel.archive_funnel` checks against the stage's Parquet:
+``records_in:<source>`` for every entry read (a record, an unreadable stretch, a file that cannot be
+opened), ``skipped:<source>:<record type>:<content type>`` where a record is skipped, and
+``unreadable:<source>`` where an error record is written.
 """
 
 from __future__ import annotations
@@ -53,6 +57,13 @@ def is_html(content_type: str | None) -> bool:
     return bool(content_type) and content_type.split(";")[0].strip() in HTML_TYPES
 
 
+def skip_content_type(record: ArchiveRecord) -> str:
+    """The media type a skipped record is counted under: its HTTP body's when it has one, else the record's
+    own (``text/dns``, ``application/warc-fields``...), lower case without parameters; ``-`` if none."""
+    declared = record.content_type if record.http_status is not None else record.block_type
+    return (declared or "").split(";")[0].strip().lower()[:100] or "-"
+
+
 class WarcDocumentReader(PipelineStep):
     """Reads WARC/ARC inputs; emits one document per HTML response, payload bytes in ``metadata['payload']``."""
 
@@ -84,20 +95,20 @@ class WarcDocumentReader(PipelineStep):
         try:
             stream = fsspec.open(item.path, "rb").open()
         except OSError as exc:
+            self.stat_update(f"records_in:{item.source}")
             self._error(errors, rank, item, name, 0, "input_unreadable", f"{type(exc).__name__}: {exc}")
             return
         with stream:
             for entry in iter_archive(stream, item.path):
+                self.stat_update(f"records_in:{item.source}")
                 if isinstance(entry, ReadError):
                     self._error(errors, rank, item, name, entry.offset, entry.reason, entry.detail)
                     progress.advance(docs=1, units=entry.offset)
                     continue
-                self.stat_update(f"records:{entry.record_type}")
                 is_revisit = entry.record_type == "revisit"
-                if not is_revisit and (entry.record_type != "response" or entry.payload is None):
-                    continue
-                if not is_html(entry.content_type):
-                    self.stat_update("skipped_non_html")
+                is_http = entry.record_type == "response" and entry.payload is not None
+                if not (is_revisit or is_http) or not is_html(entry.content_type):
+                    self.stat_update(f"skipped:{item.source}:{entry.record_type}:{skip_content_type(entry)}")
                     continue
                 self.stat_update(f"in:{item.source}")
                 progress.advance(docs=1, units=entry.offset)
@@ -128,6 +139,7 @@ class WarcDocumentReader(PipelineStep):
         self, errors: OutcomeWriter, rank: int, item: InputFile, name: str, offset: int, reason: str, detail: str
     ) -> None:
         self.stat_update(f"in:{item.source}")
+        self.stat_update(f"unreadable:{item.source}")
         meta = {"warc_file": item.path, "offset": offset}
         doc = Document(
             text="",

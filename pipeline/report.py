@@ -22,7 +22,19 @@ from typing import Any
 
 import duckdb
 
-from winnow.pipeline.funnel import SourceFunnel, connect, stage_funnel, stage_names, token_usage
+from winnow.pipeline.funnel import (
+    SourceFunnel,
+    archive_funnel,
+    batch_dirs,
+    connect,
+    final_counts,
+    folder_kind,
+    latest_release_dir,
+    release_counts,
+    stage_funnel,
+    stage_names,
+    token_usage,
+)
 from winnow.pipeline.json_records import read_json
 
 CHARS_PER_TOKEN = 4
@@ -122,7 +134,43 @@ def funnel_section(run_dir: Path, con: duckdb.DuckDBPyConnection, stages: list[s
         f"<p class='note'>Tokens are estimated as characters / {CHARS_PER_TOKEN} (in = kept + rejected text); "
         "the mix stage counts exact tokens with its tokenizer.</p>"
     )
-    return "<h2 id='funnel'>Funnel</h2>" + _table(headers, rows) + note + "".join(charts)
+    body = _table(headers, rows) + note + _final_table(run_dir, con) + "".join(charts)
+    return "<h2 id='funnel'>Funnel</h2>" + _records_tables(run_dir, con) + body
+
+
+def _records_tables(run_dir: Path, con: duckdb.DuckDBPyConnection) -> str:
+    """Every entry the archive reader read, per source, and the skipped records by record and content type."""
+    accounts = archive_funnel(run_dir, con)
+    if not accounts:
+        return ""
+    headers = ["source", "records in", "documents", "skipped", "unreadable", "in = doc+skip+unr"]
+    rows: list[list[object]] = [
+        [s, a.records_in, a.documents, a.rows_skipped, a.unreadable, "yes" if a.balanced else "NO"]
+        for s, a in sorted(accounts.items())
+    ]
+    skipped: list[list[object]] = [
+        [s, record_type, content_type, n]
+        for s, a in sorted(accounts.items())
+        for (record_type, content_type), n in sorted(a.skipped.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
+    return (
+        "<h3>Input records (archives): records in = documents + skipped + unreadable</h3>"
+        + _table(headers, rows)
+        + (_table(["source", "record type", "content type", "skipped records"], skipped) if skipped else "")
+    )
+
+
+def _final_table(run_dir: Path, con: duckdb.DuckDBPyConnection) -> str:
+    """The last row of the funnel: the final corpus's rows, repeated copies and tokens per source."""
+    counts = final_counts(run_dir, con)
+    if not counts:
+        return ""
+    rows: list[list[object]] = [
+        [s, c.rows, c.documents, c.repeats, c.tokens, "yes" if c.matches_manifest else "NO"]
+        for s, c in sorted(counts.items())
+    ]
+    headers = ["source", "rows", "documents", "repeats", "tokens", "= _manifest.json"]
+    return "<h3>Final corpus (final/)</h3>" + _table(headers, rows)
 
 
 def scores_section(run_dir: Path, con: duckdb.DuckDBPyConnection) -> str:
@@ -290,13 +338,10 @@ window.addEventListener('load', function () {
 </script>"""
 
 
-def render(run_dir: Path) -> str:
-    """The report page of ``run_dir`` as one HTML string."""
-    run_dir = Path(run_dir)
-    record = read_json(run_dir / "run.json") or {}
+def _run_sections(run_dir: Path) -> list[str]:
     stages = stage_names(run_dir)
     with connect(run_dir) as con:
-        sections = [
+        return [
             funnel_section(run_dir, con, stages),
             scores_section(run_dir, con),
             dedup_section(con),
@@ -306,16 +351,44 @@ def render(run_dir: Path) -> str:
             timings_section(run_dir, stages),
             datasets_section(run_dir, stages),
         ]
+
+
+def release_section(folder: Path, release: Path) -> str:
+    """A release's rows per source, checked against its ``_manifest.json``."""
+    with connect(folder) as con:
+        rows, recorded = release_counts(release, con)
+    table = _table(["source", "rows"], [[s, n] for s, n in rows.items()] + [["all", sum(rows.values())]])
+    check = "yes" if sum(rows.values()) == recorded else "NO"
+    return (
+        f"<h2 id='release'>Release {esc(release.name)}</h2><p>{esc(str(release))}; rows = _manifest.json rows "
+        f"({recorded}): {check}</p>{table}"
+    )
+
+
+def render(run_dir: Path) -> str:
+    """The report page of ``run_dir`` (a run, a refresh corpus with its batches and latest release, or a
+    release folder) as one HTML string."""
+    run_dir = Path(run_dir)
+    kind = folder_kind(run_dir)
+    record = read_json(run_dir / "run.json") or {}
+    if kind == "run":
+        sections = _run_sections(run_dir)
+    else:
+        release = run_dir if kind == "release" else latest_release_dir(run_dir)
+        sections = [release_section(run_dir, release)] if release is not None else []
+        for batch in batch_dirs(run_dir) if kind == "corpus" else []:
+            sections.append(f"<h2 id='batch-{esc(batch.name)}'>Batch {esc(batch.name)}</h2>")
+            sections += [s.replace("<h2 id='", f"<h2 id='{esc(batch.name)}-") for s in _run_sections(batch)]
     body = "".join(s for s in sections if s)
     nav = "".join(
         f"<a href='#{i}'>{i}</a>"
-        for i in ("funnel", "scores", "dedup", "ocr", "rephrase", "mix", "timings", "datasets")
+        for i in ("release", "funnel", "scores", "dedup", "ocr", "rephrase", "mix", "timings", "datasets")
         if f"id='{i}'" in body
     )
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>winnow report: {esc(run_dir.name)}</title>"
-        f"<style>{STYLE}</style></head><body><h1>winnow run: {esc(str(record.get('name', run_dir.name)))}</h1>"
+        f"<style>{STYLE}</style></head><body><h1>winnow {kind}: {esc(str(record.get('name', run_dir.name)))}</h1>"
         f"<p>{esc(str(run_dir.absolute()))} — winnow {esc(str(record.get('winnow_version')))}, "
         f"{len(record.get('inputs', []))} input file(s), started {esc(str(record.get('started_at')))}, "
         f"finished {esc(str(record.get('finished_at')))}; report generated {generated}.</p><nav>{nav}</nav>"
@@ -324,8 +397,16 @@ def render(run_dir: Path) -> str:
 
 
 def write_report(run_dir: Path, output: Path | None = None) -> Path:
-    """Write the report (default ``<run>/report.html``, atomically); returns its path."""
-    output = output or Path(run_dir) / "report.html"
+    """Write the report (default ``<folder>/report.html``; for a release, which is never written into,
+    ``releases/report-<version>.html``), atomically; returns its path."""
+    folder = Path(run_dir)
+    if output is None:
+        release = folder.resolve()
+        output = (
+            release.parent / f"report-{release.name}.html"
+            if folder_kind(folder) == "release"
+            else folder / "report.html"
+        )
     text = render(run_dir)
     tmp = output.with_name(f".{output.name}.tmp")
     tmp.write_text(text)

@@ -38,10 +38,12 @@ SCAN_CHUNK = 1 << 20
 
 @dataclass(slots=True)
 class ArchiveRecord:
-    """One archive record. ``payload`` is the decoded HTTP body, set for HTTP responses only."""
+    """One archive record. ``payload`` is the decoded HTTP body, set for HTTP responses only;
+    ``block_type`` is the record's own content type (WARC ``Content-Type``, or the ARC header's)."""
 
     offset: int
     record_type: str
+    block_type: str | None = None
     url: str | None = None
     date: str | None = None
     record_id: str | None = None
@@ -177,6 +179,7 @@ def _warc_record(rec: WarcRecord, offset: int) -> ArchiveRecord:
         date=headers.get("WARC-Date"),
         record_id=headers.get("WARC-Record-ID"),
         payload_digest=headers.get("WARC-Payload-Digest"),
+        block_type=headers.get("Content-Type"),
     )
     if rec.record_type == WarcRecordType.response:
         block = rec.reader.read()
@@ -331,7 +334,7 @@ def _parse_arc(data: bytes) -> Iterator[ArchiveRecord | ReadError]:
             yield ReadError(position, "arc_unreadable", f"no ARC header at this offset; skipped to {resync}")
             position = resync
             continue
-        url, _ip, date, _content_type, length = match.groups()
+        url, _ip, date, content_type, length = match.groups()
         body_start = line_end + 1
         body_end = body_start + int(length)
         if body_end > size:
@@ -347,10 +350,13 @@ def _parse_arc(data: bytes) -> Iterator[ArchiveRecord | ReadError]:
         record_bytes = data[body_start:body_end]
         if body_end != body_start + int(length):
             record_bytes = record_bytes.removesuffix(b"\n")  # the newline that separates records
-        if url.startswith(b"filedesc://"):
+        if url.startswith(b"filedesc://"):  # the file's header record: counted, never a document
+            yield ArchiveRecord(position, "filedesc", url=url.decode("utf-8", "replace"), date=date.decode())
             position = body_end
             continue
-        yield _arc_record(position, url.decode("utf-8", "replace"), date.decode(), record_bytes)
+        record = _arc_record(position, url.decode("utf-8", "replace"), date.decode(), record_bytes)
+        record.block_type = content_type.decode("utf-8", "replace") or None
+        yield record
         position = body_end
 
 
