@@ -4,19 +4,36 @@ A manifest names the run, where it writes, how it executes, its sources and the 
 stage. Every model forbids unknown keys, so a typo is an error that names the field path rather than
 a silently ignored setting. :func:`load_manifest` is the only entry point: it reads YAML with
 ``yaml.safe_load``, applies ``--set dotted.path=value`` overrides, validates, and checks that local
-input paths exist. Every failure is a :class:`ManifestError` whose message names the file and field.
+input paths exist. Every failure is a :class:`ManifestError` whose message names the file and the field
+as the user writes it (``sources.0.paths``, never pydantic's union tags) and says what to do: the closest
+field for a misspelt key, the choices for a kind, the directory a relative path resolved against.
+:func:`schema_text` is the readable reference ``winnow schema`` prints.
 """
 
 from __future__ import annotations
 
+import difflib
 import glob
 import os
+import types
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+import annotated_types
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 
 class ManifestError(Exception):
@@ -27,13 +44,22 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _one_or_many(value: Any) -> Any:
+    """A single string where a list of paths is expected is that one path."""
+    return [value] if isinstance(value, str) else value
+
+
+Paths = Annotated[list[str], BeforeValidator(_one_or_many, json_schema_input_type=str | list[str])]
+_SOURCE_NAME = "the source's name, recorded on every document: letters, digits, _ . -"
+
+
 # ---------------------------------------------------------------- executor
 
 
 class LocalExecutor(Strict):
     """Run tasks on this machine with datatrove's LocalPipelineExecutor."""
 
-    kind: Literal["local"] = "local"
+    kind: Literal["local"] = Field("local", description="run on this machine (the default executor)")
     tasks: int = Field(2, ge=1, description="number of tasks (input shards) per stage")
     workers: int = Field(2, ge=1, description="tasks run at the same time")
 
@@ -49,7 +75,7 @@ class SlurmExecutor(Strict):
     The run folder and the inputs must be on a file system the nodes share, and winnow must be importable
     there: by default the nodes activate the Python environment `winnow run` itself runs in."""
 
-    kind: Literal["slurm"]
+    kind: Literal["slurm"] = Field(description="submit to Slurm")
     tasks: int = Field(2, ge=1, description="number of tasks (array elements) per stage")
     workers: int | None = Field(
         None, ge=1, description="array elements running at once (sbatch --array %N); none: no limit"
@@ -82,7 +108,7 @@ class RayExecutor(Strict):
     The run folder and the inputs must be on a file system the workers share; tasks run in the driver's
     working directory."""
 
-    kind: Literal["ray"]
+    kind: Literal["ray"] = Field(description="run on a Ray cluster")
     tasks: int = Field(2, ge=1, description="number of tasks per stage")
     workers: int | None = Field(None, ge=1, description="tasks in flight at once; none: as many as the tasks")
     address: str | None = Field(
@@ -113,9 +139,9 @@ Executor = Annotated[LocalExecutor | SlurmExecutor | RayExecutor, Field(discrimi
 class WarcSource(Strict):
     """Web archives: WARC or ARC files (gzip or not), local globs, fsspec URLs, or a CC listing."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    kind: Literal["warc"]
-    paths: list[str] = Field(default_factory=list, description="files, globs or fsspec URLs")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description=_SOURCE_NAME)
+    kind: Literal["warc"] = Field(description="web archives")
+    paths: Paths = Field(default_factory=list, description="files, globs or fsspec URLs (one, or a list)")
     listing: str | None = Field(None, description="a Common Crawl warc.paths(.gz) file")
     listing_base: str = Field("https://data.commoncrawl.org/", description="prefix for listing entries")
     limit: int | None = Field(None, ge=1, description="use only the first N files")
@@ -137,12 +163,12 @@ class DocumentSource(Strict):
     ``enter``.
     """
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    kind: Literal["jsonl", "parquet"]
-    paths: list[str] = Field(min_length=1, description="files, globs or fsspec URLs (.jsonl may be .gz/.zst)")
-    text_field: str = "text"
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description=_SOURCE_NAME)
+    kind: Literal["jsonl", "parquet"] = Field(description="JSON Lines or Parquet files of documents")
+    paths: Paths = Field(min_length=1, description="files, globs or fsspec URLs (.jsonl may be .gz/.zst)")
+    text_field: str = Field("text", description="field holding the document text")
     id_field: str | None = Field("id", description="record id field; null numbers rows per file")
-    url_field: str | None = "url"
+    url_field: str | None = Field("url", description="field holding the URL; null: no URL")
     crawl: str | None = Field(None, description="crawl or batch id recorded on every document")
     limit: int | None = Field(None, ge=1, description="use only the first N files")
     enter: str | None = Field(
@@ -153,9 +179,9 @@ class DocumentSource(Strict):
 class PdfSource(Strict):
     """PDF files (local globs or fsspec URLs), turned into documents by ``stages.ocr``."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    kind: Literal["pdf"]
-    paths: list[str] = Field(min_length=1, description="files, globs or fsspec URLs of PDFs")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description=_SOURCE_NAME)
+    kind: Literal["pdf"] = Field(description="PDF files, read by stages.ocr")
+    paths: Paths = Field(min_length=1, description="files, globs or fsspec URLs of PDFs")
     limit: int | None = Field(None, ge=1, description="use only the first N files")
     crawl: str | None = Field(None, description="batch id recorded on every document")
 
@@ -169,7 +195,7 @@ Source = Annotated[WarcSource | DocumentSource | PdfSource, Field(discriminator=
 class Switchable(Strict):
     """A filter that can be turned off with ``name: false`` or configured with a mapping."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="false turns this filter off (also written as `<filter>: false`)")
 
     @model_validator(mode="before")
     @classmethod
@@ -184,13 +210,13 @@ class Switchable(Strict):
 class UrlFilterConfig(Switchable):
     """datatrove's URLFilter: block-listed domains/URLs and banned words in the URL."""
 
-    soft_word_threshold: int = 2
-    extra_domains: list[str] | None = None
-    extra_urls: list[str] | None = None
-    banned_words: list[str] | None = None
-    banned_subwords: list[str] | None = None
-    soft_banned_words: list[str] | None = None
-    use_integrated_lists: bool = True
+    soft_word_threshold: int = Field(2, description="soft-banned words in a URL that reject it")
+    extra_domains: list[str] | None = Field(None, description="more domains to block")
+    extra_urls: list[str] | None = Field(None, description="more URLs to block")
+    banned_words: list[str] | None = Field(None, description="more words that block a URL")
+    banned_subwords: list[str] | None = Field(None, description="more substrings that block a URL")
+    soft_banned_words: list[str] | None = Field(None, description="more soft-banned words")
+    use_integrated_lists: bool = Field(True, description="use datatrove's shipped block lists")
 
 
 class LanguageConfig(Strict):
@@ -198,7 +224,7 @@ class LanguageConfig(Strict):
 
     model: str | None = Field(None, description="fastText LID model (.bin/.ftz); default lid.176.ftz")
     keep: list[str] | None = Field(["en"], description="languages to keep; null keeps all")
-    min_score: float = Field(0.65, ge=0, le=1)
+    min_score: float = Field(0.65, ge=0, le=1, description="documents less confidently in a kept language go")
     precheck_min_score: float | None = Field(
         0.9,
         ge=0,
@@ -218,8 +244,8 @@ class ExtractConfig(Strict):
         "recall", description="trafilatura's mode: favor_recall, neither, or favor_precision (FineWeb's)"
     )
     fallback: bool = Field(False, description="run trafilatura's fallback extractors (about 2x slower)")
-    include_tables: bool = True
-    include_comments: bool = False
+    include_tables: bool = Field(True, description="keep the text of HTML tables")
+    include_comments: bool = Field(False, description="keep comment sections under articles")
     url_filter: UrlFilterConfig = Field(default_factory=UrlFilterConfig)
     language: LanguageConfig = Field(default_factory=LanguageConfig)
     min_text_chars: int = Field(1, ge=0, description="shorter extractions are rejected (no_text)")
@@ -314,6 +340,8 @@ class OcrConfig(Strict):
 
 
 class GopherRepetitionConfig(Switchable):
+    """datatrove's GopherRepetitionFilter (the same parameter names): repeated lines, paragraphs and n-grams."""
+
     dup_line_frac: float | None = 0.3
     dup_para_frac: float | None = 0.3
     dup_line_char_frac: float | None = 0.2
@@ -330,6 +358,8 @@ class GopherRepetitionConfig(Switchable):
 
 
 class GopherQualityConfig(Switchable):
+    """datatrove's GopherQualityFilter (the same parameter names): word counts, symbols, bullets, stop words."""
+
     min_doc_words: int | None = 50
     max_doc_words: int | None = 100000
     min_avg_word_length: int | None = 3
@@ -350,6 +380,8 @@ class GopherQualityConfig(Switchable):
 
 
 class C4Config(Switchable):
+    """datatrove's C4QualityFilter (the same parameter names): line and sentence rules, boilerplate, code."""
+
     split_paragraph: bool = True
     remove_citations: bool = True
     filter_no_terminal_punct: bool = False  # FineWeb's setting; C4 itself used True
@@ -363,6 +395,8 @@ class C4Config(Switchable):
 
 
 class FineWebConfig(Switchable):
+    """datatrove's FineWebQualityFilter (the same parameter names): punctuation, short lines, duplicated chars."""
+
     line_punct_thr: float = 0.12
     line_punct_exclude_zero: bool = False
     short_line_thr: float = 0.67
@@ -412,11 +446,18 @@ class DedupConfig(Strict):
         None,
         description="attribute column (e.g. score_quality) whose highest value wins a cluster, before crawl and id",
     )
-    against: list[str] = Field(
+    against: Paths = Field(
         default_factory=list, description="earlier run folders (or their dedup index folders) never to duplicate"
     )
     memory_limit: str = Field("2GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="DuckDB memory for clustering")
     threads: int | None = Field(None, ge=1, description="DuckDB threads for clustering; default: executor workers")
+    partitions: int = Field(
+        8,
+        ge=1,
+        le=4096,
+        description="hash ranges the candidate search splits band hashes and text keys into (each one DuckDB job "
+        "under memory_limit); the result is the same for any count",
+    )
 
 
 class ClassifierConfig(Strict):
@@ -488,7 +529,7 @@ class RephraseRoute(Strict):
     min: float | None = Field(None, description="keep documents with column >= min")
     max: float | None = Field(None, description="keep documents with column <= max")
     fraction: float = Field(1.0, gt=0, le=1, description="share of the matching documents, chosen by a hash of the id")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the hash that picks the fraction")
 
     @model_validator(mode="after")
     def _range_needs_column(self) -> RephraseRoute:
@@ -503,7 +544,7 @@ class RephraseConfig(EndpointConfig):
     concurrency: int = Field(8, ge=1, description="requests in flight per task")
     timeout_s: float = Field(300, gt=0, description="per-request timeout")
     max_retries: int = Field(3, ge=0, description="retries (exponential backoff) on connection errors, 429 and 5xx")
-    templates: list[str] = Field(
+    templates: Paths = Field(
         default_factory=list, description="extra template YAML files or folders (the shipped ones are always there)"
     )
     routes: list[RephraseRoute] = Field(min_length=1)
@@ -537,7 +578,7 @@ class SwarmConfig(Strict):
     )
     temperature: float = Field(1.0, gt=0, description="prior = token share ** (1/temperature), renormalised")
     floor: float = Field(0.0, ge=0, lt=1, description="minimum weight of every mixed source")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the sampled mixtures")
     retries: int = Field(1, ge=0, description="a proxy run that fails (e.g. diverges) is retried with a new seed")
     results: ImportedSwarm | None = Field(
         None, description="use swarm results from another tool (ratios + metrics tables) instead of training"
@@ -552,11 +593,11 @@ class ProxySettings(Strict):
     ~15M parameters up.
     """
 
-    d_model: int = Field(64, ge=8)
-    layers: int = Field(2, ge=1)
-    heads: int = Field(4, ge=1)
-    context: int = Field(128, ge=8)
-    batch_size: int = Field(32, ge=1)
+    d_model: int = Field(64, ge=8, description="width of the transformer")
+    layers: int = Field(2, ge=1, description="transformer blocks")
+    heads: int = Field(4, ge=1, description="attention heads (d_model must divide by it)")
+    context: int = Field(128, ge=8, description="sequence length in tokens")
+    batch_size: int = Field(32, ge=1, description="sequences per training step")
     tokens: int = Field(1_000_000, ge=1000, description="training tokens per proxy run")
     lr: float = Field(3e-3, gt=0, description="AdamW peak learning rate (warmup, cosine decay)")
     eval_tokens: int = Field(65_536, ge=1000, description="tokens of each target evaluated")
@@ -569,25 +610,27 @@ class RegressionConfig(Strict):
     """Models mapping mixture weights to target loss; the best by k-fold Spearman is used."""
 
     models: list[Literal["lightgbm", "log_linear", "linear"]] = Field(
-        default_factory=lambda: ["lightgbm", "log_linear", "linear"], min_length=1
+        default_factory=lambda: ["lightgbm", "log_linear", "linear"],
+        min_length=1,
+        description="regression models tried",
     )
-    folds: int = Field(5, ge=2)
+    folds: int = Field(5, ge=2, description="cross-validation folds that rank them")
 
 
 class ProposerConfig(Strict):
     """RegMix proposal: predict many candidate mixtures, average the best ``top_k``."""
 
-    candidates: int = Field(100_000, ge=100)
-    top_k: int = Field(100, ge=1)
+    candidates: int = Field(100_000, ge=100, description="candidate mixtures predicted")
+    top_k: int = Field(100, ge=1, description="best-predicted candidates averaged into the proposal")
     kl_weight: float = Field(0.0, ge=0, description="penalty on KL(mixture || prior), keeps proposals near the prior")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the candidate mixtures")
 
 
 class FinalConfig(Strict):
     """The final corpus: documents sampled to the proposed weights, shuffled, in fixed-size shards."""
 
     shard_rows: int = Field(100_000, ge=1, description="rows per final/part-NNNNN.parquet (the last may be shorter)")
-    seed: int = 0
+    seed: int = Field(0, description="seed of sampling and shuffling")
     memory_limit: str = Field("2GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="DuckDB memory for the writer")
 
 
@@ -628,13 +671,17 @@ class Stages(Strict):
     (ocr needs PDF sources, quality a model, rephrase an endpoint and mix a target, so they run only when
     given). ``ocr`` is a branch: its documents join the flow at ``ocr.enter``, not at the stage after it."""
 
-    ocr: OcrConfig | None = None
-    extract: ExtractConfig | None = Field(default_factory=ExtractConfig)
-    heuristics: HeuristicsConfig | None = Field(default_factory=HeuristicsConfig)
-    dedup: DedupConfig | None = Field(default_factory=DedupConfig)
-    quality: QualityConfig | None = None
-    rephrase: RephraseConfig | None = None
-    mix: MixConfig | None = None
+    ocr: OcrConfig | None = Field(None, description="PDFs into documents (for sources of kind pdf)")
+    extract: ExtractConfig | None = Field(
+        default_factory=ExtractConfig, description="web archives into documents: text extraction, language ID"
+    )
+    heuristics: HeuristicsConfig | None = Field(
+        default_factory=HeuristicsConfig, description="FineWeb's heuristic filters"
+    )
+    dedup: DedupConfig | None = Field(default_factory=DedupConfig, description="URL, exact and near-duplicate removal")
+    quality: QualityConfig | None = Field(None, description="fastText quality scores and selection")
+    rephrase: RephraseConfig | None = Field(None, description="LLM rewrites of documents")
+    mix: MixConfig | None = Field(None, description="source weights (RegMix-style) and the final corpus")
 
     def enabled(self) -> list[str]:
         """Names of the enabled stages, in flow order."""
@@ -649,12 +696,14 @@ DOCUMENT_STAGES: tuple[str, ...] = tuple(s for s in STAGE_ORDER if s not in SOUR
 class Manifest(Strict):
     """A whole run."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+$", description="the run's name (its folder under output): letters, digits, _ . -"
+    )
     output: str = Field(description="folder under which the run folder <output>/<name> is created")
     executor: Executor = Field(default_factory=LocalExecutor, description="where tasks run: local, slurm or ray")
     shard_target_mb: int = Field(128, ge=1, description="target size of one output Parquet shard")
-    sources: list[Source] = Field(min_length=1)
-    stages: Stages = Field(default_factory=Stages)
+    sources: list[Source] = Field(min_length=1, description="the inputs, each a mapping with a `kind`")
+    stages: Stages = Field(default_factory=Stages, description="the configuration of each stage")
 
     @field_validator("executor", mode="before")
     @classmethod
@@ -802,23 +851,116 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return " ".join(str(exc).split())
 
 
-def _format_loc(loc: Sequence[int | str]) -> str:
-    out = ""
+def _unwrap(kind: Any) -> Any:
+    """The type behind ``Annotated[...]`` and ``X | None`` (a union of several types stays a union)."""
+    while get_origin(kind) is Annotated:
+        kind = get_args(kind)[0]
+    if get_origin(kind) in (Union, types.UnionType):
+        members = [m for m in get_args(kind) if m is not type(None)]
+        if len(members) == 1:
+            return _unwrap(members[0])
+    return kind
+
+
+def _is_model(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, BaseModel)
+
+
+def _union_members(kind: Any) -> dict[str, Any] | None:
+    """For a union, its members by discriminator tag (``kind``); None for any other type."""
+    if get_origin(kind) not in (Union, types.UnionType):
+        return None
+    members: dict[str, Any] = {}
+    for member in map(_unwrap, get_args(kind)):
+        field = member.model_fields.get("kind") if _is_model(member) else None
+        for tag in get_args(_unwrap(field.annotation)) if field else ():
+            members[tag] = member
+    return members
+
+
+def _walk(loc: Sequence[int | str]) -> tuple[list[int | str], Any]:
+    """A pydantic error location as the user writes it (union and discriminator tags dropped), and the
+    manifest type at its end (``Any`` past a point the models do not describe)."""
+    path: list[int | str] = []
+    kind: Any = Manifest
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
+        kind = _unwrap(kind)
+        members = _union_members(kind)
+        if members is not None:  # pydantic names the member it tried: a tag, not a key of the manifest
+            kind = members.get(str(part), Any)
+            continue
+        path.append(part)
+        origin, args = get_origin(kind), get_args(kind)
+        if _is_model(kind):
+            field = kind.model_fields.get(str(part))
+            kind = field.annotation if field else Any
+        elif origin is list and args:
+            kind = args[0]
+        elif origin is tuple and isinstance(part, int) and part < len(args):
+            kind = args[part]
+        elif origin is dict and len(args) == 2:
+            kind = args[1]
+        else:
+            kind = Any
+    return path, _unwrap(kind)
+
+
+def _dotted(path: Sequence[int | str]) -> str:
+    return ".".join(map(str, path))
+
+
+def _suggest(word: str, choices: Sequence[str]) -> str:
+    """`` (did you mean `x`?)`` for the closest choice, or nothing when none is close."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def _error_line(err: ErrorDetails) -> tuple[str, str]:
+    """(dotted field path, plain message) for one pydantic error."""
+    loc, kind = _walk(err["loc"])
+    where = _dotted(loc)
+    if err["type"] == "extra_forbidden":
+        _, parent = _walk(err["loc"][:-1])
+        allowed = list(parent.model_fields) if _is_model(parent) else []
+        key = str(loc[-1])
+        hint = _suggest(key, allowed) or (f" (fields here: {', '.join(allowed)})" if allowed else "")
+        return where, f"unknown field{hint}; `winnow schema` lists every field"
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        tags = list(_union_members(kind) or ())
+        # the field holding the union names the thing: sources.0 -> a source kind, executor -> an executor kind
+        noun = next(str(part) for part in reversed(loc) if isinstance(part, str)).removesuffix("s")
+        choose = f"choose one of {', '.join(tags)}"
+        if err["type"] == "union_tag_not_found":
+            return f"{where}.kind", f"missing: every {noun} needs a kind; {choose}"
+        tag = str(err["ctx"]["tag"])
+        return f"{where}.kind", f"unknown {noun} kind {tag!r}; {choose}{_suggest(tag, tags)}"
+    if err["type"] == "missing":
+        _, parent = _walk(err["loc"][:-1])
+        field = parent.model_fields.get(str(loc[-1])) if _is_model(parent) else None
+        meaning = f" ({field.description})" if field and field.description else ""
+        return where, f"required field is missing{meaning}"
+    if err["type"] in ("model_type", "model_attributes_type", "dict_type") and _is_model(kind):
+        switch = "true, false or " if issubclass(kind, Switchable) else ""
+        return where, f"expected {switch}a mapping of its fields (got {_shown(err['input'])})"
+    message = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    given = err.get("input")
+    if err["type"] != "value_error" and (given is None or isinstance(given, str | int | float | bool)):
+        message += f" (got {_shown(given)})"
+    return where, message
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value the user gave, as Python writes it, cut to ``limit`` characters (one line: newlines escaped)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _format_validation(path: str, exc: ValidationError) -> str:
+    """One line per error: ``file: dotted.field.path: message``."""
     lines = []
     for err in exc.errors():
-        # drop discriminator tags such as 'warc' that pydantic inserts into the location
-        tags = ("warc", "jsonl", "parquet", "pdf", "local")
-        loc = [p for p in err["loc"] if p not in tags and not str(p).startswith("function-")]
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling; `winnow schema` prints every field)"
-        lines.append(f"{path}: {_format_loc(loc)}: {msg}")
+        where, message = _error_line(err)
+        lines.append(f"{path}: {where}: {message}" if where else f"{path}: {message}")
     return "\n".join(lines)
 
 
@@ -852,20 +994,167 @@ def is_remote(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
 
 
+def _nothing_at(path: str, what: str) -> str:
+    """``path <what>``, saying for a relative path which directory it resolved against."""
+    where = "" if os.path.isabs(path) else f" (relative paths resolve against {os.getcwd()})"
+    return f"{path} {what}{where}"
+
+
 def missing_inputs(manifest: Manifest) -> list[str]:
-    """Field paths of local inputs (globs, listings, model files) that match nothing on disk."""
+    """Field paths of local inputs (globs, listings, model files) that match nothing on disk. Paths are
+    checked as :mod:`winnow.pipeline.sources` expands them at run time: relative to the current directory."""
     problems = []
     for i, source in enumerate(manifest.sources):
         for j, pattern in enumerate(source.paths):
             if not is_remote(pattern) and not glob.glob(pattern, recursive=True):
-                problems.append(f"sources[{i}].paths[{j}]: {pattern!r} matches no file")
+                problems.append(f"sources.{i}.paths.{j}: {_nothing_at(pattern, 'matched no file')}")
         listing = getattr(source, "listing", None)
         if listing and not is_remote(listing) and not os.path.exists(listing):
-            problems.append(f"sources[{i}].listing: {listing!r} does not exist")
+            problems.append(f"sources.{i}.listing: {_nothing_at(listing, 'does not exist')}")
     extract = manifest.stages.extract
     if extract and extract.language.model and not os.path.exists(extract.language.model):
-        problems.append(f"stages.extract.language.model: {extract.language.model!r} does not exist")
+        problems.append(f"stages.extract.language.model: {_nothing_at(extract.language.model, 'does not exist')}")
     for i, classifier in enumerate(manifest.stages.quality.classifiers if manifest.stages.quality else []):
         if not is_remote(classifier.model) and not os.path.exists(classifier.model):
-            problems.append(f"stages.quality.classifiers[{i}].model: {classifier.model!r} does not exist")
+            problems.append(f"stages.quality.classifiers[{i}].model: {_nothing_at(classifier.model, 'does not exist')}")
     return problems
+
+
+# ---------------------------------------------------------------- reference (`winnow schema`)
+
+
+@dataclass(frozen=True)
+class SchemaSection:
+    """One table of ``winnow schema``: the fields of one mapping of the manifest, at its dotted path."""
+
+    path: str
+    summary: str
+    rows: list[tuple[str, str, str, str]]  # field, type, default, meaning
+
+
+def _doc_line(model: type[BaseModel]) -> str:
+    """The first paragraph of a model's docstring, on one line."""
+    return " ".join((model.__doc__ or "").strip().split("\n\n")[0].split()).replace("``", "`")
+
+
+def _type_text(kind: Any) -> str:
+    """A type as a manifest author reads it: ``int``, ``str | null``, ``list[str]``, ``a | b`` for choices."""
+    if get_origin(kind) is Annotated:
+        return _type_text(get_args(kind)[0])
+    if kind is type(None):
+        return "null"
+    if kind is Any:
+        return "any"
+    origin, args = get_origin(kind), get_args(kind)
+    if origin in (Union, types.UnionType):
+        if _union_members(kind):
+            return "mapping with a kind"
+        members = sorted(args, key=lambda m: m is type(None))  # null last
+        return " | ".join(_type_text(m) for m in members)
+    if origin is Literal:
+        return " | ".join(map(str, args))
+    if origin is list:
+        return f"list[{_type_text(args[0])}]"
+    if origin is tuple:
+        return f"[{', '.join(map(_type_text, args))}]"
+    if origin is dict:
+        return f"mapping {_type_text(args[0])} -> {_type_text(args[1])}"
+    if _is_model(kind):
+        return "true | false | mapping" if issubclass(kind, Switchable) else "mapping"
+    return getattr(kind, "__name__", str(kind))
+
+
+def _field_type(field: FieldInfo) -> str:
+    """A field's type with its bounds and patterns: ``int, >= 1``, ``float, > 0, < 1``, ``list[str] | str``."""
+    parts = [_type_text(field.annotation)]
+    for meta in field.metadata:
+        if isinstance(meta, BeforeValidator) and meta.func is _one_or_many:
+            parts[0] += " | str"
+        for name, symbol in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if isinstance(meta, getattr(annotated_types, name.capitalize())):
+                parts.append(f"{symbol} {getattr(meta, name)}")
+        if isinstance(meta, annotated_types.MinLen):
+            parts.append(f"at least {meta.min_length} item{'s' if meta.min_length > 1 else ''}")
+        if getattr(meta, "pattern", None):
+            parts.append(f"matching {meta.pattern}")
+    return ", ".join(parts)
+
+
+def _value_text(value: Any) -> str:
+    """A default as YAML flow text: null, true, 0.65, [en], {}."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, BaseModel):
+        return "{}"
+    if isinstance(value, list | tuple):
+        return f"[{', '.join(map(_value_text, value))}]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_value_text(v)}" for k, v in value.items()) + "}"
+    if value == "":
+        return '""'
+    return str(value)
+
+
+def _nested_models(kind: Any) -> list[tuple[str, type[BaseModel]]]:
+    """The mappings a field holds, with the path suffix they sit at: ``("", M)`` for a mapping field,
+    ``(".<i>", M)`` for a list of mappings."""
+    kind = _unwrap(kind)
+    if get_origin(kind) is list:
+        return [(".<i>", model) for _, model in _nested_models(get_args(kind)[0])]
+    if _is_model(kind):
+        return [("", kind)]
+    return []
+
+
+def _section(path: str, model: type[BaseModel]) -> SchemaSection:
+    rows = []
+    for name, field in model.model_fields.items():
+        if field.is_required():
+            default = "required"
+        elif field.default_factory is not None:
+            default = _value_text(field.default_factory())  # type: ignore[call-arg]
+        else:
+            default = _value_text(field.default)
+        nested = _nested_models(field.annotation)
+        meaning = field.description or (_doc_line(nested[0][1]) if nested else "")
+        rows.append((name, _field_type(field), default, meaning))
+    return SchemaSection(path, _doc_line(model), rows)
+
+
+def schema_reference() -> list[SchemaSection]:
+    """Every mapping of a manifest, in reading order: the top level, sources by kind, executor by kind, the
+    stages, then each stage and the mappings inside it (depth first)."""
+    sections = [_section("(top level)", Manifest)]
+    for key, union in (("sources.<i>", Source), ("executor", Executor)):
+        for model in dict.fromkeys((_union_members(_unwrap(union)) or {}).values()):
+            kinds = " or ".join(get_args(_unwrap(model.model_fields["kind"].annotation)))
+            sections.append(_section(f"{key} (kind: {kinds})", model))
+
+    def walk(path: str, model: type[BaseModel]) -> None:
+        sections.append(_section(path, model))
+        for name, field in model.model_fields.items():
+            for suffix, nested in _nested_models(field.annotation):
+                walk(f"{path}.{name}{suffix}", nested)
+
+    walk("stages", Stages)
+    return sections
+
+
+def schema_text() -> str:
+    """``winnow schema``: each section as a table of field, type, default and meaning, columns aligned."""
+    header = ("field", "type", "default", "meaning")
+    blocks = [
+        "The manifest, section by section. A key is written in YAML as nested mappings and in --set as its "
+        "dotted path (list items by index: sources.0.paths). `winnow schema --json` prints the JSON Schema."
+    ]
+    for section in schema_reference():
+        rows = [header, *section.rows]
+        widths = [max(len(row[c]) for row in rows) for c in range(3)]
+        lines = [f"{section.path} — {section.summary}" if section.summary else section.path]
+        for row in rows:
+            cells = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
+            lines.append(("  " + "  ".join([*cells, row[3]])).rstrip())
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"

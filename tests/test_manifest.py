@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from winnow.pipeline.manifest import ManifestError, apply_override, load_manifest
+from winnow.pipeline.manifest import STAGE_ORDER, ManifestError, Stages, apply_override, load_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((REPO_ROOT / "manifests").glob("*.yaml"))
@@ -98,18 +99,120 @@ def test_shipped_manifests_exist() -> None:
 
 
 def test_unknown_top_level_key(tmp_path: Path, cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
-    data = base_manifest(cli_demo_warcs) | {"ouptut_dir": "x"}
+    """A key far from every field lists the fields of its level."""
+    data = base_manifest(cli_demo_warcs) | {"colour": "x"}
     path = write_yaml(tmp_path / "typo.yaml", data)
-    line = assert_one_error(winnow_cli("validate", path), str(path), "ouptut_dir")
-    assert "unknown field" in line
+    line = assert_one_error(winnow_cli("validate", path), f"{path}: colour: unknown field")
+    assert "fields here: name, output, executor, shard_target_mb, sources, stages" in line
+    assert "did you mean" not in line
 
 
 def test_unknown_stage(tmp_path: Path, cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
     data = base_manifest(cli_demo_warcs)
     data["stages"] = {"dedupe": {}}
     path = write_yaml(tmp_path / "stage.yaml", data)
-    line = assert_one_error(winnow_cli("validate", path), str(path), "stages.dedupe")
-    assert "unknown field" in line
+    assert_one_error(winnow_cli("validate", path), f"{path}: stages.dedupe: unknown field (did you mean `dedup`?)")
+
+
+@pytest.mark.parametrize(
+    ("where", "typo", "meant"),
+    [
+        ((), "outptu", "output"),
+        (("sources", 0), "pahts", "paths"),
+        (("executor",), "wokers", "workers"),
+        (("stages", "extract", "language"), "min_scor", "min_score"),
+        (("stages", "heuristics", "c4"), "min_num_sentence", "min_num_sentences"),
+    ],
+)
+def test_near_miss_key_suggests_the_field(
+    tmp_path: Path, cli_demo_warcs: Path, where: tuple[str | int, ...], typo: str, meant: str
+) -> None:
+    """A misspelt key at any level is named by its dotted path with the closest field of that level."""
+    data = base_manifest(cli_demo_warcs)
+    node: Any = data
+    for key in where:
+        node = node.setdefault(key, {}) if isinstance(node, dict) else node[key]
+        if node is True:  # `c4: true`
+            node = data["stages"]["heuristics"]["c4"] = {}
+    node[typo] = 1
+    path = write_yaml(tmp_path / "m.yaml", data)
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    dotted = ".".join(map(str, (*where, typo)))
+    assert (
+        str(info.value)
+        == f"{path}: {dotted}: unknown field (did you mean `{meant}`?); `winnow schema` lists every field"
+    )
+
+
+def test_near_miss_key_through_set(cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
+    manifest = REPO_ROOT / "manifests" / "demo.yaml"
+    result = winnow_cli("validate", manifest, "--set", paths_override(cli_demo_warcs), "--set", "sources.0.crawll=X")
+    assert_one_error(result, str(manifest), "sources.0.crawll: unknown field (did you mean `crawl`?)")
+
+
+def test_unknown_source_kind(tmp_path: Path, cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
+    data = base_manifest(cli_demo_warcs)
+    data["sources"][0]["kind"] = "warcs"
+    path = write_yaml(tmp_path / "kind.yaml", data)
+    line = assert_one_error(
+        winnow_cli("validate", path),
+        f"{path}: sources.0.kind: unknown source kind 'warcs'; choose one of warc, jsonl, parquet, pdf "
+        "(did you mean `warc`?)",
+    )
+    assert "Input tag" not in line
+
+
+def test_missing_source_kind(tmp_path: Path, cli_demo_warcs: Path) -> None:
+    data = base_manifest(cli_demo_warcs)
+    del data["sources"][0]["kind"]
+    path = write_yaml(tmp_path / "kind.yaml", data)
+    with pytest.raises(ManifestError, match=r": sources\.0\.kind: missing: .*choose one of warc, jsonl, parquet, pdf$"):
+        load_manifest(path)
+
+
+def test_unknown_executor_kind(tmp_path: Path, cli_demo_warcs: Path) -> None:
+    path = write_yaml(tmp_path / "m.yaml", base_manifest(cli_demo_warcs))
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path, ["executor.kind=sllurm"])
+    assert str(info.value).endswith(
+        "executor.kind: unknown executor kind 'sllurm'; choose one of local, slurm, ray (did you mean `slurm`?)"
+    )
+
+
+def test_slurm_without_partition_names_the_field_as_written(
+    tmp_path: Path, cli_demo_warcs: Path, winnow_cli: WinnowCli
+) -> None:
+    """The location is the path a user writes (executor.partition), not pydantic's (executor.slurm.partition)."""
+    path = write_yaml(tmp_path / "m.yaml", base_manifest(cli_demo_warcs))
+    line = assert_one_error(
+        winnow_cli("validate", path, "--set", "executor.kind=slurm"),
+        f"{path}: executor.partition: required field is missing (sbatch --partition)",
+    )
+    assert "slurm." not in line and "SlurmExecutor" not in line
+
+
+@pytest.mark.parametrize(
+    ("assignment", "where"),
+    [
+        ("sources.0.paths=[3]", "sources.0.paths.0: Input should be a valid string (got 3)"),
+        ("sources.0.limit=0", "sources.0.limit: Input should be greater than or equal to 1 (got 0)"),
+        (
+            "stages.heuristics.gopher_repetition.top_n_grams=[[2, x]]",
+            "stages.heuristics.gopher_repetition.top_n_grams.0.1:",
+        ),
+        (
+            "stages.extract.url_filter=maybe",
+            "stages.extract.url_filter: expected true, false or a mapping of its fields",
+        ),
+    ],
+)
+def test_locations_are_dotted_user_paths(tmp_path: Path, cli_demo_warcs: Path, assignment: str, where: str) -> None:
+    """List indexes are numbers, and no union or discriminator tag (warc, local, function-...) appears."""
+    path = write_yaml(tmp_path / "m.yaml", base_manifest(cli_demo_warcs))
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path, [assignment])
+    assert str(info.value).startswith(f"{path}: {where}"), str(info.value)
 
 
 def test_wrong_type(tmp_path: Path, cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
@@ -133,8 +236,40 @@ def test_missing_input_path(tmp_path: Path, cli_demo_warcs: Path, winnow_cli: Wi
     pattern = f"{tmp_path}/nothing/*.warc.gz"
     data["sources"][0]["paths"] = [f"{cli_demo_warcs}/*.warc.gz", pattern]
     path = write_yaml(tmp_path / "missing.yaml", data)
-    line = assert_one_error(winnow_cli("validate", path), str(path), "sources[0].paths[1]", pattern)
-    assert "matches no file" in line
+    line = assert_one_error(winnow_cli("validate", path), f"{path}: sources.0.paths.1: {pattern} matched no file")
+    assert "relative" not in line  # an absolute path resolves against nothing
+
+
+def test_relative_path_names_the_directory_it_resolves_against(
+    tmp_path: Path, cli_demo_warcs: Path, winnow_cli: WinnowCli
+) -> None:
+    """A relative pattern is expanded from the current directory (not the manifest's folder), and says so."""
+    (tmp_path / "data" / "demo").mkdir(parents=True)
+    for warc in cli_demo_warcs.glob("*.warc.gz"):
+        (tmp_path / "data" / "demo" / warc.name).symlink_to(warc)
+    data = base_manifest(cli_demo_warcs)
+    data["sources"][0]["paths"] = ["data/demo/*.warc.gz"]
+    path = write_yaml(tmp_path / "m.yaml", data)
+    assert winnow_cli("validate", path, cwd=tmp_path).returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert_one_error(
+        winnow_cli("validate", path, cwd=elsewhere),
+        f"{path}: sources.0.paths.0: data/demo/*.warc.gz matched no file "
+        f"(relative paths resolve against {elsewhere.resolve()})",
+    )
+
+
+def test_single_path_is_a_list_of_one(tmp_path: Path, cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
+    """`paths: one/file` and `--set sources.0.paths=one/file` mean a list of that one path."""
+    first, second = sorted(cli_demo_warcs.glob("*.warc.gz"))[:2]
+    data = base_manifest(cli_demo_warcs)
+    data["sources"][0]["paths"] = str(first)
+    path = write_yaml(tmp_path / "m.yaml", data)
+    assert load_manifest(path).sources[0].paths == [str(first)]
+    assert load_manifest(path, [f"sources.0.paths={second}"]).sources[0].paths == [str(second)]
+    result = winnow_cli("validate", path, "--set", f"sources.0.paths={second}")
+    assert result.returncode == 0, result.stderr
 
 
 def test_message_keeps_brackets(tmp_path: Path, cli_demo_warcs: Path, winnow_cli: WinnowCli) -> None:
@@ -278,7 +413,7 @@ def test_override_paths_make_a_manifest_valid(tmp_path: Path, cli_demo_warcs: Pa
     data = base_manifest(cli_demo_warcs)
     data["sources"][0]["paths"] = [f"{tmp_path}/missing/*.warc.gz"]
     path = write_yaml(tmp_path / "m.yaml", data)
-    with pytest.raises(ManifestError, match=r"sources\[0\]\.paths\[0\]"):
+    with pytest.raises(ManifestError, match=r"sources\.0\.paths\.0: .* matched no file"):
         load_manifest(path)
     assert load_manifest(path, [paths_override(cli_demo_warcs)]).sources[0].paths == [f"{cli_demo_warcs}/*.warc.gz"]
 
@@ -302,3 +437,51 @@ def test_overrides_validated_with_file_name(tmp_path: Path, cli_demo_warcs: Path
         load_manifest(path, ["executor.workers=0"])
     message = str(info.value)
     assert str(path) in message and "executor.workers" in message
+
+
+# ---------------------------------------------------------------- winnow schema
+
+
+def schema_tables(text: str) -> dict[str, list[list[str]]]:
+    """The sections of `winnow schema` by path, each as rows of [field, type, default, meaning] cells."""
+    tables: dict[str, list[list[str]]] = {}
+    for block in text.split("\n\n")[1:]:
+        header, columns, *rows = block.splitlines()
+        assert columns.split() == ["field", "type", "default", "meaning"], block
+        starts = [columns.index(name) for name in ("type", "default", "meaning")]
+        cells = [[row[a:b].strip() for a, b in zip([0, *starts], [*starts, None], strict=True)] for row in rows]
+        tables[header.split(" — ")[0]] = cells
+    return tables
+
+
+def test_schema_is_a_readable_reference(winnow_cli: WinnowCli) -> None:
+    """A table per section (top level, each source and executor kind, each stage and the mappings inside it),
+    one row per field with type, default and the field's description."""
+    result = winnow_cli("schema")
+    assert result.returncode == 0, result.stderr
+    tables = schema_tables(result.stdout)
+    expected = {"(top level)", "sources.<i> (kind: warc)", "sources.<i> (kind: jsonl or parquet)"}
+    expected |= {"sources.<i> (kind: pdf)", "executor (kind: local)", "executor (kind: slurm)", "executor (kind: ray)"}
+    expected |= {"stages", "stages.extract.language", "stages.quality.classifiers.<i>", "stages.mix.swarm.results"}
+    expected |= {f"stages.{stage}" for stage in STAGE_ORDER}
+    assert expected <= set(tables), sorted(expected - set(tables))
+    for stage in STAGE_ORDER:
+        model = Stages.model_fields[stage].annotation.__args__[0]  # XConfig | None
+        assert [row[0] for row in tables[f"stages.{stage}"]] == list(model.model_fields), stage
+    slurm = {row[0]: row for row in tables["executor (kind: slurm)"]}
+    assert slurm["partition"] == ["partition", "str", "required", "sbatch --partition"]
+    assert slurm["tasks"] == ["tasks", "int, >= 1", "2", "number of tasks (array elements) per stage"]
+    extract = {row[0]: row for row in tables["stages.extract"]}
+    assert extract["focus"][1:3] == ["recall | balanced | precision", "recall"]
+    warc = {row[0]: row for row in tables["sources.<i> (kind: warc)"]}
+    assert warc["paths"][1] == "list[str] | str"
+    language = {row[0]: row for row in tables["stages.extract.language"]}
+    assert language["keep"][1:3] == ["list[str] | null", "[en]"]
+
+
+def test_schema_json_is_the_json_schema(winnow_cli: WinnowCli) -> None:
+    """`--json` keeps the JSON Schema for tools; a path list takes a single string there too."""
+    result = winnow_cli("schema", "--json")
+    assert result.returncode == 0, result.stderr
+    paths = json.loads(result.stdout)["$defs"]["WarcSource"]["properties"]["paths"]
+    assert {"type": "string"} in paths["anyOf"]
