@@ -374,7 +374,7 @@ def render(run_dir: Path) -> str:
     if kind == "run":
         sections = _run_sections(run_dir)
     else:
-        release = run_dir if kind == "release" else latest_release_dir(run_dir)
+        release = run_dir.resolve() if kind == "release" else latest_release_dir(run_dir)
         sections = [release_section(run_dir, release)] if release is not None else []
         for batch in batch_dirs(run_dir) if kind == "corpus" else []:
             sections.append(f"<h2 id='batch-{esc(batch.name)}'>Batch {esc(batch.name)}</h2>")
