@@ -351,7 +351,10 @@ def _parse_arc(data: bytes) -> Iterator[ArchiveRecord | ReadError]:
         if body_end != body_start + int(length):
             record_bytes = record_bytes.removesuffix(b"\n")  # the newline that separates records
         if url.startswith(b"filedesc://"):  # the file's header record: counted, never a document
-            yield ArchiveRecord(position, "filedesc", url=url.decode("utf-8", "replace"), date=date.decode())
+            kind = content_type.decode("utf-8", "replace") or None
+            yield ArchiveRecord(
+                position, "filedesc", url=url.decode("utf-8", "replace"), date=date.decode(), block_type=kind
+            )
             position = body_end
             continue
         record = _arc_record(position, url.decode("utf-8", "replace"), date.decode(), record_bytes)
