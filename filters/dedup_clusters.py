@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from itertools import pairwise
 from pathlib import Path
 
 import duckdb
@@ -79,6 +80,27 @@ def check_against(config: DedupConfig) -> list[Path]:
             raise AgainstIndexError(f"{entry}: its dedup index was built with {theirs}, this run uses {wanted}")
         indexes.append(index)
     return indexes
+
+
+def partition_ranges(partitions: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` ranges of a 64-bit hash splitting it into ``partitions`` equal parts (the last ends at 2**64).
+
+    Every row of one LSH bucket (or one text key) falls into one range, so the hub of each bucket, and
+    so every candidate pair, is the same for any partition count."""
+    edges = [p * (1 << 64) // partitions for p in range(partitions + 1)]
+    return list(pairwise(edges))
+
+
+def _in_range(column: str, lo: int, hi: int, blob: bool = False) -> str:
+    """SQL: ``column``'s first 64 bits in ``[lo, hi)``; a BLOB column compares by its first 8 bytes, big-endian."""
+
+    def literal(value: int) -> str:
+        if not blob:
+            return str(value)
+        return "'" + "".join(f"\\x{b:02X}" for b in value.to_bytes(8, "big")) + "'::BLOB"
+
+    upper = f" AND {column} < {literal(hi)}" if hi < 1 << 64 else ""
+    return f"{column} >= {literal(lo)}{upper}"
 
 
 def _relation(con: duckdb.DuckDBPyConnection, folder: Path, schema: pa.Schema) -> str:
@@ -142,15 +164,17 @@ class DedupClusters(PipelineStep):
         con.execute("CREATE TABLE edges (a BIGINT, b BIGINT)")
         progress.advance(docs=1, units=2)
         if self.config.exact:
-            con.execute(
-                """CREATE TABLE exact_groups AS SELECT text_key, min(key) AS hub FROM nodes
-                   WHERE text_key IS NOT NULL AND key NOT IN (SELECT key FROM url_removed)
-                   GROUP BY text_key HAVING count(*) > 1"""
-            )
-            con.execute(
-                """INSERT INTO edges SELECT n.key, g.hub FROM nodes n JOIN exact_groups g USING (text_key)
-                   WHERE n.key <> g.hub AND n.key NOT IN (SELECT key FROM url_removed)"""
-            )
+            for lo, hi in partition_ranges(self.config.partitions):
+                in_range = _in_range("text_key", lo, hi, blob=True)
+                con.execute(
+                    f"""CREATE OR REPLACE TABLE exact_groups AS SELECT text_key, min(key) AS hub FROM nodes
+                        WHERE {in_range} AND key NOT IN (SELECT key FROM url_removed)
+                        GROUP BY text_key HAVING count(*) > 1"""
+                )
+                con.execute(
+                    """INSERT INTO edges SELECT n.key, g.hub FROM nodes n JOIN exact_groups g USING (text_key)
+                       WHERE n.key <> g.hub AND n.key NOT IN (SELECT key FROM url_removed)"""
+                )
         progress.advance(docs=1, units=3)
         if self.config.minhash.enabled:
             self._near_edges(con, index, released)
@@ -200,17 +224,21 @@ class DedupClusters(PipelineStep):
             con.execute("CREATE VIEW shingle_sets AS " + " UNION ALL ".join(shingles))
 
     def _near_edges(self, con: duckdb.DuckDBPyConnection, index: Path, released: list[Path]) -> None:
-        con.execute(
-            """CREATE TABLE buckets AS SELECT band, bucket, arg_min(key, idh) AS hub
-               FROM bands WHERE key NOT IN (SELECT key FROM url_removed)
-               GROUP BY band, bucket HAVING count(*) > 1"""
-        )
-        con.execute(
-            """CREATE TABLE candidates AS SELECT DISTINCT b.key AS a, k.hub AS b
-               FROM bands b JOIN buckets k USING (band, bucket)
-               WHERE b.key <> k.hub AND NOT (b.key < 0 AND k.hub < 0)
-                 AND b.key NOT IN (SELECT key FROM url_removed)"""
-        )
+        con.execute("CREATE TABLE candidates (a BIGINT, b BIGINT)")
+        for lo, hi in partition_ranges(self.config.partitions):
+            in_range = _in_range("bucket", lo, hi)
+            con.execute(
+                f"""CREATE OR REPLACE TABLE buckets AS SELECT band, bucket, arg_min(key, idh) AS hub
+                    FROM bands WHERE {in_range} AND key NOT IN (SELECT key FROM url_removed)
+                    GROUP BY band, bucket HAVING count(*) > 1"""
+            )
+            con.execute(
+                f"""INSERT INTO candidates SELECT b.key AS a, k.hub AS b
+                    FROM bands b JOIN buckets k USING (band, bucket)
+                    WHERE {in_range} AND b.key <> k.hub AND NOT (b.key < 0 AND k.hub < 0)
+                      AND b.key NOT IN (SELECT key FROM url_removed)"""
+            )
+        con.execute("CREATE OR REPLACE TABLE candidates AS SELECT DISTINCT a, b FROM candidates")
         verify = self.config.minhash.verify
         if verify == "none":
             con.execute("INSERT INTO edges SELECT a, b FROM candidates")
