@@ -16,12 +16,12 @@ import mmap
 import struct
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from winnow.filters.classifier_text import normalize
-from winnow.filters.language import load_fasttext
+
+if TYPE_CHECKING:
+    import numpy as np
 
 POSITIVE_LABEL = "__label__hq"
 NEGATIVE_LABEL = "__label__lq"
@@ -64,6 +64,8 @@ def load_classifier(path: str | Path, label: str = POSITIVE_LABEL) -> Any:
     if not path.is_file():
         raise ModelError(path, "not a file")
     check_structure(path)
+    from winnow.filters.language import load_fasttext  # datatrove's filters come with it: not at import time
+
     try:
         model = load_fasttext(str(path))
     except (ValueError, RuntimeError, MemoryError) as exc:
@@ -154,6 +156,8 @@ def score_texts(model: Any, texts: Sequence[str], label: str = POSITIVE_LABEL) -
     """Probability of ``label`` for each text (float32 in [0, 1], in order), texts normalised as in training.
 
     A label fastText does not return for a text counts as probability 0."""
+    import numpy as np  # imported here: `winnow --help` imports this module (for the classifier's defaults)
+
     label = positive_label(label)
     scores = np.zeros(len(texts), dtype=np.float32)
     for start in range(0, len(texts), BATCH):

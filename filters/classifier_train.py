@@ -36,12 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from winnow.filters.classifier_data import ClassTexts
-from winnow.filters.classifier_metrics import evaluate
 from winnow.filters.classifier_score import (
     NEGATIVE_LABEL,
     POSITIVE_LABEL,
@@ -50,8 +46,12 @@ from winnow.filters.classifier_score import (
     score_texts,
 )
 from winnow.filters.classifier_text import MAX_CHARS, normalize
-from winnow.filters.language import load_fasttext
 from winnow.pipeline.version import winnow_version
+
+# numpy, the metrics, fastText and the readers are imported where they are used: `winnow --help` imports this
+# module for DEFAULT_PARAMS and LOSSES
+if TYPE_CHECKING:
+    from winnow.filters.classifier_data import ClassTexts
 
 CARD_FORMAT = "winnow-classifier-card/1"
 FASTTEXT_PACKAGE = "fasttext-numpy2-wheel"
@@ -173,6 +173,11 @@ def train_classifier(
     """Train, evaluate on the held-out split, write ``config.output`` and its card; returns the card.
 
     ``on_progress(phase, fraction)`` reports the phase and, while fastText trains, its fraction done."""
+    import numpy as np
+
+    from winnow.filters.classifier_metrics import evaluate
+    from winnow.filters.language import load_fasttext
+
     report = on_progress or (lambda phase, fraction: None)
     pos_split, neg_split, used = split_classes(positive, negative, config)
     config.output.parent.mkdir(parents=True, exist_ok=True)
@@ -310,6 +315,7 @@ def _run_child(command: list[str], on_fraction: Callable[[float], None]) -> str 
 def _child(train_file: str, params_file: str, model_out: str, result_file: str) -> int:
     """Child process: train on ``train_file``, check the weights are finite, save; 0 on success."""
     import fasttext
+    import numpy as np
 
     params = json.loads(Path(params_file).read_text())
     start = time.perf_counter()

@@ -15,27 +15,18 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from winnow.filters.classifier_data import ClassTexts, ResolvedSource, SourceError, read_texts, resolve_source
-from winnow.filters.classifier_metrics import evaluate
-from winnow.filters.classifier_score import ModelError, load_classifier, positive_label, score_texts
-from winnow.filters.classifier_train import (
-    DEFAULT_PARAMS,
-    LOSSES,
-    TrainConfig,
-    TrainingError,
-    default_threads,
-    parse_params,
-    train_classifier,
-)
+from winnow.filters.classifier_train import DEFAULT_PARAMS, LOSSES
+
+if TYPE_CHECKING:  # the commands import what they use: the readers and fastText are not needed for --help
+    from winnow.filters.classifier_data import ClassTexts, ResolvedSource
 
 classifier_app = typer.Typer(
     name="classifier",
@@ -124,6 +115,16 @@ def train(
     progress: ProgressOption = True,
 ) -> None:
     """Train a fastText classifier: positives (__label__hq) vs negatives (__label__lq) -> MODEL.bin + card."""
+    from winnow.filters.classifier_data import SourceError
+    from winnow.filters.classifier_score import ModelError
+    from winnow.filters.classifier_train import (
+        TrainConfig,
+        TrainingError,
+        default_threads,
+        parse_params,
+        train_classifier,
+    )
+
     if output.suffix != ".bin":
         _fail(f"--output {output}: the model file name must end in .bin")
     if not 0 <= holdout < 1:
@@ -193,6 +194,12 @@ def eval_(
     progress: ProgressOption = True,
 ) -> None:
     """Score a labelled set with MODEL: ROC AUC, precision / recall / F1 at a threshold, a calibration table."""
+    import numpy as np
+
+    from winnow.filters.classifier_data import SourceError
+    from winnow.filters.classifier_metrics import evaluate
+    from winnow.filters.classifier_score import ModelError, load_classifier, positive_label, score_texts
+
     try:
         classifier = load_classifier(model, label)
     except ModelError as exc:
@@ -226,6 +233,8 @@ def _resolve(
     positive: list[str], negative: list[str], text_field: str, stage: str | None
 ) -> list[list[ResolvedSource]]:
     """Each class's arguments resolved to files (SourceError on the first bad one)."""
+    from winnow.filters.classifier_data import resolve_source
+
     return [[resolve_source(arg, text_field, stage) for arg in args] for args in (positive, negative)]
 
 
@@ -233,6 +242,8 @@ def _read(
     sources: list[list[ResolvedSource]], max_per_class: int | None, seed: int, progress: bool
 ) -> list[ClassTexts]:
     """Both classes' texts (exit 2 when one has none)."""
+    from winnow.filters.classifier_data import read_texts
+
     classes = []
     rng = random.Random(seed)
     for name, resolved in zip(("positive", "negative"), sources, strict=True):
