@@ -35,10 +35,10 @@ from typing import Any
 
 from winnow.pipeline.json_records import read_json, write_json
 from winnow.pipeline.manifest import Manifest, ManifestError
+from winnow.pipeline.preflight import preflight
 from winnow.pipeline.releases import Release, latest, next_version, publish, read_release, releases_dir, run_contents
 from winnow.pipeline.runner import Runner, RunResult, fingerprint
 from winnow.pipeline.sources import InputFile, checksum, resolve_inputs
-from winnow.pipeline.stages import preflight
 
 
 class RefreshBusy(Exception):
