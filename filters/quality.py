@@ -1,41 +1,55 @@
 """The quality stage: score documents with fastText classifiers (annotate), then select by the scores.
 
-Two phases (see :mod:`winnow.pipeline.stages`):
+Three phases (see :mod:`winnow.pipeline.stages`):
 
 1. ``score`` (all tasks): :class:`QualityScorer` loads each model once per worker process and writes
    ``score_<name>`` = P(label) of every document, predicted in batches, to ``scored/``
    (:mod:`winnow.filters.classifier_score`). Only the first 100,000 characters count
    (:mod:`winnow.filters.classifier_text`, as in training), so empty and huge documents score like any other.
-2. ``select`` (one task): :class:`QualitySelect` decides over the whole run at once with DuckDB — a top
-   fraction is a global ranking, not a per-task one — and writes ``data/`` and ``rejects/``. With
-   several classifiers or ``buckets``, ``quality_rank`` (the mean of each score's percent rank) and
-   ``quality_bucket`` (that rank cut into N equal-width buckets, 0 the lowest) are added; with one
-   classifier the rule is a plain condition on its score (a top fraction becomes its cut value).
-   Changing ``keep`` or ``buckets`` reruns this phase only: nothing is rescored.
+2. ``cut`` (one task): :class:`QualityCut` reads only the score columns (and, for a top fraction, the ids
+   of the rows at the cut value) and writes ``cut/``: per score column the sorted distinct values with
+   the number of rows below each (``cut/<column>.parquet``, 12 bytes per distinct value, at most one per
+   document) and ``cut/cut.json`` (rows, and a top fraction's cut value and last id). A top fraction is
+   found from a histogram of the ranked column, then an exact second pass over the rows at its cut value.
+3. ``select`` (all tasks): :class:`QualitySelect` reads its share of ``scored/`` (file ``i`` on task
+   ``i % tasks``) in batches and writes ``data/`` and ``rejects/``. A document's percent rank over the
+   whole run is exact from the tables (rows with a lower score / (rows - 1), DuckDB's ``percent_rank``);
+   ``quality_rank`` is the mean over classifiers, ``quality_bucket`` that rank cut into N equal-width
+   buckets (0 the lowest). With one classifier and no buckets the rule is a condition on its score.
+   The kept ids do not depend on the task count. Changing ``keep`` or ``buckets`` reruns ``cut`` and
+   ``select`` only: nothing is rescored.
 
-Reject reasons: ``below_top_fraction`` (detail: the last kept value), ``below_threshold`` (detail: the
-failing column, value and minimum) and ``below_min_bucket``.
+A top fraction keeps the first round(f * rows) rows by ``by`` (descending), ties broken by id; rows sharing
+the cut's value and id (a repeated id) are kept together. Reject reasons: ``below_top_fraction`` (detail:
+the last kept value), ``below_threshold`` (detail: the failing column, value and minimum) and
+``below_min_bucket``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from winnow.filters.classifier_score import load_classifier, score_texts
+from winnow.pipeline.json_records import write_json
 from winnow.pipeline.manifest import ClassifierConfig, QualityConfig
 from winnow.pipeline.outcomes import OutcomeWriter, StageLayout
+from winnow.pipeline.parquet_sink import ParquetSink
 from winnow.pipeline.progress import TaskProgress
-from winnow.pipeline.schema import CORE_COLUMNS
-from winnow.pipeline.stage_duckdb import copy_to_shards, stage_duckdb
+from winnow.pipeline.schema import document_schema, outcome_schema
+from winnow.pipeline.stage_duckdb import stage_duckdb
 
 BATCH_DOCS = 512
+READ_BATCH_ROWS = 20_000  # rows of scored/ held at once by the cut and select phases
 
 
 class QualityScorer(PipelineStep):
@@ -94,10 +108,83 @@ class QualityScorer(PipelineStep):
         return doc
 
 
-class QualitySelect(PipelineStep):
-    """Phase 2 (one task): rank and select over the whole scored run; write ``data/`` and ``rejects/``."""
+RANK_COLUMNS = ("quality_rank", "quality_bucket")
 
-    name = "🎯 quality select"
+
+def scored_files(layout: StageLayout) -> list[Path]:
+    """The files of ``scored/`` in a fixed order: file ``i`` is selected by task ``i % tasks``."""
+    return sorted((layout.stage_dir / "scored").glob("*.parquet"))
+
+
+def _batches(files: Sequence[Path], columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+    for path in files:
+        yield from pq.ParquetFile(path).iter_batches(
+            batch_size=READ_BATCH_ROWS, columns=None if columns is None else list(columns)
+        )
+
+
+def _score_columns(config: QualityConfig) -> list[str]:
+    return [f"score_{c.name}" for c in config.classifiers]
+
+
+def _ranked_by(config: QualityConfig) -> str | None:
+    """The column a top fraction ranks by (None without a top fraction)."""
+    if config.keep.top_fraction is None:
+        return None
+    scores = _score_columns(config)
+    return config.keep.by or (scores[0] if len(scores) == 1 else "quality_rank")
+
+
+class Cut:
+    """What the ``cut`` phase decided: the run's row count, each score's (sorted distinct values, rows below
+    each value), and for a top fraction the cut value and the last kept id at that value."""
+
+    def __init__(
+        self,
+        rows: int,
+        tables: dict[str, tuple[np.ndarray, np.ndarray]],
+        value: float | int | None = None,
+        last_id: str | None = None,
+    ) -> None:
+        self.rows = rows
+        self.tables = tables
+        self.value = value
+        self.last_id = last_id
+
+    @staticmethod
+    def load(folder: Path) -> Cut:
+        record = json.loads((folder / "cut.json").read_text())
+        tables = {}
+        for column in record["tables"]:
+            table = pq.read_table(folder / f"{column}.parquet")
+            tables[column] = (table["value"].to_numpy(), table["below"].to_numpy())
+        return Cut(record["rows"], tables, record["value"], record["last_id"])
+
+
+def column_values(batch: pa.RecordBatch, config: QualityConfig, cut: Cut) -> dict[str, np.ndarray]:
+    """The score columns of ``batch`` and, when ranked, ``quality_rank`` (the mean of each score's percent rank
+    over the whole run: rows below / (rows - 1), as DuckDB's ``percent_rank``) and ``quality_bucket``."""
+    scores = _score_columns(config)
+    values = {s: batch.column(s).to_numpy(zero_copy_only=False).astype(np.float32, copy=False) for s in scores}
+    if not config.ranked:
+        return values
+    total = np.zeros(len(batch), np.float64)
+    for column in scores:
+        distinct, below = cut.tables[column]
+        less = below[np.searchsorted(distinct, values[column])].astype(np.float64)
+        total = total + (less / float(cut.rows - 1) if cut.rows > 1 else 0.0)
+    rank = (total / len(scores)).astype(np.float32)
+    values["quality_rank"] = rank
+    if config.buckets:
+        bucket = np.floor(rank * np.float32(config.buckets)).astype(np.int64)
+        values["quality_bucket"] = np.minimum(bucket, config.buckets - 1)
+    return values
+
+
+class QualityCut(PipelineStep):
+    """Phase 2 (one task): the global statistics of the selection, from the score columns only (``cut/``)."""
+
+    name = "📏 quality cut"
     type = "QUALITY"
 
     def __init__(self, config: QualityConfig, layout: StageLayout, memory_limit: str, threads: int) -> None:
@@ -108,141 +195,155 @@ class QualitySelect(PipelineStep):
         self.threads = threads
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        stage_dir = self.layout.stage_dir
         progress = TaskProgress(self.layout.progress_dir, rank)
-        with stage_duckdb(stage_dir, self.memory_limit, self.threads) as (con, tmp), self.track_time():
-            self._select(con, stage_dir, tmp)
-        progress.advance(docs=1, units=1)
+        folder = self.layout.stage_dir / "cut"
+        folder.mkdir(parents=True, exist_ok=True)
+        with self.track_time():
+            record = self._cut(scored_files(self.layout), folder)
+        write_json(folder / "cut.json", record)
+        progress.advance(docs=record["rows"], units=1)
         progress.flush()
         return
         yield  # a generator that yields nothing
 
-    def _select(self, con: duckdb.DuckDBPyConnection, stage_dir: Path, tmp: Path) -> None:
-        """Decide from the score columns, then stream the documents from ``scored/`` into ``data/`` and
-        ``rejects/``: text is never loaded into a table."""
-        scored_files = sorted((stage_dir / "scored").glob("*.parquet"))
-        scores = [f"score_{c.name}" for c in self.config.classifiers]
-        if not scored_files:  # nothing reached the stage: empty outputs, nothing to decide
-            return
-        listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in scored_files)
-        if self.config.ranked:
-            self._select_ranked(
-                con,
-                f"read_parquet([{listing}], union_by_name = true, filename = true, file_row_number = true)",
-                scores,
-                stage_dir,
-                tmp,
-            )
-        else:
-            self._select_by_scores(con, f"read_parquet([{listing}], union_by_name = true)", scores, stage_dir, tmp)
+    def _cut(self, files: list[Path], folder: Path) -> dict[str, Any]:
+        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        by = _ranked_by(self.config)
+        needed = list(_score_columns(self.config)) if self.config.ranked else []
+        if by is not None and by.startswith("score_") and by not in needed:
+            needed.append(by)
+        counts = self._value_counts(files, needed)
+        for column, (values, n) in counts.items():
+            below = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
+            pq.write_table(pa.table({"value": values, "below": below}), folder / f"{column}.parquet")
+        record: dict[str, Any] = {"rows": rows, "tables": needed, "by": by, "value": None, "last_id": None}
+        wanted = round(self.config.keep.top_fraction * rows) if by is not None else 0
+        if wanted == 0:
+            return record
+        cut = Cut(rows, {c: (v, np.concatenate([[0], np.cumsum(n)[:-1]])) for c, (v, n) in counts.items()})
+        values, n = counts[by] if by in counts else self._histogram(files, by, cut)
+        descending, n_desc = values[::-1], n[::-1]
+        cumulative = np.cumsum(n_desc)
+        i = int(np.searchsorted(cumulative, wanted))  # the first value at which `wanted` rows are reached
+        value = descending[i]
+        need = wanted - int(cumulative[i] - n_desc[i])
+        ids: list[str] = []
+        for batch in _batches(files, ["id", *_score_columns(self.config)]):
+            at = column_values(batch, self.config, cut)[by] == value
+            ids.extend(batch.column("id").filter(pa.array(at)).to_pylist())
+        record.update(value=value.item(), last_id=sorted(ids)[need - 1], wanted=wanted)
+        return record
 
-    def _select_by_scores(
-        self, con: duckdb.DuckDBPyConnection, documents: str, scores: list[str], stage_dir: Path, tmp: Path
-    ) -> None:
-        """One classifier, no ranks: the rule is a condition on the score itself (a top fraction becomes its cut
-        value), so both outputs stream straight from ``scored/`` with no join and no table."""
-        keep = self.config.keep
-        if keep.top_fraction is not None:
-            by = keep.by or scores[0]
-            (total,) = con.execute(f"SELECT count(*) FROM {documents}").fetchone()
-            wanted = round(keep.top_fraction * total)
-            cut = con.execute(
-                f'SELECT "{by}", id FROM {documents} ORDER BY "{by}" DESC, id LIMIT 1 OFFSET {max(wanted - 1, 0)}'
-            ).fetchone()
-            if wanted == 0 or cut is None:
-                condition = "false"
-            else:  # the `wanted`-th row by score, ties by id: everything at or above it
-                value, last_id = cut
-                literal = "'" + str(last_id).replace("'", "''") + "'"
-                condition = (
-                    f'("{by}" > CAST({value!r} AS FLOAT) OR ("{by}" = CAST({value!r} AS FLOAT) AND id <= {literal}))'
-                )
-            reason, detail = "'below_top_fraction'", f"'{by} below {cut[0] if cut else None} (top {keep.top_fraction})'"
-        else:
-            condition, reason, detail = self._rule(con, scores, prefix="")
-        self._write(con, documents, condition, reason, detail, stage_dir, tmp, ranks_join=None)
+    def _value_counts(self, files: list[Path], columns: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per column: its sorted distinct values and how many rows hold each (DuckDB, under memory_limit)."""
+        counts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if not columns:
+            return counts
+        if not files:
+            return {c: (np.array([], np.float32), np.array([], np.int64)) for c in columns}
+        listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+        with stage_duckdb(self.layout.stage_dir, self.memory_limit, self.threads) as (con, _):
+            for column in columns:
+                query = f'SELECT "{column}" AS value, count(*) AS n FROM read_parquet([{listing}]) GROUP BY ALL'
+                table = con.execute(f"{query} ORDER BY value").fetchnumpy()
+                counts[column] = (np.asarray(table["value"], np.float32), np.asarray(table["n"], np.int64))
+        return counts
 
-    def _select_ranked(
-        self, con: duckdb.DuckDBPyConnection, documents: str, scores: list[str], stage_dir: Path, tmp: Path
-    ) -> None:
-        """Ensembles and buckets: ``ranks`` (one small row per document: key, id, scores, rank, bucket) is computed
-        first, then joined back to the documents by (file, row) while they stream into the outputs."""
-        percent = " + ".join(f'percent_rank() OVER (ORDER BY "{s}")' for s in scores)
-        bucket = (
-            f"least(CAST(floor(quality_rank * {self.config.buckets}) AS BIGINT), {self.config.buckets - 1})"
-            if self.config.buckets
-            else "NULL::BIGINT"
-        )
-        score_list = ", ".join(f'"{s}"' for s in scores)
-        con.execute(
-            f"""CREATE TABLE ranks AS
-                SELECT *, {bucket} AS quality_bucket FROM (
-                  SELECT filename, file_row_number, id, {score_list},
-                         CAST(({percent}) / {len(scores)} AS FLOAT) AS quality_rank
-                  FROM {documents})"""
-        )
-        keep, reason, detail = self._rule(con, scores, prefix="r.")
-        con.execute(f"ALTER TABLE ranks ADD COLUMN selected BOOLEAN; UPDATE ranks SET selected = ({keep})")
-        joined = f"{documents} d JOIN ranks r USING (filename, file_row_number)"
-        self._write(con, joined, "r.selected", reason, detail, stage_dir, tmp, ranks_join="r")
+    def _histogram(self, files: list[Path], column: str, cut: Cut) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted distinct values of a derived column (quality_rank, quality_bucket) and their row counts."""
+        values = np.array([], np.float32 if column == "quality_rank" else np.int64)
+        counts = np.array([], np.int64)
+        for batch in _batches(files, _score_columns(self.config)):
+            batch_values, batch_counts = np.unique(column_values(batch, self.config, cut)[column], return_counts=True)
+            values, inverse = np.unique(np.concatenate([values, batch_values]), return_inverse=True)
+            counts = np.bincount(inverse, weights=np.concatenate([counts, batch_counts])).astype(np.int64)
+        return values, counts
 
-    def _write(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        source: str,
-        condition: str,
-        reason: str,
-        detail: str,
-        stage_dir: Path,
-        tmp: Path,
-        ranks_join: str | None,
-    ) -> None:
-        """Stream the rows of ``source`` meeting ``condition`` to ``data/``, the others to ``rejects/``."""
-        own = {"quality_rank", "quality_bucket"}
-        names = (*CORE_COLUMNS, *self.layout.attribute_names)
-        if ranks_join:
-            columns = ", ".join(f'r."{c}"' if c in own else f'd."{c}"' for c in names)
-        else:
-            columns = ", ".join(f'"{c}"' for c in names)
-        copy_to_shards(con, f"SELECT {columns} FROM {source} WHERE {condition}", stage_dir / "data", tmp)
-        rejected = (
-            f"SELECT {columns}, '{self.layout.stage}' AS stage, {reason} AS reason, {detail} AS detail "
-            f"FROM {source} WHERE NOT ({condition})"
-        )
-        copy_to_shards(con, rejected, stage_dir / "rejects", tmp)
-        kept = sum(pq.ParquetFile(p).metadata.num_rows for p in (stage_dir / "data").glob("*.parquet"))
+
+class QualitySelect(PipelineStep):
+    """Phase 3 (all tasks): apply the cut to this task's share of ``scored/``; write ``data/`` and ``rejects/``."""
+
+    name = "🎯 quality select"
+    type = "QUALITY"
+
+    def __init__(self, config: QualityConfig, layout: StageLayout) -> None:
+        super().__init__()
+        self.config = config
+        self.layout = layout
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        progress = TaskProgress(self.layout.progress_dir, rank)
+        cut = Cut.load(self.layout.stage_dir / "cut")
+        files = scored_files(self.layout)[rank::world_size]
+        kept_schema, rejected_schema = document_schema(self.layout.attributes), outcome_schema(self.layout.attributes)
+        size = self.layout.target_bytes
+        kept = 0
+        with (
+            ParquetSink(self.layout.dataset_dir("data"), "part", kept_schema, rank, size) as kept_sink,
+            ParquetSink(self.layout.dataset_dir("rejects"), "select", rejected_schema, rank, size) as rejected_sink,
+        ):
+            for batch in _batches(files):
+                with self.track_time("batch"):
+                    values = column_values(batch, self.config, cut)
+                    keep, reason, detail = self._decide(batch, values, cut)
+                    table = pa.table(
+                        {
+                            name: values[name] if name in RANK_COLUMNS else batch.column(name)
+                            for name in kept_schema.names
+                        }
+                    )
+                    if keep.any():
+                        kept_sink.write_table(table.filter(keep))
+                    if not keep.all():
+                        dropped = table.filter(~keep)
+                        rejected_sink.write_table(
+                            dropped.append_column("stage", pa.array([self.layout.stage] * len(dropped)))
+                            .append_column("reason", pa.array([reason] * len(dropped)))
+                            .append_column("detail", pa.array(detail(~keep), pa.string()))
+                        )
+                kept += int(keep.sum())
+                progress.advance(docs=len(batch))
         self.stat_update("kept", value=kept)
+        progress.advance(units=1)
+        progress.flush()
 
-    def _rule(self, con: duckdb.DuckDBPyConnection, scores: list[str], prefix: str) -> tuple[str, str, str]:
-        """SQL for (keep condition, reject reason, reject detail); over ``ranks`` when ``prefix`` is ``r.``."""
+    def _decide(
+        self, batch: pa.RecordBatch, values: dict[str, np.ndarray], cut: Cut
+    ) -> tuple[np.ndarray, str | None, Any]:
+        """(keep mask, reject reason, detail(mask of rejected rows) -> their detail strings)."""
         keep = self.config.keep
-        if keep.top_fraction is not None:  # ranked: the first round(f * n) rows by `by`, ties by id
-            by = keep.by or (scores[0] if len(scores) == 1 else "quality_rank")
-            (total,) = con.execute("SELECT count(*) FROM ranks").fetchone()
-            wanted = round(keep.top_fraction * total)
-            con.execute(
-                f"""CREATE TABLE chosen AS SELECT filename, file_row_number FROM ranks
-                    ORDER BY "{by}" DESC, id, filename, file_row_number LIMIT {wanted}"""
-            )
-            con.execute("ALTER TABLE ranks ADD COLUMN top BOOLEAN DEFAULT false")
-            con.execute(
-                "UPDATE ranks SET top = true FROM chosen c WHERE ranks.filename = c.filename "
-                "AND ranks.file_row_number = c.file_row_number"
-            )
-            (last,) = con.execute(f'SELECT min("{by}") FROM ranks WHERE top').fetchone()
-            return "top", "'below_top_fraction'", f"'{by} below {last} (top {keep.top_fraction})'"
+        rows = len(batch)
+        if keep.top_fraction is not None:
+            by = _ranked_by(self.config)
+            detail = f"{by} below {cut.value} (top {keep.top_fraction})"
+            if cut.value is None:
+                mask = np.zeros(rows, bool)
+            else:
+                column = values[by]
+                value = np.asarray(cut.value, dtype=column.dtype)
+                at_or_before = pc.less_equal(batch.column("id"), pa.scalar(cut.last_id)).to_numpy(zero_copy_only=False)
+                mask = (column > value) | ((column == value) & at_or_before)
+            return mask, "below_top_fraction", lambda dropped: [detail] * int(dropped.sum())
         if keep.threshold:
-            conditions = [f'"{column}" >= {value}' for column, value in keep.threshold.items()]
-            failing = " ".join(
-                f"""WHEN NOT ({prefix}"{column}" >= {value}) THEN '{column}=' || round({prefix}"{column}", 4) """
-                f"""|| ' < {value}'"""
-                for column, value in keep.threshold.items()
-            )
-            return " AND ".join(conditions), "'below_threshold'", f"CASE {failing} END"
+            checks = {c: values[c] >= np.asarray(m, dtype=values[c].dtype) for c, m in keep.threshold.items()}
+            mask = np.logical_and.reduce(list(checks.values()))
+
+            def failing(dropped: np.ndarray) -> list[str]:
+                out = []
+                for i in np.flatnonzero(dropped):
+                    column = next(c for c, ok in checks.items() if not ok[i])
+                    out.append(f"{column}={round(float(values[column][i]), 4)} < {keep.threshold[column]}")
+                return out
+
+            return mask, "below_threshold", failing
         if keep.min_bucket is not None:
+            bucket = values["quality_bucket"]
+            mask = bucket >= keep.min_bucket
             return (
-                f"quality_bucket >= {keep.min_bucket}",
-                "'below_min_bucket'",
-                f"'quality_bucket=' || {prefix}quality_bucket || ' < {keep.min_bucket}'",
+                mask,
+                "below_min_bucket",
+                lambda dropped: [f"quality_bucket={b} < {keep.min_bucket}" for b in bucket[dropped]],
             )
-        return "true", "NULL", "NULL"
+        return np.ones(rows, bool), None, lambda dropped: []
