@@ -11,20 +11,21 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import duckdb
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from winnow.pipeline.classifier_cli import classifier_app
-from winnow.pipeline.funnel import SourceFunnel, connect, stage_funnel, stage_names, token_usage
-from winnow.pipeline.logs import quiet_console
-from winnow.pipeline.manifest import Manifest, ManifestError, load_manifest
 from winnow.pipeline.mix_cli import mix_app
-from winnow.pipeline.stages import preflight
+
+if TYPE_CHECKING:  # the commands import what they use, so `winnow --help` starts in a fraction of a second
+    import duckdb
+
+    from winnow.pipeline.funnel import ArchiveFunnel, FinalCounts, SourceFunnel
+    from winnow.pipeline.manifest import Manifest
 
 app = typer.Typer(
     name="winnow",
@@ -59,6 +60,9 @@ def _fail(message: str, code: int) -> None:
 def _checked_manifest(verb: str, manifest: Path, set_: list[str] | None) -> tuple[Manifest, str]:
     """The manifest with its overrides, checked before anything runs (exit 2 if it is wrong), and the
     ``winnow <verb> ...`` command line that repeats this invocation (recorded so a run says how to resume)."""
+    from winnow.pipeline.manifest import ManifestError, load_manifest
+    from winnow.pipeline.preflight import preflight
+
     try:
         loaded = load_manifest(manifest, set_ or [])
         preflight(loaded, str(manifest))
@@ -73,6 +77,9 @@ def validate(
     set_: SetOption = None,
 ) -> None:
     """Check a manifest (schema, field types, unknown keys, input paths) without running it."""
+    from winnow.pipeline.manifest import ManifestError, load_manifest
+    from winnow.pipeline.preflight import preflight
+
     try:
         loaded = load_manifest(manifest, set_ or [])
         preflight(loaded, str(manifest))
@@ -105,6 +112,8 @@ def run(
     ] = False,
 ) -> None:
     """Run a manifest. Rerunning resumes: finished stages and tasks are skipped, changed stages rerun."""
+    from winnow.pipeline.logs import quiet_console
+    from winnow.pipeline.manifest import ManifestError
     from winnow.pipeline.runner import Runner, StageFailed
 
     loaded, command = _checked_manifest("run", manifest, set_)
@@ -155,11 +164,15 @@ def run(
 
 @app.command()
 def inspect(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder (<output>/<name>).")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="Run folder (<output>/<name>), refresh corpus, or release (releases/v0001, latest).")
+    ],
     stage: Annotated[str | None, typer.Option(help="Show only this stage.")] = None,
     reasons: Annotated[int, typer.Option(help="How many reject/error reasons to list per stage.")] = 10,
 ) -> None:
-    """Print the funnel: rows in / out / rejected / errored per stage and source, and the top reasons."""
+    """Print the funnel: every archive record (documents, skipped by record and content type, unreadable), rows
+    in / out / rejected / errored per stage and source with the top reasons, and the final corpus. A corpus
+    shows each refresh batch and its latest release; a release, its rows per source."""
     try:
         _print_funnel(run_dir, stage, reasons)
     except FileNotFoundError as exc:
@@ -185,6 +198,8 @@ def refresh(
     Exit codes: 0 done or nothing new; 1 published, but some inputs errored; 2 configuration error;
     3 the batch did not complete (rerun to resume); 4 another refresh of this corpus is running.
     """
+    from winnow.pipeline.logs import quiet_console
+    from winnow.pipeline.manifest import ManifestError
     from winnow.pipeline.refresh import RefreshBusy, as_json, describe
     from winnow.pipeline.refresh import refresh as run_refresh
     from winnow.pipeline.runner import StageFailed
@@ -273,7 +288,7 @@ def status(
 
 @app.command()
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder (<output>/<name>).")],
+    run_dir: Annotated[Path, typer.Argument(help="Run folder (<output>/<name>), refresh corpus or release folder.")],
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Where to write the page (default <run>/report.html).")
     ] = None,
@@ -285,25 +300,39 @@ def report(
 
     try:
         path = write_report(run_dir, output)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:  # not a run, or a damaged record
         _fail(str(exc), 2)
     out.print(f"Report: {path}  (open it in a browser: file://{path.absolute()})")
 
 
 @app.command()
 def sql(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder (<output>/<name>).")],
-    query: Annotated[str, typer.Argument(help="DuckDB SQL; views: <stage>, <stage>_rejects, <stage>_errors.")],
-    format_: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
-    max_rows: Annotated[int, typer.Option(help="Rows to print in table format (0 = all).")] = 50,
+    run_dir: Annotated[Path, typer.Argument(help="Run folder (<output>/<name>), refresh corpus or release folder.")],
+    query: Annotated[
+        str,
+        typer.Argument(help="DuckDB SQL; views: <stage>, <stage>_rejects, <stage>_errors, final; release (corpus)."),
+    ],
+    format_: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="table, csv, json, or line (one 'column = value' line per field, a blank line between rows; "
+            "readable for wide rows).",
+        ),
+    ] = "table",
+    max_rows: Annotated[int, typer.Option(help="Rows to print in table or line format (0 = all).")] = 50,
     memory_limit: Annotated[str | None, typer.Option(help="DuckDB memory_limit, e.g. 4GB.")] = None,
 ) -> None:
     """Run DuckDB SQL over a run.
 
     Example: winnow sql out/demo "SELECT reason, count(*) FROM extract_rejects GROUP BY 1"
     """
-    if format_ not in ("table", "csv", "json"):
-        _fail(f"--format must be table, csv or json, not {format_!r}", 2)
+    import duckdb
+
+    from winnow.pipeline.funnel import connect, views
+
+    if format_ not in ("table", "csv", "json", "line"):
+        _fail(f"--format must be table, csv, json or line, not {format_!r}", 2)
     try:
         con = connect(run_dir, memory_limit)
     except FileNotFoundError as exc:
@@ -313,30 +342,35 @@ def sql(
     try:
         relation = con.sql(query)
     except duckdb.Error as exc:
-        views = ", ".join(
-            r[0]
-            for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()
-            if not r[0].startswith("_")
-        )
-        _fail(f"{str(exc).splitlines()[0]} (views in this run: {views})", 2)
+        _fail(f"{str(exc).splitlines()[0]} (views in this run: {', '.join(views(con))})", 2)
     if relation is None:
         return
     if format_ == "csv":
         _print_csv(relation)
     elif format_ == "json":
         _print_json(relation)
+    elif format_ == "line":
+        _print_lines(relation, max_rows)
     else:
         _print_table(relation, max_rows)
 
 
 @app.command()
-def schema() -> None:
-    """Print the manifest reference: the JSON Schema of a manifest, every field with its type, default and meaning."""
-    import json
+def schema(
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print the JSON Schema of a manifest instead (for editors and tools).")
+    ] = False,
+) -> None:
+    """Print the manifest reference: for the top level, each source and executor kind, and each stage, a table
+    of every field with its type, default and meaning."""
+    from winnow.pipeline.manifest import Manifest, schema_text
 
-    from winnow.pipeline.manifest import Manifest
+    if json_:
+        import json
 
-    sys.stdout.write(json.dumps(Manifest.model_json_schema(), indent=2) + "\n")
+        sys.stdout.write(json.dumps(Manifest.model_json_schema(), indent=2) + "\n")
+        return
+    sys.stdout.write(schema_text())
 
 
 @app.command("make-demo-data")
@@ -390,6 +424,25 @@ def _cell(value: object) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
+LINE_VALUE_CHARS = 300
+
+
+def _print_lines(relation: duckdb.DuckDBPyRelation, max_rows: int) -> None:
+    """One ``column = value`` line per field, rows separated by a blank line; a long value is cut, with a note."""
+    rows = relation.fetchall() if max_rows == 0 else relation.limit(max_rows + 1).fetchall()
+    width = max((len(c) for c in relation.columns), default=0)
+    for number, row in enumerate(rows[: max_rows or None]):
+        if number:
+            sys.stdout.write("\n")
+        for column, value in zip(relation.columns, row, strict=True):
+            text = "NULL" if value is None else str(value).replace("\n", "\\n")
+            if len(text) > LINE_VALUE_CHARS:
+                text = f"{text[:LINE_VALUE_CHARS]}... ({len(text):,} characters, cut)"
+            sys.stdout.write(f"{column.ljust(width)} = {text}\n")
+    if max_rows and len(rows) > max_rows:
+        sys.stdout.write(f"\n(first {max_rows} rows; use --max-rows 0 for all)\n")
+
+
 def _print_csv(relation: duckdb.DuckDBPyRelation) -> None:
     import csv
 
@@ -407,18 +460,92 @@ def _print_json(relation: duckdb.DuckDBPyRelation) -> None:
 
 
 def _print_funnel(run_dir: Path, only: str | None = None, reasons: int = 10) -> None:
+    """The funnel of a run folder, of each batch and the latest release of a corpus, or of a release folder."""
+    from winnow.pipeline.funnel import batch_dirs, folder_kind, latest_release_dir
+
     run_dir = Path(run_dir)
+    kind = folder_kind(run_dir)
+    if kind == "run":
+        _print_run_funnel(run_dir, only, reasons)
+        return
+    if kind == "corpus":
+        for batch in batch_dirs(run_dir):
+            out.print(f"\n[bold]batch {batch.name}[/] ({batch})")
+            _print_run_funnel(batch, only, reasons)
+    release = run_dir.resolve() if kind == "release" else latest_release_dir(run_dir)
+    if release is not None:
+        _print_release(run_dir, release)
+
+
+def _print_run_funnel(run_dir: Path, only: str | None, reasons: int) -> None:
+    from winnow.pipeline.funnel import archive_funnel, connect, final_counts, stage_funnel, stage_names, token_usage
+
     with connect(run_dir) as con:
         stages = [s for s in stage_names(run_dir) if only is None or s == only]
         if only and not stages:
             _fail(f"no stage {only!r} in {run_dir} (stages: {', '.join(stage_names(run_dir))})", 2)
         for stage in stages:
+            if stage == "extract":
+                _print_records(archive_funnel(run_dir, con))
             funnel = stage_funnel(run_dir, con, stage)
             _print_stage(stage, funnel, reasons)
             _print_usage(token_usage(run_dir, stage))
+        if only is None:
+            _print_final(final_counts(run_dir, con))
+
+
+def _print_records(accounts: dict[str, ArchiveFunnel]) -> None:
+    """Every entry of the archives: documents, skipped records (by record and content type), unreadable."""
+    if not accounts:
+        return
+    out.print("input records (archives): records in = documents + skipped + unreadable")
+    table = Table()
+    for column in ("source", "records in", "documents", "skipped", "unreadable", "in = doc+skip+unr"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    for source, a in sorted(accounts.items()):
+        check = "[green]yes" if a.balanced else "[red]NO"
+        table.add_row(source, *(f"{n:,}" for n in (a.records_in, a.documents, a.rows_skipped, a.unreadable)), check)
+    out.print(table)
+    for source, a in sorted(accounts.items()):
+        if a.skipped:
+            out.print(f"  skipped records ({source}): record type, content type")
+        for (record_type, content_type), n in sorted(a.skipped.items(), key=lambda kv: (-kv[1], kv[0])):
+            out.print(f"    {n:>8,}  {record_type}  {content_type}", highlight=False)
+
+
+def _print_final(counts: dict[str, FinalCounts]) -> None:
+    """The final corpus after the mix: rows, repeated copies and tokens per source."""
+    if not counts:
+        return
+    table = Table(title="final corpus (final/)", title_justify="left")
+    for column in ("source", "rows", "documents", "repeats", "tokens", "= _manifest.json"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    for source, c in sorted(counts.items()):
+        check = "[green]yes" if c.matches_manifest else "[red]NO"
+        table.add_row(source, *(f"{n:,}" for n in (c.rows, c.documents, c.repeats, c.tokens)), check)
+    out.print(table)
+
+
+def _print_release(folder: Path, release: Path) -> None:
+    """A release's rows per source, checked against its ``_manifest.json``."""
+    from winnow.pipeline.funnel import connect, release_counts
+
+    with connect(folder) as con:
+        rows, recorded = release_counts(release, con)
+    table = Table(title=f"release {release.name} ({release})", title_justify="left")
+    for column in ("source", "rows"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    for source, n in rows.items():
+        table.add_row(source, f"{n:,}")
+    check = "[green]yes" if sum(rows.values()) == recorded else "[red]NO"
+    table.add_row("[bold]all", f"{sum(rows.values()):,}")
+    out.print(table)
+    out.print(f"  rows = _manifest.json rows ({recorded if recorded is not None else '?'}): {check}")
 
 
 def _print_stage(stage: str, funnel: dict[str, SourceFunnel], reasons: int) -> None:
+    from winnow.pipeline.funnel import SourceFunnel
+
     table = Table(title=f"stage: {stage}", title_justify="left")
     for column in ("source", "in", "out", "rejected", "errored", "in = out+rej+err"):
         table.add_column(column, justify="left" if column == "source" else "right")

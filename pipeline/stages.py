@@ -22,12 +22,11 @@ from typing import Any
 import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
-from winnow.filters.classifier_score import ModelError, check_model, check_structure
 from winnow.filters.dedup import DedupSelect, DedupSignatures
-from winnow.filters.dedup_clusters import AgainstIndexError, DedupClusters, check_against
+from winnow.filters.dedup_clusters import DedupClusters
 from winnow.filters.heuristics import heuristic_filters
 from winnow.filters.language import LanguageAnnotator
-from winnow.filters.quality import QualityScorer, QualitySelect
+from winnow.filters.quality import QualityCut, QualityScorer, QualitySelect
 from winnow.filters.url_filter import url_filter
 from winnow.mixers.corpus import BuildCorpus
 from winnow.mixers.final_writer import WriteFinal
@@ -36,10 +35,8 @@ from winnow.mixers.swarm import PlanSwarm, TrainProxies
 from winnow.mixers.tokens import (
     TOKEN_ATTRIBUTES,
     CountTokens,
-    TokenizerError,
     TrainTokenizer,
     file_sha256,
-    load_tokenizer,
 )
 from winnow.ocr.stage import PdfReader
 from winnow.pipeline.extract import HtmlExtractor
@@ -58,9 +55,10 @@ from winnow.pipeline.manifest import (
     WarcSource,
 )
 from winnow.pipeline.outcomes import BeginTask, DocumentWriter, StageLayout
+from winnow.pipeline.preflight import preflight as preflight  # re-exported: it lived here
 from winnow.pipeline.readers import DocumentFile, DocumentReader, WarcDocumentReader
 from winnow.pipeline.rephrase.step import Rephraser
-from winnow.pipeline.rephrase.templates import TemplateError, load_templates
+from winnow.pipeline.rephrase.templates import load_templates
 from winnow.pipeline.sources import InputFile
 
 
@@ -235,8 +233,8 @@ def build_dedup(
             outputs=("data", "rejects", "errors"),
         ),
     ]
-    # the memory and thread settings change how, not what: they must not invalidate a finished stage
-    settings = config.model_dump(mode="json", exclude={"memory_limit", "threads"})
+    # the memory, thread and partition settings change how, not what: they must not invalidate a finished stage
+    settings = config.model_dump(mode="json", exclude={"memory_limit", "threads", "partitions"})
     return StagePlan(layout, phases, {"config": settings, "inputs": _fingerprint_files(files)})
 
 
@@ -250,7 +248,7 @@ def build_quality(
     ranks.update({"quality_bucket": pa.int64()} if config.buckets else {})
     layout = _layout(manifest, run_dir, "quality", upstream, {**native_attributes(files), **scores, **ranks})
     scoring = replace(layout, attributes={k: v for k, v in layout.attributes.items() if k not in ranks}, phase="score")
-    selecting = layout.for_phase("select")
+    cutting, selecting = layout.for_phase("cut"), layout.for_phase("select")
     threads = manifest.executor.threads
     score_config = {
         "classifiers": [c.model_dump(mode="json") for c in config.classifiers],
@@ -271,11 +269,18 @@ def build_quality(
             outputs=("scored", "errors"),
             counts_input=True,
         ),
-        Phase(
-            "select",
-            [QualitySelect(config, selecting, config.memory_limit, threads)],
+        Phase(  # reads the score columns only: bounded by the documents x a few bytes, not their text
+            "cut",
+            [QualityCut(config, cutting, config.memory_limit, threads)],
             1,
             tasks=1,
+            config=select_config,
+            outputs=("cut",),
+        ),
+        Phase(
+            "select",
+            [BeginTask(selecting, datasets=("data", "rejects")), QualitySelect(config, selecting)],
+            manifest.executor.tasks,
             config=select_config,
             outputs=("data", "rejects"),
         ),
@@ -398,47 +403,6 @@ def build_mix(
     ]
     settings = config.model_dump(mode="json", exclude={"final": {"memory_limit"}})
     return StagePlan(layout, phases, {"config": settings, "inputs": _fingerprint_files(files)})
-
-
-def preflight(manifest: Manifest, where: str) -> None:
-    """Checks a manifest needs beyond its own text (other runs' files); raises ManifestError naming the field."""
-    if manifest.stages.dedup is not None:
-        try:
-            check_against(manifest.stages.dedup)
-        except AgainstIndexError as exc:
-            raise ManifestError(f"{where}: stages.dedup.against: {exc}") from None
-    extract = manifest.stages.extract
-    if extract is not None and extract.language.model:  # language ID: the same model checks, any labels
-        try:
-            check_structure(Path(extract.language.model))
-        except ModelError as exc:
-            raise ManifestError(f"{where}: stages.extract.language.model: {exc}") from None
-    rephrase = manifest.stages.rephrase
-    if rephrase is not None:
-        try:
-            templates = load_templates(rephrase.templates)
-        except TemplateError as exc:
-            raise ManifestError(f"{where}: stages.rephrase.templates: {exc}") from None
-        for i, route in enumerate(rephrase.routes):
-            unknown = [t for t in route.templates if t not in templates]
-            if unknown:
-                field = f"stages.rephrase.routes[{i}].templates"
-                raise ManifestError(f"{where}: {field}: unknown {unknown} (known: {', '.join(sorted(templates))})")
-    mix = manifest.stages.mix
-    if mix is not None and mix.tokenizer:
-        try:
-            load_tokenizer(mix.tokenizer)
-        except TokenizerError as exc:
-            raise ManifestError(f"{where}: stages.mix.tokenizer: {exc}") from None
-    if mix is not None and mix.swarm.results:
-        for field in ("ratios", "metrics"):
-            if not Path(getattr(mix.swarm.results, field)).is_file():
-                raise ManifestError(f"{where}: stages.mix.swarm.results.{field}: no such file")
-    for i, classifier in enumerate(manifest.stages.quality.classifiers if manifest.stages.quality else []):
-        try:
-            check_model(classifier.model, classifier.label)
-        except ModelError as exc:
-            raise ManifestError(f"{where}: stages.quality.classifiers[{i}].model: {exc}") from None
 
 
 Builder = Callable[[Manifest, Path, Sequence[InputFile], StageLayout | None], StagePlan]

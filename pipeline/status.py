@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from winnow.pipeline.executors import ExecutorError, slurm_job_state
 from winnow.pipeline.json_records import read_json
 from winnow.pipeline.manifest import STAGE_ORDER
 
@@ -123,6 +122,8 @@ def phase_status(run_dir: Path, stage: str, phase: str, record: dict[str, Any], 
     status.done = len(done & set(range(tasks)))
     alive = _driver_alive(record.get("driver"))
     if status.slurm_job:
+        from winnow.pipeline.executors import ExecutorError, slurm_job_state  # datatrove: only when asked
+
         with contextlib.suppress(ExecutorError, FileNotFoundError):  # no Slurm client here: judge by the driver
             alive = alive or bool(slurm_job_state(status.slurm_job))
     for rank in range(tasks):

@@ -268,10 +268,86 @@ def test_nothing_vanishes_between_stages(
 
 
 def test_schema_prints_the_manifest_reference(winnow_cli: WinnowCli) -> None:
-    """`winnow schema` is the manifest reference: valid JSON Schema naming every stage and its settings."""
-    result = winnow_cli("schema")
+    """`winnow schema --json` is the machine-readable reference: JSON Schema naming every stage and its settings."""
+    result = winnow_cli("schema", "--json")
     assert result.returncode == 0, result.stderr
     schema = json.loads(result.stdout)
     assert set(schema["properties"]) >= {"name", "output", "executor", "sources", "stages"}
     extract = schema["$defs"]["ExtractConfig"]["properties"]
     assert extract["timeout_s"]["default"] == 5.0 and "description" in extract["timeout_s"]
+
+
+# ---------------------------------------------------------------- sql formats, corpus and release folders
+
+
+def test_sql_line_format_reads_wide_rows(
+    demo_run: tuple[Path, subprocess.CompletedProcess[str]], winnow_cli: WinnowCli
+) -> None:
+    """One ``column = value`` line per field, a blank line between rows, long texts cut with a note."""
+    run_dir, _ = demo_run
+    query = "SELECT id, text, language_score FROM extract ORDER BY id LIMIT 2"
+    result = winnow_cli("sql", run_dir, query, "--format", "line")
+    assert result.returncode == 0, result.stderr
+    records = result.stdout.strip("\n").split("\n\n")
+    ids = sorted(parquet_column(run_dir, "extract", "id"))[:2]
+    assert len(records) == 2
+    for record, doc_id in zip(records, ids, strict=True):
+        fields = dict(line.split(" = ", 1) for line in record.splitlines())
+        assert [k.strip() for k in fields] == ["id", "text", "language_score"]
+        assert fields[next(k for k in fields if k.strip() == "id")] == doc_id
+        text = fields[next(k for k in fields if k.strip() == "text")]
+        assert len(text) < 400 and text.endswith("characters, cut)"), text
+
+
+def test_internal_empty_views_are_not_listed(
+    demo_run: tuple[Path, subprocess.CompletedProcess[str]], winnow_cli: WinnowCli
+) -> None:
+    run_dir, _ = demo_run
+    for query in ("SHOW TABLES", "SELECT table_name FROM information_schema.tables"):
+        result = winnow_cli("sql", run_dir, query, "--format", "csv")
+        assert result.returncode == 0, result.stderr
+        names = result.stdout.split()[1:]
+        assert "extract_errors" in names and not [n for n in names if n.startswith("_")], names
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory, cli_demo_warcs: Path, winnow_cli: WinnowCli) -> Path:
+    """A refresh corpus: one `winnow refresh` of the demo manifest (batch v0001, release v0001)."""
+    output = tmp_path_factory.mktemp("cli-corpus")
+    result = winnow_cli(
+        "refresh", REPO_ROOT / "manifests" / "demo.yaml", "--set", f"output={output}",
+        "--set", f"sources.0.paths=[{cli_demo_warcs}/*.warc.gz]", "--no-progress", cwd=output,
+    )  # fmt: skip
+    assert result.returncode in (0, 1), f"{result.stdout}\n{result.stderr}"
+    return output / "demo"
+
+
+def test_inspect_sql_and_report_on_a_corpus(corpus: Path, winnow_cli: WinnowCli) -> None:
+    released = sum(pq.ParquetFile(p).metadata.num_rows for p in (corpus / "releases" / "v0001" / "data").glob("*"))
+    assert released > 0
+    result = winnow_cli("inspect", corpus)
+    assert result.returncode == 0, result.stderr
+    assert "batch v0001" in result.stdout and "release v0001" in result.stdout
+    assert re.findall(r"stage: (\w+)", result.stdout) == ["extract", "heuristics", "dedup"]
+    assert "NO" not in re.findall(r"│\s+(yes|NO)\s+│", result.stdout) and "rows = _manifest.json rows" in result.stdout
+    rows = sql_json(winnow_cli, corpus, "SELECT count(*) AS n FROM release")
+    assert rows == [{"n": released}]
+    batches = sql_json(winnow_cli, corpus, "SELECT batch, count(*) AS n FROM dedup GROUP BY 1")
+    assert batches == [{"batch": "v0001", "n": released}]
+    assert winnow_cli("report", corpus).returncode == 0
+    page = (corpus / "report.html").read_text()
+    assert "Release v0001" in page and "Batch v0001" in page and "v0001-funnel" in page
+
+
+@pytest.mark.parametrize("name", ["v0001", "latest"])
+def test_inspect_sql_and_report_on_a_release(name: str, corpus: Path, winnow_cli: WinnowCli) -> None:
+    release = corpus / "releases" / name
+    manifest = json.loads((release / "_manifest.json").read_text())
+    result = winnow_cli("inspect", release)
+    assert result.returncode == 0, result.stderr
+    assert f"{manifest['rows']:,}" in result.stdout and "stage:" not in result.stdout
+    assert sql_json(winnow_cli, release, "SELECT count(*) AS n FROM release") == [{"n": manifest["rows"]}]
+    report = winnow_cli("report", release)
+    assert report.returncode == 0, report.stderr
+    written = corpus / "releases" / "report-v0001.html"
+    assert "Release v0001" in written.read_text() and not (corpus / "releases" / "v0001" / "report.html").exists()

@@ -157,3 +157,22 @@ def test_report_renders_in_chromium(report: Path, tmp_path: Path) -> None:
     assert shot.returncode == 0, shot.stderr[-2000:]
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 20_000
     print(f"screenshot: {screenshot}")
+
+
+def test_the_final_corpus_is_the_funnels_last_row(full_demo: Path, report: Path, winnow_cli: WinnowCli) -> None:
+    """inspect and the report end with the final shards: rows, repeated copies and tokens per source, as
+    counted in final/*.parquet and as final/_manifest.json records them."""
+    import json
+
+    manifest = json.loads((full_demo / "final" / "_manifest.json").read_text())["sources"]
+    result = winnow_cli("inspect", full_demo)
+    assert result.returncode == 0, result.stderr
+    final = result.stdout[result.stdout.index("final corpus (final/)") :]
+    for source, written in manifest.items():
+        row = next(line for line in final.splitlines() if re.match(rf"[│|]\s+{source}\s+[│|]", line))
+        rows, documents, repeats, tokens = (int(c.strip().replace(",", "")) for c in re.split(r"[│|]", row)[2:6])
+        assert (rows, tokens) == (written["rows"], written["tokens"]) and "yes" in row
+        assert documents == written["distinct_documents"] and repeats == rows - documents
+    assert "input records (archives)" in result.stdout.split("stage: extract")[0]
+    page = report.read_text()
+    assert "Final corpus (final/)" in page and "Input records (archives)" in page
