@@ -12,7 +12,8 @@ tesseract into a loop costs one error record, not the task. Outcomes:
 
 - a document per PDF (or per page with ``split: page``) with ``meta``: ``pdf_file``, ``sha256``,
   ``pages``, ``page_spans`` (``[start, end, page]``), ``page_routes`` (route, engine, fallbacks and
-  triage facts per page), ``ocr_seconds``;
+  triage facts per page); no timing, so the same PDFs give the same rows (a PDF's seconds stay in its cache
+  record, ``seconds``, and the stage's stats count ``ocr_ms``);
 - rejects: ``too_large``, ``too_many_pages``, ``no_text`` (a PDF, or with ``split: page`` a page, without text);
 - errors: ``input_unreadable``, ``pdf_unreadable`` (broken), ``pdf_encrypted`` (needs a password), ``ocr_timeout``,
   ``ocr_worker_died``, ``ocr_failed``, ``ocr_fallback_limit``.
@@ -110,6 +111,8 @@ class PdfReader(PipelineStep):
         if result is None:
             with self.track_time():
                 result = self._process(data, sandbox, settings)
+            if "seconds" in result:
+                self.stat_update("ocr_ms", value=round(1000 * result["seconds"]))
             if result.get("reason") not in RETRIED:
                 write_json(cached, result)
         else:
@@ -142,7 +145,7 @@ class PdfReader(PipelineStep):
             self.stat_update(f"pages_by_{key}", value=count)
         fallbacks = sum(1 for p in pages if p["failures"])
         self.stat_update("pages_fallback", value=fallbacks)
-        meta = {"pdf_file": item.path, "sha256": sha, "pages": len(pages), "ocr_seconds": result["seconds"]}
+        meta = {"pdf_file": item.path, "sha256": sha, "pages": len(pages)}
         failed = Document(text="", id=stable_id(item.source, f"sha256:{sha}"), metadata={**base, "meta": meta})
         limit = self.config.max_fallback_pages
         if limit is not None and fallbacks > limit:
