@@ -1,8 +1,8 @@
-"""DuckDB work in a stage's one-task phase (dedup clustering, quality selection).
+"""DuckDB work in a stage's one-task phases (dedup clustering, the quality cut).
 
 :func:`stage_duckdb` opens a connection capped at the manifest's memory limit that spills to the
-stage's ``tmp/`` folder (removed afterwards); :func:`copy_to_file` and :func:`copy_to_shards` write a
-query's result as zstd Parquet that appears under its final name only when complete.
+stage's ``tmp/`` folder (removed afterwards); :func:`copy_to_file` writes a query's
+result as zstd Parquet that appears under its final name only when complete.
 """
 
 from __future__ import annotations
@@ -44,20 +44,3 @@ def copy_to_file(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None
     tmp = path.with_name(f".{path.name}.tmp")
     con.execute(f"COPY ({query}) TO {_quoted(tmp)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)")
     os.replace(tmp, path)
-
-
-def copy_to_shards(con: duckdb.DuckDBPyConnection, query: str, folder: Path, tmp: Path) -> None:
-    """Write a query's rows as Parquet shards ``part-00000-<n>.parquet`` (~128 MB) in ``folder``, each staged in
-    ``tmp`` and renamed into place when complete."""
-    staging = tmp / folder.name
-    shutil.rmtree(staging, ignore_errors=True)
-    con.execute(
-        # zstd level 1: these rewrite every document of a stage, and level 1 costs ~30% less CPU than the
-        # default for ~15% larger files; a later stage or the final mix recompresses anyway
-        f"COPY ({query}) TO {_quoted(staging)} (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, "
-        f"FILE_SIZE_BYTES '128MB', ROW_GROUP_SIZE 100000, FILENAME_PATTERN 'shard_{{i}}')"
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    written = sorted(staging.glob("*.parquet"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
-    for number, path in enumerate(written):
-        os.replace(path, folder / f"part-00000-{number:04d}.parquet")
