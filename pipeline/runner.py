@@ -378,7 +378,7 @@ class Runner:
             layout = self._phase_layout(plan, phase)
             label = plan.layout.stage if len(plan.phases) == 1 else f"{plan.layout.stage}:{phase.name}"
             try:
-                with ProgressMonitor(label, layout.progress_dir, phase.total_units, self.progress):
+                with ProgressMonitor(label, layout.progress_dir, phase.total_units, self.progress, phase.unit):
                     if self.session.submits_jobs:
                         if job:
                             self.session.wait_for_job(job)

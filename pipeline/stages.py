@@ -73,6 +73,7 @@ class Phase:
     config: dict[str, Any] | None = None  # what this phase's result depends on; None: the stage's whole config
     outputs: tuple[str, ...] | None = None  # folders of the stage it writes; None: the whole stage folder
     counts_input: bool = False  # its readers count ``in:<source>`` (default: the last phase does)
+    unit: str = "docs"  # what its progress bar counts: documents read, or its own steps or runs
 
 
 @dataclass
@@ -225,6 +226,7 @@ def build_dedup(
             8,
             tasks=1,
             outputs=("clusters", "decisions"),
+            unit="steps",
         ),
         Phase(
             "select",
@@ -368,7 +370,13 @@ def build_mix(
             outputs=("corpus",),
         ),
         Phase(
-            "swarm", [PlanSwarm(config, layout.for_phase("swarm"))], 1, tasks=1, config=swarm_config, outputs=("swarm",)
+            "swarm",
+            [PlanSwarm(config, layout.for_phase("swarm"))],
+            1,
+            tasks=1,
+            config=swarm_config,
+            outputs=("swarm",),
+            unit="steps",
         ),
     ]
     if config.swarm.results is None:
@@ -380,6 +388,7 @@ def build_mix(
                 tasks=config.swarm.runs,
                 config=config.model_dump(mode="json", include={"proxy"}) | {"retries": config.swarm.retries},
                 outputs=("swarm/runs",),
+                unit="runs",
             )
         )
     phases += [
@@ -390,6 +399,7 @@ def build_mix(
             tasks=1,
             config=config.model_dump(mode="json", include={"regression", "proposer", "targets"}),
             outputs=("fit",),
+            unit="steps",
         ),
         Phase(
             "final",
