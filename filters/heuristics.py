@@ -340,7 +340,7 @@ def heuristic_filters(config: HeuristicsConfig, language: LanguageConfig, layout
     """The enabled filters in FineWeb's order."""
     steps: list[PipelineStep] = []
     if config.language:
-        steps.append(LanguageSelector(language.keep, language.min_score, OutcomeWriter(layout, "language")))
+        steps.append(LanguageSelector(language.keep, language.min_score, DetailedOutcomeWriter(layout, "language")))
     tokenizer = word_tokenizer(config)
     for name, filter_class in FILTERS:
         settings = getattr(config, name)

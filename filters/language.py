@@ -26,6 +26,7 @@ from winnow.pipeline.outcomes import ErrorsAsRecords, OutcomeWriter, StageLayout
 from winnow.pipeline.revisits import is_revisit_stub
 
 PREDICT_CHARS = 20_000
+DETAIL_KEY = "filter_detail"  # the same key as the heuristic filters' rejects writer reads
 PRECHECK_CHARS = 10_000
 HIDDEN_START = re.compile(r"<(script|style|noscript|template|svg)\b|<!--", re.I)
 TAG = re.compile(r"<[^<>]*>")
@@ -121,7 +122,9 @@ class LanguageAnnotator(PipelineStep):
 
 
 class LanguageSelector(ErrorsAsRecords, BaseFilter):
-    """Keeps documents whose annotated language is in ``keep`` with score >= ``min_score``."""
+    """Keeps documents whose annotated language is in ``keep`` with score >= ``min_score``; a dropped
+    document carries its detail (``language=de not in en``, ``language_score=0.412<0.65``) under
+    :data:`DETAIL_KEY` for a rejects writer that moves it to ``detail``."""
 
     name = "🌍 language selection"
 
@@ -134,8 +137,11 @@ class LanguageSelector(ErrorsAsRecords, BaseFilter):
         if is_revisit_stub(doc):  # no text, no language: dedup resolves it
             return True
         language = doc.metadata.get("language")
+        score = doc.metadata.get("language_score") or 0.0
         if self.keep is not None and language not in self.keep:
+            doc.metadata[DETAIL_KEY] = f"language={language} not in {','.join(sorted(self.keep))}"
             return False, "other_language"
-        if (doc.metadata.get("language_score") or 0.0) < self.min_score:
+        if score < self.min_score:
+            doc.metadata[DETAIL_KEY] = f"language_score={score:.3f}<{self.min_score}"
             return False, "low_language_score"
         return True

@@ -49,3 +49,20 @@ def test_selector_keeps_by_language_and_score() -> None:
     assert selector.filter(doc) == (False, "low_language_score")
     doc.metadata["language"] = "de"
     assert selector.filter(doc) == (False, "other_language")
+
+
+def test_language_rejects_explain_themselves() -> None:
+    """A document dropped by language selection says which language or score failed, and against what."""
+    from datatrove.data import Document
+
+    from winnow.filters.language import DETAIL_KEY, LanguageSelector
+
+    selector = LanguageSelector(["en", "fr"], 0.65, None)  # type: ignore[arg-type]
+    german = Document(text="Guten Tag", id="de", metadata={"language": "de", "language_score": 0.99})
+    unsure = Document(text="Hello there", id="en", metadata={"language": "en", "language_score": 0.4123})
+    sure = Document(text="Hello there", id="ok", metadata={"language": "en", "language_score": 0.9})
+    assert selector.filter(german) == (False, "other_language")
+    assert german.metadata[DETAIL_KEY] == "language=de not in en,fr"
+    assert selector.filter(unsure) == (False, "low_language_score")
+    assert unsure.metadata[DETAIL_KEY] == "language_score=0.412<0.65"
+    assert selector.filter(sure) is True and DETAIL_KEY not in sure.metadata
