@@ -81,6 +81,11 @@ def test_every_pdf_ends_somewhere_and_a_rerun_uses_the_cache(tmp_path: Path, pdf
     assert [paper["text"][s:e] for s, e, _ in spans] == ["\n".join(_page_lines(n)) for n in range(3)]
     assert scan["meta"]["page_routes"][0]["engine"] == "tesseract"
     assert "quick brown fox" in scan["text"]
+    # no timing in a row (the same PDFs must give byte-identical rows): not in meta, not in a page's route
+    timed = [
+        k for r in data for d in (r["meta"], *r["meta"]["page_routes"]) for k in d if "second" in k or k.endswith("_ms")
+    ]
+    assert timed == []
     assert [(Path(r["meta"]["pdf_file"]).name, r["reason"]) for r in rejects] == [("blank.pdf", "no_text")]
     assert sorted((Path(r["meta"]["pdf_file"]).name, r["reason"]) for r in errors) == [
         ("cut.pdf", "pdf_unreadable"),
