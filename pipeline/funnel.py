@@ -31,8 +31,8 @@ from typing import Literal
 import duckdb
 import pyarrow as pa
 
-from winnow.pipeline.manifest import STAGE_ORDER
 from winnow.pipeline.schema import document_schema, outcome_schema
+from winnow.pipeline.stage_order import STAGE_ORDER
 
 
 def stage_names(run_dir: Path) -> list[str]:

@@ -35,6 +35,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
+from winnow.pipeline.stage_order import STAGE_ORDER
+
 
 class ManifestError(Exception):
     """A manifest is unreadable or invalid; the message names the file and the field path."""
@@ -688,7 +690,8 @@ class Stages(Strict):
         return [name for name in type(self).model_fields if getattr(self, name) is not None]
 
 
-STAGE_ORDER: tuple[str, ...] = tuple(Stages.model_fields)
+if tuple(Stages.model_fields) != STAGE_ORDER:  # the run-folder readers use STAGE_ORDER without this module
+    raise RuntimeError(f"Stages fields {tuple(Stages.model_fields)} differ from stage_order.STAGE_ORDER")
 SOURCE_STAGES: tuple[str, ...] = ("ocr", "extract")  # they read raw inputs (PDFs, web archives), not documents
 DOCUMENT_STAGES: tuple[str, ...] = tuple(s for s in STAGE_ORDER if s not in SOURCE_STAGES)
 

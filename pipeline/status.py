@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from winnow.pipeline.json_records import read_json
-from winnow.pipeline.manifest import STAGE_ORDER
+from winnow.pipeline.stage_order import STAGE_ORDER
 
 
 @dataclass
