@@ -1,4 +1,4 @@
-"""DuckDB work in a stage's one-task phases (dedup clustering, the quality cut).
+"""DuckDB work in a stage's phases (dedup's pairs and clustering, the quality cut, the mix's final writer).
 
 :func:`stage_duckdb` opens a connection capped at the manifest's memory limit that spills to the
 stage's ``tmp/`` folder (removed afterwards); :func:`copy_to_file` writes a query's
@@ -17,9 +17,12 @@ import duckdb
 
 
 @contextmanager
-def stage_duckdb(stage_dir: Path, memory_limit: str, threads: int) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
-    """(connection, scratch folder): ``memory_limit`` and ``threads`` set, spilling to ``stage_dir/tmp``."""
-    tmp = stage_dir / "tmp"
+def stage_duckdb(
+    stage_dir: Path, memory_limit: str, threads: int, task: str | None = None
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
+    """(connection, scratch folder): ``memory_limit`` and ``threads`` set, spilling to ``stage_dir/tmp``, or to
+    ``stage_dir/tmp/<task>`` for one of several tasks that run at once (each clears only its own folder)."""
+    tmp = stage_dir / "tmp" if task is None else stage_dir / "tmp" / task
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     con = duckdb.connect()
