@@ -265,14 +265,19 @@ def status(
         sys.stdout.write(json.dumps(state.as_dict()) + "\n")
         return
     table = Table(title=f"run: {run_dir}", title_justify="left")
-    for column in ("stage", "phase", "tasks", "done", "running", "failed", "todo", "retried", "state"):
+    columns = ("stage", "phase", "tasks", "done", "running", "failed", "todo", "retried", "state", "cpu s", "peak MB")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("stage", "phase", "state") else "right", no_wrap=True)
     colours = {"done": "green", "running": "cyan", "failed": "red"}
     for p in state.phases:
         colour = colours.get(p.state, "yellow")
         counts = (p.tasks, p.done, len(p.running), len(p.failed), len(p.not_started), len(p.retried))
-        table.add_row(p.stage, p.phase, *(str(n) for n in counts), f"[{colour}]{p.state}")
-    Console(width=max(out.width, 110)).print(table)  # nine columns: wider than a pipe's default 80
+        cpu = "-" if p.cpu_s is None else f"{p.cpu_s:,.1f}"
+        peak = "-" if p.peak_rss_mb is None else f"{p.peak_rss_mb:,.0f}{'' if p.peak_rss_source == 'vmhwm' else '*'}"
+        table.add_row(p.stage, p.phase, *(str(n) for n in counts), f"[{colour}]{p.state}", cpu, peak)
+    Console(width=max(out.width, 130)).print(table)  # eleven columns: wider than a pipe's default 80
+    if any(p.peak_rss_mb is not None and p.peak_rss_source != "vmhwm" for p in state.phases):
+        out.print("peak MB*: the task process's lifetime peak (its peak could not be reset at the task's start)")
     for p in state.phases:
         where = f" (Slurm job {p.slurm_job})" if p.slurm_job else ""
         for rank, reason in sorted(p.failed.items()):

@@ -22,6 +22,7 @@ import itertools
 import json
 import math
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -50,16 +51,83 @@ class ExecutorError(Exception):
 
 
 class RecordsAttempts(PipelineExecutor):
-    """Appends a line (host, pid, time) to ``attempts/<rank>.jsonl`` in the logging folder whenever a task
-    starts, wherever it runs: `winnow status` tells a retried task, and one whose worker was killed before
-    it could write a log, from one that never started."""
+    """Records every task attempt in ``attempts/<rank>.jsonl`` in the logging folder, wherever it runs.
+
+    A line (host, pid, ``started``) when the task starts, so `winnow status` tells a retried task, and one
+    whose worker was killed before it could write a log, from one that never started. A second line when
+    it ends (whether it succeeded or raised): ``ended``, ``ok``, ``wall_s``, ``cpu_s`` (user + system of
+    the task's process, all its threads, plus the children it waited for, as ``getrusage`` deltas over the
+    task) and ``peak_rss_mb`` with ``rss_source``: ``vmhwm`` is the process's high-water mark reset at
+    the task's start (``/proc/self/clear_refs``), so it is the task's own peak even in a reused pool
+    worker; ``ru_maxrss`` (where the reset is not possible) is the process's lifetime peak, which may
+    belong to an earlier task of the same worker. Memory of child processes is not included.
+    """
 
     def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1) -> PipelineStats:
-        if not self.is_rank_completed(rank):
-            attempt = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+        if self.is_rank_completed(rank):
+            return super()._run_for_rank(rank, local_rank, node_rank)
+        started = time.time()
+        attempt = {"host": socket.gethostname(), "pid": os.getpid(), "started": started}
+        with self.logging_dir.open(f"attempts/{rank:05d}.jsonl", "a") as fh:
+            fh.write(json.dumps(attempt) + "\n")
+        rss_source = "vmhwm" if _reset_peak_rss() else "ru_maxrss"
+        cpu0, wall0, ok = _cpu_seconds(), time.perf_counter(), False
+        try:
+            stats = super()._run_for_rank(rank, local_rank, node_rank)
+            ok = True
+            return stats
+        finally:
+            end: dict[str, Any] = {
+                "host": attempt["host"],
+                "pid": attempt["pid"],
+                "ended": time.time(),
+                "ok": ok,
+                "wall_s": round(time.perf_counter() - wall0, 3),
+                "cpu_s": round(_cpu_seconds() - cpu0, 3),
+            }
+            end["peak_rss_mb"], end["rss_source"] = _peak_rss_mb(rss_source)
             with self.logging_dir.open(f"attempts/{rank:05d}.jsonl", "a") as fh:
-                fh.write(json.dumps(attempt) + "\n")
-        return super()._run_for_rank(rank, local_rank, node_rank)
+                fh.write(json.dumps(end) + "\n")
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU-seconds of this process (every thread) and of the children it has waited for."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak resident set size to its current one (Linux 4.0+); False where not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        return False
+    return _vmhwm_kb() is not None
+
+
+def _vmhwm_kb() -> int | None:
+    """VmHWM (peak resident set size since start or the last reset) of this process in kB, from /proc."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _peak_rss_mb(source: str) -> tuple[float, str]:
+    """Peak resident set size in MB and where it was read: VmHWM since the reset (``vmhwm``), else the
+    process's lifetime peak (``ru_maxrss``)."""
+    kb = _vmhwm_kb() if source == "vmhwm" else None
+    if kb is not None:
+        return round(kb / 1024, 1), "vmhwm"
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
+    if sys.platform == "darwin":  # bytes there
+        kb //= 1024
+    return round(kb / 1024, 1), "ru_maxrss"
 
 
 class QuietLocalExecutor(RecordsAttempts, LocalPipelineExecutor):

@@ -7,6 +7,10 @@ A task without a completion marker is *running* while its phase's driver or Slur
 failed task's reason is Slurm's cancellation line from the job's output, else the last error line of
 its log, else its recorded start (its worker was killed before it wrote a log). A task that completed
 after more than one start is counted as retried.
+
+Resources, from the attempts' end records (``winnow.pipeline.executors.RecordsAttempts``): a phase's
+CPU-seconds summed over every attempt that ended, the largest peak RSS of one attempt, and the span
+from its first recorded start to its last recorded end (``None`` where no attempt has ended).
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ class PhaseStatus:
     retried: list[int] = field(default_factory=list)  # done, after more than one start
     logs: str | None = None
     slurm_job: str | None = None
+    cpu_s: float | None = None  # summed over the attempts that ended
+    peak_rss_mb: float | None = None  # the largest of one attempt
+    peak_rss_source: str | None = None  # vmhwm (the task's own peak) or ru_maxrss (its process's lifetime peak)
+    wall_s: float | None = None  # first start to last end of the recorded attempts
 
     @property
     def state(self) -> str:
@@ -126,8 +134,13 @@ def phase_status(run_dir: Path, stage: str, phase: str, record: dict[str, Any], 
 
         with contextlib.suppress(ExecutorError, FileNotFoundError):  # no Slurm client here: judge by the driver
             alive = alive or bool(slurm_job_state(status.slurm_job))
+    starts: list[float] = []
+    ends: list[dict[str, Any]] = []
     for rank in range(tasks):
-        attempts = _attempts(logs_dir, rank)
+        records = _attempt_records(logs_dir, rank)
+        attempts = [r for r in records if "started" in r]
+        starts += [float(r["started"]) for r in attempts]
+        ends += [r for r in records if "ended" in r]
         if rank in done:
             if len(attempts) > 1:
                 status.retried.append(rank)
@@ -147,11 +160,25 @@ def phase_status(run_dir: Path, stage: str, phase: str, record: dict[str, Any], 
             )
         else:
             status.not_started.append(rank)
+    _add_resources(status, starts, ends)
     return status
 
 
-def _attempts(logs_dir: Path, rank: int) -> list[dict[str, Any]]:
-    """The starts of a task (see ``winnow.pipeline.executors.RecordsAttempts``)."""
+def _add_resources(status: PhaseStatus, starts: list[float], ends: list[dict[str, Any]]) -> None:
+    """A phase's CPU-seconds, largest task peak RSS and span, from its attempts' start and end records."""
+    if not ends:
+        return
+    status.cpu_s = round(sum(float(e.get("cpu_s") or 0.0) for e in ends), 3)
+    measured = [e for e in ends if e.get("peak_rss_mb") is not None]
+    if measured:
+        largest = max(measured, key=lambda e: float(e["peak_rss_mb"]))
+        status.peak_rss_mb, status.peak_rss_source = float(largest["peak_rss_mb"]), largest.get("rss_source")
+    if starts:
+        status.wall_s = round(max(float(e["ended"]) for e in ends) - min(starts), 3)
+
+
+def _attempt_records(logs_dir: Path, rank: int) -> list[dict[str, Any]]:
+    """The start and end records of a task's attempts (see ``winnow.pipeline.executors.RecordsAttempts``)."""
     path = logs_dir / "attempts" / f"{rank:05d}.jsonl"
     if not path.exists():
         return []
