@@ -1,36 +1,52 @@
-"""The dedup stage's per-task steps: hash every document into the dedup index, then apply the decisions.
+"""The dedup stage's per-document steps: hash every document into the dedup index, then apply the decisions.
 
-The stage runs in three phases (see :mod:`winnow.pipeline.stages`):
+The stage runs in five phases (see :mod:`winnow.pipeline.stages`):
 
-1. ``signatures`` (all tasks): :class:`DedupSignatures` writes, for each document, one row of
-   ``index/docs/`` (id, position, URL key, text key, MinHash signature, keeper-rule fields) and one row
-   per LSH band to ``index/bands/``. Nothing else is held in memory beyond a batch.
-2. ``clusters`` (one task): :class:`winnow.filters.dedup_clusters.DedupClusters` finds duplicates with DuckDB
-   and writes ``clusters/`` and ``decisions/``.
-3. ``select`` (all tasks): :class:`DedupSelect` reads the documents again in the same order and, using
+1. ``signatures`` (all tasks): :class:`DedupSignatures` writes the dedup index (see
+   :mod:`winnow.filters.dedup_index`): per document one row of ``index/docs/``, and its LSH band, text
+   key and URL rows into the hash-range partitions of ``bands/``, ``texts/`` and ``urls/``. Nothing is
+   held in memory beyond a batch.
+2. ``urls`` and 3. ``pairs`` (one task per partition): :mod:`winnow.filters.dedup_pairs` finds URL
+   repeats, then exact and verified near-duplicate pairs, in that partition only.
+4. ``clusters`` (one task over the pairs): :mod:`winnow.filters.dedup_clusters` joins the pairs into
+   clusters, picks keepers and writes ``clusters/`` and ``decisions/``.
+5. ``select`` (all tasks): :class:`DedupSelect` reads the documents again in the same order and, using
    the decisions for each input file, writes removed documents to ``rejects/`` (reason
-   ``url_duplicate``, ``exact_duplicate``, ``near_duplicate`` or ``revisit_unresolved``, detail = the
-   keeper's id) and passes the others on with a ``dup_count`` attribute.
+   ``url_duplicate``, ``exact_duplicate``, ``near_duplicate``, ``revisit_of_rejected`` or
+   ``revisit_unresolved``, detail = the keeper's id) and passes the others on with a ``dup_count``
+   attribute.
 
 Documents are addressed by their position (input file index, row index), which the reader assigns
-the same way in phases 1 and 3. Internal integer keys are ``file << 32 | row``.
+the same way in phases 1 and 5. Internal integer keys are ``file << 32 | row``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
+from winnow.filters.dedup_index import (
+    BANDS_SCHEMA,
+    PARTITIONED,
+    SHINGLES_SCHEMA,
+    TEXTS_SCHEMA,
+    URLS_SCHEMA,
+    docs_schema,
+    hasher_for,
+    partition_file_prefix,
+    partition_of,
+    write_params,
+)
 from winnow.filters.dedup_keys import text_key_of_tokens, url_key
 from winnow.filters.minhash import MinHasher, tokens
 from winnow.pipeline.manifest import DedupConfig
@@ -39,51 +55,6 @@ from winnow.pipeline.parquet_sink import ParquetSink, remove_rank_files
 
 BATCH_DOCS = 1024
 INDEX_TARGET_BYTES = 256 * 1024 * 1024
-
-
-def hasher_for(config: DedupConfig) -> MinHasher:
-    """The MinHasher a dedup configuration asks for."""
-    m = config.minhash
-    if m.threshold is not None:
-        return MinHasher.for_threshold(m.threshold, m.bands * m.rows, ngram=m.ngram, seed=m.seed)
-    return MinHasher(ngram=m.ngram, bands=m.bands, rows=m.rows, seed=m.seed)
-
-
-def index_params(config: DedupConfig) -> dict[str, Any]:
-    """What must match for two dedup indexes to be compared (stored as ``index/params.json``)."""
-    hasher = hasher_for(config)
-    return {
-        "scheme": "datasketch-affine32/xxh64-tokens/v1",
-        "ngram": hasher.ngram,
-        "bands": hasher.bands,
-        "rows": hasher.rows,
-        "seed": hasher.seed,
-    }
-
-
-def docs_schema(num_perm: int) -> pa.Schema:
-    return pa.schema(
-        [
-            ("key", pa.int64()),
-            ("idh", pa.uint64()),
-            ("id", pa.string()),
-            ("source", pa.string()),
-            ("file", pa.int32()),
-            ("row", pa.int64()),
-            ("crawl", pa.string()),
-            ("date", pa.string()),
-            ("url_key", pa.string()),
-            ("text_key", pa.binary(16)),
-            ("prefer", pa.float64()),
-            ("payload_digest", pa.string()),
-            ("revisit_of", pa.string()),
-            ("sig", pa.list_(pa.uint32(), num_perm)),
-        ]
-    )
-
-
-BANDS_SCHEMA = pa.schema([("band", pa.int16()), ("bucket", pa.uint64()), ("key", pa.int64()), ("idh", pa.uint64())])
-SHINGLES_SCHEMA = pa.schema([("key", pa.int64()), ("shingles", pa.list_(pa.uint32()))])  # verify: exact only
 
 
 def id_hash(doc_id: str) -> int:
@@ -105,29 +76,38 @@ class DedupSignatures(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         hasher = hasher_for(self.config)
         index = self.layout.stage_dir / "index"
-        for folder in ("docs", "bands", "shingles"):
+        for folder in ("docs", "shingles", *PARTITIONED):
             remove_rank_files(index / folder, rank)
-        sinks = {
-            "docs": ParquetSink(index / "docs", "part", docs_schema(hasher.num_perm), rank, INDEX_TARGET_BYTES),
-            "bands": ParquetSink(index / "bands", "part", BANDS_SCHEMA, rank, INDEX_TARGET_BYTES),
-        }
+        write_params(index, self.config, rank)
+        sinks = {"docs": ParquetSink(index / "docs", "part", docs_schema(hasher.num_perm), rank, INDEX_TARGET_BYTES)}
         if self.config.minhash.verify == "exact":
             sinks["shingles"] = ParquetSink(index / "shingles", "part", SHINGLES_SCHEMA, rank, INDEX_TARGET_BYTES)
+        partitioned = {
+            (folder, p): ParquetSink(index / folder, partition_file_prefix(p), schema, rank, INDEX_TARGET_BYTES)
+            for folder, schema in zip(PARTITIONED, (BANDS_SCHEMA, TEXTS_SCHEMA, URLS_SCHEMA), strict=True)
+            for p in range(self.config.partitions)
+        }
         with contextlib.ExitStack() as stack:
-            for sink in sinks.values():
+            for sink in (*sinks.values(), *partitioned.values()):
                 stack.enter_context(sink)
             batch: list[Document] = []
             for doc in data or ():
                 batch.append(doc)
                 if len(batch) >= BATCH_DOCS:
-                    self._write(batch, hasher, sinks)
+                    self._write(batch, hasher, sinks, partitioned)
                     batch = []
             if batch:
-                self._write(batch, hasher, sinks)
+                self._write(batch, hasher, sinks, partitioned)
         return
         yield  # a generator that yields nothing: the phase ends here
 
-    def _write(self, batch: list[Document], hasher: MinHasher, sinks: dict[str, ParquetSink]) -> None:
+    def _write(
+        self,
+        batch: list[Document],
+        hasher: MinHasher,
+        sinks: dict[str, ParquetSink],
+        partitioned: dict[tuple[str, int], ParquetSink],
+    ) -> None:
         with self.track_time("batch"):
             token_lists = [[] if _revisit_of(d) else tokens(d.text) for d in batch]
             shingles = [hasher.shingle_hashes(hasher.hash_tokens(t)) for t in token_lists]
@@ -154,7 +134,8 @@ class DedupSignatures(PipelineStep):
                 "revisit_of": [_revisit_of(d) for d in batch],
                 "sig": _signature_column(signatures, has_sig),
             }
-            sinks["docs"].write_table(pa.table(columns, schema=sinks["docs"].schema))
+            docs = pa.table(columns, schema=sinks["docs"].schema)
+            sinks["docs"].write_table(docs)
             rows = np.flatnonzero(has_sig)
             if len(rows) and "shingles" in sinks:
                 distinct = [np.unique(shingles[i]) for i in rows]
@@ -162,19 +143,42 @@ class DedupSignatures(PipelineStep):
                     pa.table({"key": keys[rows], "shingles": distinct}, schema=SHINGLES_SCHEMA)
                 )
             if len(rows):
-                bands = hasher.band_keys(signatures[rows])
+                bands = hasher.band_keys(signatures[rows]).reshape(-1)
                 band_table = pa.table(
                     {
                         "band": np.tile(np.arange(hasher.bands, dtype=np.int16), len(rows)),
-                        "bucket": bands.reshape(-1),
+                        "bucket": bands,
                         "key": np.repeat(keys[rows], hasher.bands),
                         "idh": np.repeat(id_hashes[rows], hasher.bands),
                     },
                     schema=BANDS_SCHEMA,
                 )
-                sinks["bands"].write_table(band_table)
+                self._scatter(partitioned, "bands", band_table, bands)
+            self._write_keys(docs, partitioned)
         self.stat_update("indexed", value=len(batch))
         self.stat_update("no_signature", value=int(len(batch) - has_sig.sum()))
+
+    def _write_keys(self, docs: pa.Table, partitioned: dict[tuple[str, int], ParquetSink]) -> None:
+        """The text-key and URL rows of a batch, each into the partition of its hash."""
+        texts = docs.select(["key", "text_key"]).filter(pc.is_valid(docs.column("text_key")))
+        if len(texts):
+            first8 = [int.from_bytes(k[:8], "big") for k in texts.column("text_key").to_pylist()]
+            self._scatter(partitioned, "texts", texts, np.array(first8, dtype=np.uint64))
+        has_url = pc.and_(pc.is_valid(docs.column("url_key")), pc.is_null(docs.column("revisit_of")))
+        urls = docs.select(["key", "url_key", "date", "id"]).filter(has_url)
+        if len(urls):
+            hashes = [
+                xxhash.xxh64_intdigest(u.encode("utf-8", "surrogatepass")) for u in urls.column("url_key").to_pylist()
+            ]
+            self._scatter(partitioned, "urls", urls, np.array(hashes, dtype=np.uint64))
+
+    def _scatter(
+        self, partitioned: dict[tuple[str, int], ParquetSink], folder: str, table: pa.Table, hashes: np.ndarray
+    ) -> None:
+        """Rows of ``table`` to the partitions of ``hashes`` (one uint64 per row)."""
+        parts = partition_of(hashes, self.config.partitions)
+        for p in np.unique(parts):
+            partitioned[(folder, int(p))].write_table(table.filter(pa.array(parts == p)))
 
 
 def _revisit_of(doc: Document) -> str | None:
@@ -243,9 +247,3 @@ def load_decisions(path: Path, file: int) -> dict[int, tuple[str | None, str | N
             rows["row"], rows["reason"], rows["keeper"], rows["dup_count"], strict=True
         )
     }
-
-
-def write_params(index: Path, config: DedupConfig) -> None:
-    """Record the hashing parameters next to the index (read back by runs that dedup against it)."""
-    index.mkdir(parents=True, exist_ok=True)
-    (index / "params.json").write_text(json.dumps(index_params(config), indent=2) + "\n")

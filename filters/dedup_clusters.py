@@ -1,26 +1,23 @@
-"""The dedup stage's clustering phase: from the dedup index to duplicate clusters and per-document decisions.
+"""The dedup stage's clustering phase: from the partition tasks' pairs to duplicate clusters and decisions.
 
-Everything runs in DuckDB over the Parquet index, under the manifest's ``memory_limit``, spilling to
-``stages/dedup/tmp/``; Python only sees bounded batches of candidate pairs. Memory does not grow with
-the corpus beyond DuckDB's limit. Steps:
+One task, in DuckDB under the manifest's ``memory_limit``, spilling to ``stages/dedup/tmp/``. Its input
+is the pairs the ``urls`` and ``pairs`` tasks wrote (see :mod:`winnow.filters.dedup_pairs`) and the index
+rows of the documents those pairs name, plus the WARC revisit stubs and the pages they point to: it is
+bounded by the number of duplicates, not by the corpus (the index is only scanned, joined to that set).
+Steps:
 
-1. URL duplicates: among documents of this run with the same normalised URL, the latest fetch (then
-   the smallest id) is kept; the others are removed as ``url_duplicate`` and take no further part.
-2. Exact duplicates: documents with the same text key are joined to one hub of their group.
-3. Near duplicates: documents sharing an LSH bucket (band, bucket hash) are joined to the bucket's hub,
-   the member with the smallest id hash (a rule on ids, so the result does not depend on task count
-   or file order). Each candidate pair is then checked: by the Jaccard estimate of the full
-   signatures (default), by exact Jaccard of the shingle sets, or not at all; pairs below
-   ``min_similarity`` are dropped.
-4. Connected components of those pairs (label propagation with pointer jumping, in SQL).
-5. The keeper of each component: a released document (``against``) first, then the highest
+1. The documents involved: endpoints of the pairs, URL repeats and their keepers, revisit stubs and the
+   responses with the payload digest they name (here or in a released index).
+2. Connected components of the pairs (label propagation with pointer jumping, in SQL).
+3. The keeper of each component: a released document (``against``) first, then the highest
    ``prefer`` attribute, then the earliest crawl, the earliest fetch date, the smallest id. The others
    of this run are removed: ``exact_duplicate`` when their text key equals the keeper's, else
    ``near_duplicate``. Released documents are never removed; they are only compared against.
-6. WARC revisit stubs (no payload of their own) are exact duplicates of the response with the payload
+4. WARC revisit stubs (no payload of their own) are exact duplicates of the response with the payload
    digest they name, here or in a released index. When that response was dropped by an earlier stage
    of this run, the stub is ``revisit_of_rejected`` (detail: the dropped page's id); when it is
    nowhere, ``revisit_unresolved``.
+5. The similarity of each removed near or URL duplicate to its keeper (signature estimate).
 
 A URL duplicate joins the final cluster of its URL's latest fetch (and follows it if that fetch is
 itself removed), so every removed document's keeper is a document that survives.
@@ -33,87 +30,26 @@ dup_count; sorted by file and row) for the select phase.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Sequence
-from itertools import pairwise
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from winnow.filters.dedup import BANDS_SCHEMA, SHINGLES_SCHEMA, docs_schema, hasher_for, index_params, write_params
-from winnow.filters.minhash import estimated_jaccard, exact_jaccard
+from winnow.filters.dedup_index import check_against, docs_schema, hasher_for, relation, released_key
+from winnow.filters.dedup_pairs import pair_similarities, released_removed_ids
 from winnow.pipeline.manifest import DedupConfig
 from winnow.pipeline.outcomes import StageLayout
 from winnow.pipeline.progress import TaskProgress
 from winnow.pipeline.stage_duckdb import copy_to_file, stage_duckdb
 
-PAIR_BATCH = 65_536
-RELEASED_KEY_BASE = 1 << 52  # keys of released documents: -(index * base + their own key) - 1
-STEPS = 8
-
-
-class AgainstIndexError(ValueError):
-    """An ``against`` entry is not a usable dedup index (missing, or hashed with other parameters)."""
-
-
-def find_index(path: str | Path) -> Path:
-    """The dedup index folder of an earlier run: a run folder, its dedup stage folder, or the index itself."""
-    path = Path(path)
-    for candidate in (path / "stages" / "dedup" / "index", path / "index", path / "dedup_index", path):
-        if (candidate / "docs").is_dir() and (candidate / "params.json").exists():
-            return candidate
-    raise AgainstIndexError(f"{path}: no dedup index found (looked for stages/dedup/index, index/, dedup_index/)")
-
-
-def check_against(config: DedupConfig) -> list[Path]:
-    """Resolve ``against`` entries to index folders, refusing indexes hashed with other parameters."""
-    indexes = []
-    wanted = index_params(config)
-    for entry in config.against:
-        index = find_index(entry)
-        theirs = json.loads((index / "params.json").read_text())
-        if theirs != wanted:
-            raise AgainstIndexError(f"{entry}: its dedup index was built with {theirs}, this run uses {wanted}")
-        indexes.append(index)
-    return indexes
-
-
-def partition_ranges(partitions: int) -> list[tuple[int, int]]:
-    """``[lo, hi)`` ranges of a 64-bit hash splitting it into ``partitions`` equal parts (the last ends at 2**64).
-
-    Every row of one LSH bucket (or one text key) falls into one range, so the hub of each bucket, and
-    so every candidate pair, is the same for any partition count."""
-    edges = [p * (1 << 64) // partitions for p in range(partitions + 1)]
-    return list(pairwise(edges))
-
-
-def _in_range(column: str, lo: int, hi: int, blob: bool = False) -> str:
-    """SQL: ``column``'s first 64 bits in ``[lo, hi)``; a BLOB column compares by its first 8 bytes, big-endian."""
-
-    def literal(value: int) -> str:
-        if not blob:
-            return str(value)
-        return "'" + "".join(f"\\x{b:02X}" for b in value.to_bytes(8, "big")) + "'::BLOB"
-
-    upper = f" AND {column} < {literal(hi)}" if hi < 1 << 64 else ""
-    return f"{column} >= {literal(lo)}{upper}"
-
-
-def _relation(con: duckdb.DuckDBPyConnection, folder: Path, schema: pa.Schema) -> str:
-    """SQL for the Parquet dataset in ``folder``; an empty table of ``schema`` when it has no files."""
-    if any(folder.glob("*.parquet")):
-        return "read_parquet('" + str(folder / "*.parquet").replace("'", "''") + "')"
-    name = f"empty_{abs(hash(str(folder)))}"
-    con.register(name, schema.empty_table())
-    return name
+STEPS = 5
 
 
 class DedupClusters(PipelineStep):
-    """Phase 2 (one task): find clusters and write decisions (terminal step: yields nothing)."""
+    """Phase ``clusters`` (one task): clusters and decisions from the pairs (terminal step: yields nothing)."""
 
     name = "🕸️ dedup clusters"
     type = "DEDUP"
@@ -133,7 +69,6 @@ class DedupClusters(PipelineStep):
         progress = TaskProgress(self.layout.progress_dir, rank)
         with stage_duckdb(stage_dir, self.config.memory_limit, self.threads) as (con, _), self.track_time():
             self._cluster(con, progress)
-        write_params(stage_dir / "index", self.config)
         progress.flush()
         return
         yield  # a generator that yields nothing
@@ -141,143 +76,52 @@ class DedupClusters(PipelineStep):
     # ------------------------------------------------------------------ the steps
 
     def _cluster(self, con: duckdb.DuckDBPyConnection, progress: TaskProgress) -> None:
-        index = self.layout.stage_dir / "index"
-        released = check_against(self.config)
-        self._load_nodes(con, index, released)
+        self._load_nodes(con, check_against(self.config))
         progress.advance(docs=1, units=1)
-        if self.config.url:
-            con.execute(
-                """CREATE TABLE url_groups AS SELECT url_key FROM nodes
-                   WHERE NOT released AND url_key IS NOT NULL AND revisit_of IS NULL
-                   GROUP BY url_key HAVING count(*) > 1"""
-            )
-            con.execute(
-                """CREATE TABLE url_removed AS SELECT key, keeper FROM (
-                     SELECT key, first(key) OVER w AS keeper, row_number() OVER w AS rn
-                     FROM nodes SEMI JOIN url_groups USING (url_key)
-                     WHERE NOT released AND revisit_of IS NULL
-                     WINDOW w AS (PARTITION BY url_key ORDER BY date DESC NULLS LAST, id, key))
-                   WHERE rn > 1"""
-            )
-        else:
-            con.execute("CREATE TABLE url_removed (key BIGINT, keeper BIGINT)")
-        con.execute("CREATE TABLE edges (a BIGINT, b BIGINT)")
-        progress.advance(docs=1, units=2)
-        if self.config.exact:
-            for lo, hi in partition_ranges(self.config.partitions):
-                in_range = _in_range("text_key", lo, hi, blob=True)
-                con.execute(
-                    f"""CREATE OR REPLACE TABLE exact_groups AS SELECT text_key, min(key) AS hub FROM nodes
-                        WHERE {in_range} AND key NOT IN (SELECT key FROM url_removed)
-                        GROUP BY text_key HAVING count(*) > 1"""
-                )
-                con.execute(
-                    """INSERT INTO edges SELECT n.key, g.hub FROM nodes n JOIN exact_groups g USING (text_key)
-                       WHERE n.key <> g.hub AND n.key NOT IN (SELECT key FROM url_removed)"""
-                )
-        progress.advance(docs=1, units=3)
-        if self.config.minhash.enabled:
-            self._near_edges(con, index, released)
-        progress.advance(docs=1, units=4)
         self._components(con)
-        progress.advance(docs=1, units=5)
+        progress.advance(docs=1, units=2)
         self._keepers(con)
-        progress.advance(docs=1, units=6)
-        self._similarities(con, index, released)
-        progress.advance(docs=1, units=7)
+        progress.advance(docs=1, units=3)
+        self._similarities(con)
+        progress.advance(docs=1, units=4)
         self._write_outputs(con)
-        progress.advance(docs=1, units=8)
+        progress.advance(docs=1, units=5)
 
-    def _load_nodes(self, con: duckdb.DuckDBPyConnection, index: Path, released: list[Path]) -> None:
-        """``nodes`` (this run's and released documents) and the ``sigs``/``bands`` views over all indexes."""
+    def _load_nodes(self, con: duckdb.DuckDBPyConnection, released: list[Path]) -> None:
+        """``edges``, ``url_removed`` and ``nodes``: the index rows of every document involved (this run's and
+        released), and the view ``sigs`` over all indexes."""
+        pairs = self.layout.stage_dir / "pairs"
+        edges = relation(con, pairs / "edges", pa.schema([("a", pa.int64()), ("b", pa.int64())]))
+        con.execute(f"CREATE TABLE edges AS SELECT a, b FROM {edges}")
+        urls = relation(con, pairs / "url", pa.schema([("key", pa.int64()), ("keeper", pa.int64())]))
+        con.execute(f"CREATE TABLE url_removed AS SELECT key, keeper FROM {urls}")
+        con.execute(
+            """CREATE TABLE involved AS SELECT a AS key FROM edges UNION SELECT b FROM edges
+               UNION SELECT key FROM url_removed UNION SELECT keeper FROM url_removed"""
+        )
         columns = "key, idh, id, source, file, row, crawl, date, url_key, text_key, prefer, payload_digest, revisit_of"
-        docs_schema_ = docs_schema(hasher_for(self.config).num_perm)
-        own_docs = _relation(con, index / "docs", docs_schema_)
-        con.execute(f"CREATE TABLE nodes AS SELECT {columns}, false AS released FROM {own_docs}")
-        sigs = [f"SELECT key, sig FROM {own_docs}"]
-        bands = [f"SELECT band, bucket, key, idh FROM {_relation(con, index / 'bands', BANDS_SCHEMA)}"]
-        shingles = [f"SELECT key, shingles FROM {_relation(con, index / 'shingles', SHINGLES_SCHEMA)}"]
+        schema = docs_schema(hasher_for(self.config).num_perm)
+        own_docs = relation(con, self.layout.stage_dir / "index" / "docs", schema)
+        con.execute(f"CREATE TABLE stubs AS SELECT DISTINCT revisit_of FROM {own_docs} WHERE revisit_of IS NOT NULL")
+        con.execute(
+            f"""CREATE TABLE nodes AS SELECT {columns}, false AS released FROM {own_docs}
+                WHERE key IN (SELECT key FROM involved) OR revisit_of IS NOT NULL
+                   OR payload_digest IN (SELECT revisit_of FROM stubs)"""
+        )
+        sigs = [f"SELECT key, sig::UINTEGER[] AS sig FROM {own_docs}"]
         for number, folder in enumerate(released):
-            key = f"-({(number + 1) * RELEASED_KEY_BASE} + key) - 1"  # disjoint from this run's keys (>= 0)
-            their_docs = _relation(con, folder / "docs", docs_schema_)
-            docs = their_docs
-            removed = folder.parent / "clusters"
-            if any(removed.glob("*.parquet")):  # only what that run kept was released
-                removed_ids = f"(SELECT id FROM {_relation(con, removed, pa.schema([]))} WHERE NOT kept)"
-                docs = f"(SELECT * FROM {their_docs} ANTI JOIN {removed_ids} USING (id))"
+            key = released_key(number)
+            their_docs = relation(con, folder / "docs", schema)
+            removed = released_removed_ids(con, folder)
+            kept = f" AND id NOT IN {removed}" if removed else ""
             con.execute(
                 f"""INSERT INTO nodes SELECT {key}, idh, id, source, NULL, NULL, crawl, date, NULL, text_key, NULL,
-                    payload_digest, NULL, true FROM {docs} WHERE revisit_of IS NULL"""
+                    payload_digest, NULL, true FROM {their_docs}
+                    WHERE revisit_of IS NULL{kept}
+                      AND ({key} IN (SELECT key FROM involved) OR payload_digest IN (SELECT revisit_of FROM stubs))"""
             )
-            sigs.append(f"SELECT {key} AS key, sig FROM {their_docs}")
-            if (folder / "shingles").is_dir():
-                shingles.append(
-                    f"SELECT {key} AS key, shingles FROM {_relation(con, folder / 'shingles', SHINGLES_SCHEMA)}"
-                )
-            bands.append(
-                f"""SELECT band, bucket, {key} AS key, idh FROM {_relation(con, folder / "bands", BANDS_SCHEMA)}
-                    WHERE {key} IN (SELECT key FROM nodes WHERE released)"""
-            )
+            sigs.append(f"SELECT {key} AS key, sig::UINTEGER[] AS sig FROM {their_docs}")
         con.execute("CREATE VIEW sigs AS " + " UNION ALL ".join(sigs))
-        con.execute("CREATE VIEW bands AS " + " UNION ALL ".join(bands))
-        if self.config.minhash.verify == "exact":
-            con.execute("CREATE VIEW shingle_sets AS " + " UNION ALL ".join(shingles))
-
-    def _near_edges(self, con: duckdb.DuckDBPyConnection, index: Path, released: list[Path]) -> None:
-        con.execute("CREATE TABLE candidates (a BIGINT, b BIGINT)")
-        for lo, hi in partition_ranges(self.config.partitions):
-            in_range = _in_range("bucket", lo, hi)
-            con.execute(
-                f"""CREATE OR REPLACE TABLE buckets AS SELECT band, bucket, arg_min(key, idh) AS hub
-                    FROM bands WHERE {in_range} AND key NOT IN (SELECT key FROM url_removed)
-                    GROUP BY band, bucket HAVING count(*) > 1"""
-            )
-            con.execute(
-                f"""INSERT INTO candidates SELECT b.key AS a, k.hub AS b
-                    FROM bands b JOIN buckets k USING (band, bucket)
-                    WHERE {in_range} AND b.key <> k.hub AND NOT (b.key < 0 AND k.hub < 0)
-                      AND b.key NOT IN (SELECT key FROM url_removed)"""
-            )
-        con.execute("CREATE OR REPLACE TABLE candidates AS SELECT DISTINCT a, b FROM candidates")
-        verify = self.config.minhash.verify
-        if verify == "none":
-            con.execute("INSERT INTO edges SELECT a, b FROM candidates")
-            return
-        con.execute("CREATE TABLE near_edges (a BIGINT, b BIGINT)")
-        if verify == "signature":
-            query = """SELECT c.a, c.b, sa.sig AS sa, sb.sig AS sb FROM candidates c
-                       JOIN sigs sa ON sa.key = c.a JOIN sigs sb ON sb.key = c.b"""
-        else:
-            query = """SELECT c.a, c.b, sa.shingles AS sa, sb.shingles AS sb FROM candidates c
-                       JOIN shingle_sets sa ON sa.key = c.a JOIN shingle_sets sb ON sb.key = c.b"""
-        writer = con.cursor()  # inserts go through a second connection while the first one streams
-        for batch, similarity in self._pair_similarities(con, query, verify):
-            passed = pa.array(similarity >= self.config.minhash.min_similarity)
-            kept = pa.table({"a": batch.column("a").filter(passed), "b": batch.column("b").filter(passed)})
-            writer.register("passed_batch", kept)
-            writer.execute("INSERT INTO near_edges SELECT a, b FROM passed_batch")
-            writer.unregister("passed_batch")
-        writer.close()
-        con.execute("INSERT INTO edges SELECT a, b FROM near_edges")
-
-    def _pair_similarities(
-        self, con: duckdb.DuckDBPyConnection, query: str, verify: str
-    ) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
-        """Batches of (a, b, sa, sb) rows with the similarity of each pair (signature estimate or exact)."""
-        for batch in con.sql(query).to_arrow_reader(PAIR_BATCH):
-            if batch.num_rows == 0:
-                continue
-            if verify == "exact":
-                left = batch.column("sa").to_pylist()
-                right = batch.column("sb").to_pylist()
-                similarity = np.array(
-                    [exact_jaccard(np.array(x), np.array(y)) for x, y in zip(left, right, strict=True)]
-                )
-            else:
-                left = batch.column("sa").flatten().to_numpy().reshape(batch.num_rows, -1)
-                right = batch.column("sb").flatten().to_numpy().reshape(batch.num_rows, -1)
-                similarity = estimated_jaccard(left, right)
-            yield batch, similarity
 
     def _components(self, con: duckdb.DuckDBPyConnection) -> None:
         """``labels(n, l)``: every node with an edge and the smallest key of its connected component."""
@@ -362,27 +206,36 @@ class DedupClusters(PipelineStep):
         )
 
     def _rejected_payloads(self, con: duckdb.DuckDBPyConnection) -> str:
-        """SQL: (payload_digest, id) of pages an earlier stage of this run rejected or errored."""
+        """SQL: (payload_digest, id) of pages an earlier stage of this run rejected or errored that a revisit stub
+        names (a scan of those outcomes, keeping only the stubs' digests)."""
         parts = []
         for folder in self.upstream_outcomes:
             if any(folder.glob("*.parquet")):
-                relation = _relation(con, folder, pa.schema([]))
+                outcomes = relation(con, folder, pa.schema([]))
                 parts.append(
-                    f"SELECT json_extract_string(meta, '$.payload_digest') AS payload_digest, id FROM {relation}"
+                    f"SELECT json_extract_string(meta, '$.payload_digest') AS payload_digest, id FROM {outcomes}"
                 )
         if not parts:
             return "SELECT NULL::VARCHAR AS payload_digest, NULL::VARCHAR AS id WHERE false"
         union = " UNION ALL ".join(parts)
-        return f"SELECT payload_digest, min(id) AS id FROM ({union}) WHERE payload_digest IS NOT NULL GROUP BY 1"
+        return f"""SELECT payload_digest, min(id) AS id FROM ({union})
+                   WHERE payload_digest IN (SELECT revisit_of FROM stubs) GROUP BY 1"""
 
-    def _similarities(self, con: duckdb.DuckDBPyConnection, index: Path, released: list[Path]) -> None:
-        """``similarity(key, value)`` to the keeper for every removed document (1.0 for exact and revisits)."""
+    def _similarities(self, con: duckdb.DuckDBPyConnection) -> None:
+        """``similarity(key, value)`` to the keeper for every removed near or URL duplicate (the others: 1.0)."""
+        con.execute(
+            """CREATE TABLE measured AS SELECT key, keeper_key FROM outcome
+               WHERE reason IN ('near_duplicate', 'url_duplicate')"""
+        )
+        con.execute(
+            """CREATE TABLE measured_sigs AS SELECT key, sig FROM sigs
+               WHERE key IN (SELECT key FROM measured UNION SELECT keeper_key FROM measured)"""
+        )
         con.execute("CREATE TABLE similarity (key BIGINT, value DOUBLE)")
-        query = """SELECT o.key AS a, o.keeper_key AS b, sa.sig AS sa, sb.sig AS sb FROM outcome o
-                   JOIN sigs sa ON sa.key = o.key JOIN sigs sb ON sb.key = o.keeper_key
-                   WHERE o.reason IN ('near_duplicate', 'url_duplicate')"""
+        query = """SELECT m.key AS a, m.keeper_key AS b, sa.sig AS sa, sb.sig AS sb FROM measured m
+                   JOIN measured_sigs sa ON sa.key = m.key JOIN measured_sigs sb ON sb.key = m.keeper_key"""
         writer = con.cursor()
-        for batch, value in self._pair_similarities(con, query, "signature"):
+        for batch, value in pair_similarities(con, query, "signature"):
             writer.register("similarity_batch", pa.table({"key": batch.column("a"), "value": value}))
             writer.execute("INSERT INTO similarity SELECT key, value FROM similarity_batch")
             writer.unregister("similarity_batch")

@@ -70,6 +70,11 @@ class LocalExecutor(Strict):
         """Cores one single-task phase (dedup clustering, the mix's fit) may use."""
         return self.workers
 
+    @property
+    def task_threads(self) -> int:
+        """Threads of one task of a parallel DuckDB phase (dedup pairs): ``workers`` of them share the machine."""
+        return 1
+
 
 class SlurmExecutor(Strict):
     """Submit every phase as a Slurm job array (datatrove's SlurmPipelineExecutor); `winnow run` waits for each.
@@ -103,6 +108,10 @@ class SlurmExecutor(Strict):
     def threads(self) -> int:
         return self.cpus_per_task
 
+    @property
+    def task_threads(self) -> int:
+        return self.cpus_per_task
+
 
 class RayExecutor(Strict):
     """Run every phase as Ray tasks (datatrove's RayPipelineExecutor) on a Ray cluster; `winnow run` drives it.
@@ -129,6 +138,10 @@ class RayExecutor(Strict):
 
     @property
     def threads(self) -> int:
+        return self.cpus_per_task
+
+    @property
+    def task_threads(self) -> int:
         return self.cpus_per_task
 
 
@@ -451,14 +464,16 @@ class DedupConfig(Strict):
     against: Paths = Field(
         default_factory=list, description="earlier run folders (or their dedup index folders) never to duplicate"
     )
-    memory_limit: str = Field("2GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="DuckDB memory for clustering")
+    memory_limit: str = Field(
+        "2GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="DuckDB memory of each pairs task and of clustering"
+    )
     threads: int | None = Field(None, ge=1, description="DuckDB threads for clustering; default: executor workers")
     partitions: int = Field(
         8,
         ge=1,
         le=4096,
-        description="hash ranges the candidate search splits band hashes and text keys into (each one DuckDB job "
-        "under memory_limit); the result is the same for any count",
+        description="hash ranges the dedup index is split into; the urls and pairs phases run one task per range "
+        "(each one DuckDB job under memory_limit). The result is the same for any count; changing it rehashes",
     )
 
 

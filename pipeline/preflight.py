@@ -16,7 +16,7 @@ def preflight(manifest: Manifest, where: str) -> None:
     """Checks a manifest needs beyond its own text (other runs' files); raises ManifestError naming the field."""
     dedup = manifest.stages.dedup
     if dedup is not None and dedup.against:
-        from winnow.filters.dedup_clusters import AgainstIndexError, check_against
+        from winnow.filters.dedup_index import AgainstIndexError, check_against
 
         try:
             check_against(dedup)

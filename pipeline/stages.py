@@ -4,8 +4,9 @@ A builder receives the manifest, the run folder, the run's input files and the l
 upstream stage (None for the first), and returns a :class:`StagePlan`: one or more
 :class:`Phase` (a full datatrove pipeline — ``BeginTask``, a reader, the stage's work, usually
 ``DocumentWriter`` — with its task count and what its progress bar counts) and the configuration
-that decides whether an earlier result can be reused. Most stages have one phase; dedup has three
-(signatures over all tasks, clustering in one task, selection over all tasks).
+that decides whether an earlier result can be reused. Most stages have one phase; dedup has five
+(signatures over all tasks, URL repeats and pairs one task per hash partition, clustering in one task
+over the pairs, selection over all tasks).
 
 Document stages read the upstream stage's output plus the files of every document source (JSONL,
 Parquet) that enters the flow at that stage (``sources[].enter``). The OCR stage is a branch: it reads
@@ -24,6 +25,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from winnow.filters.dedup import DedupSelect, DedupSignatures
 from winnow.filters.dedup_clusters import DedupClusters
+from winnow.filters.dedup_pairs import DedupPairs, DedupUrls
 from winnow.filters.heuristics import heuristic_filters
 from winnow.filters.language import LanguageAnnotator
 from winnow.filters.quality import QualityCut, QualityScorer, QualitySelect
@@ -209,6 +211,12 @@ def build_dedup(
     threads = config.threads or manifest.executor.threads
     earlier = manifest.stages.enabled()[: manifest.stages.enabled().index("dedup")]
     outcomes = [run_dir / "stages" / stage / dataset for stage in earlier for dataset in ("rejects", "errors")]
+    # the partition count shapes the index's files, so it is part of the signatures' (and later phases') config;
+    # memory and threads change how, not what
+    settings = config.model_dump(mode="json", exclude={"memory_limit", "threads", "partitions"})
+    stage_config = {"config": settings, "inputs": _fingerprint_files(files)}
+    partitions = config.partitions
+    task_threads = manifest.executor.task_threads
     phases = [
         Phase(
             "signatures",
@@ -218,12 +226,29 @@ def build_dedup(
                 DedupSignatures(config, signatures),
             ],
             rows,
+            config=stage_config | {"partitions": partitions},
             outputs=("index",),
         ),
         Phase(
+            "urls",
+            [DedupUrls(config, layout.for_phase("urls"), task_threads)],
+            partitions,
+            tasks=partitions,
+            outputs=("pairs/url",),
+            unit="steps",
+        ),
+        Phase(
+            "pairs",
+            [DedupPairs(config, layout.for_phase("pairs"), task_threads)],
+            partitions,
+            tasks=partitions,
+            outputs=("pairs/edges",),
+            unit="steps",
+        ),
+        Phase(  # input: the pairs and the documents they name, bounded by the duplicates
             "clusters",
             [DedupClusters(config, clusters, threads, outcomes)],
-            8,
+            5,
             tasks=1,
             outputs=("clusters", "decisions"),
             unit="steps",
@@ -235,9 +260,7 @@ def build_dedup(
             outputs=("data", "rejects", "errors"),
         ),
     ]
-    # the memory, thread and partition settings change how, not what: they must not invalidate a finished stage
-    settings = config.model_dump(mode="json", exclude={"memory_limit", "threads", "partitions"})
-    return StagePlan(layout, phases, {"config": settings, "inputs": _fingerprint_files(files)})
+    return StagePlan(layout, phases, stage_config)
 
 
 def build_quality(

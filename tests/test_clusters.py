@@ -147,8 +147,9 @@ def test_slurm_run_matches_local(
     assert state["executor"] == "slurm" and state["slurm_job"]
     assert "#SBATCH --partition=" in (run_dir / "logs" / "extract" / "launch_script.slurm").read_text()
     dedup = json.loads((run_dir / "stages" / "dedup" / "stage.json").read_text())["phases"]
-    jobs = [int(dedup[phase]["slurm_job"]) for phase in ("signatures", "clusters", "select")]
+    jobs = [int(dedup[phase]["slurm_job"]) for phase in ("signatures", "urls", "pairs", "clusters", "select")]
     assert jobs == sorted(set(jobs)), "the dedup phases are submitted together, as a chain"
+    assert dedup["pairs"]["tasks"] == dedup["urls"]["tasks"] == 8, "one array element per hash partition"
     assert "Release: published v0001" in result.stdout
 
 
