@@ -232,6 +232,7 @@ class RunFigures:
     run_gb: float
     disk_growth_gb: float
     quality: Quality
+    folders_gb: dict[str, float] = field(default_factory=dict)  # stages/<stage>/<folder> and final/, at the end
     final: dict[str, Any] = field(default_factory=dict)
 
     def phase(self, stage: str, phase: str) -> PhaseFigures | None:
@@ -306,6 +307,13 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
+def stage_folders_gb(run_dir: Path) -> dict[str, float]:
+    """Size of every ``stages/<stage>/<folder>`` and of ``final/`` in GB."""
+    folders = [p for stage in sorted((run_dir / "stages").iterdir()) for p in sorted(stage.iterdir()) if p.is_dir()]
+    folders += [run_dir / "final"] if (run_dir / "final").is_dir() else []
+    return {str(p.relative_to(run_dir)): folder_bytes(p) / 1e9 for p in folders}
+
+
 def phase_figures(run_dir: Path) -> list[PhaseFigures]:
     """Per phase, from the tasks' attempt records (``winnow status``'s reading of them)."""
     from winnow.pipeline.status import run_status
@@ -348,6 +356,7 @@ def run_once(label: str, gen: Generated, model: Path, tasks: int, work: Path, ar
         stage_seconds=stage_seconds,
         phases=phase_figures(run_dir),
         run_gb=folder_bytes(run_dir) / 1e9,
+        folders_gb=stage_folders_gb(run_dir),
         disk_growth_gb=growth[0] / 1e9,
         quality=evaluate(run_dir / "stages" / "dedup", gen, args.seed, args.random_pairs),
         final={k: final[k] for k in ("rows", "tokens", "token_budget")} if final else {},
@@ -371,6 +380,8 @@ def print_run(r: RunFigures) -> None:
         mark = "" if p.rss_source == "vmhwm" else "*"
         line = f"  {p.stage:<8} {p.phase:<11} {p.tasks:>5} {p.wall_s:>8.1f} {p.cpu_s:>8.1f} {per_k:>13.3f}"
         print(f"{line} {p.peak_rss_mb:>7,.0f}{mark}")
+    sizes = ", ".join(f"{name.removeprefix('stages/')} {gb * 1e3:,.0f}" for name, gb in r.folders_gb.items())
+    print(f"  folders (MB): {sizes}")
     tasks_cpu = sum(p.cpu_s for p in r.phases)
     stages = ", ".join(f"{s} {sec:.1f} s" for s, sec in r.stage_seconds.items())
     print(f"  runner's stage seconds: {stages}; tasks' CPU {tasks_cpu:.1f} s of the tree's {t.cpu_s:.1f} s")
@@ -443,7 +454,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> str:
     for name, ratio in ratios.items():
         print(f"  {name:<20} {ratio:5.2f}  {'met' if ratio >= TARGET_SPEEDUP else 'NOT met'}")
     speedup = min(ratios.values()) if ratios else float("nan")
-    growth = large.peak_task_rss_mb / small2.peak_task_rss_mb
+    growth = large.peak_task_rss_mb / small2.peak_task_rss_mb if large is not small2 else float("nan")
     cache_gb = sum(g.bytes_on_disk for g in gens.values()) / 1e9
     disk_gb = cache_gb + max(r.run_gb for r in (small1, small2, large))
     final = large.phase("mix", "final")
