@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import collections
+import itertools
 import json
 import random
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import WinnowCli
@@ -30,11 +34,9 @@ def _mixed_text(rng: random.Random, good_share: float, words: int = 60) -> str:
     return " ".join(rng.choice(GOOD) if rng.random() < good_share else rng.choice(BAD) for _ in range(words))
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _train(folder: Path, seed: int) -> Path:
     """A small fastText model (labels hq/lq) trained in a fresh process, as winnow trains them."""
-    folder = tmp_path_factory.mktemp("quality-model")
-    rng = random.Random(3)
+    rng = random.Random(seed)
     lines = [f"__label__hq {_mixed_text(rng, 0.9)}" for _ in range(400)]
     lines += [f"__label__lq {_mixed_text(rng, 0.1)}" for _ in range(400)]
     (folder / "train.txt").write_text("\n".join(lines) + "\n")
@@ -42,15 +44,36 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "q.bin"
 
 
-def _corpus(folder: Path, files: int, docs: int = 900, seed: int = 5) -> list[Path]:
-    """``docs`` documents of all qualities over ``files`` JSONL files (the same ids whatever the split)."""
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train(tmp_path_factory.mktemp("quality-model"), seed=3)
+
+
+@pytest.fixture(scope="module")
+def second_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Trained on other samples: a second classifier that ranks documents differently from ``model``."""
+    return _train(tmp_path_factory.mktemp("quality-model-2"), seed=4)
+
+
+def _corpus(folder: Path, split: int | Sequence[int], docs: int = 900, seed: int = 5, repeated: int = 0) -> list[Path]:
+    """``docs`` documents of all qualities as JSONL files, the same ids whatever the split: ``split`` files dealt
+    round-robin, or consecutive files of the given sizes. The last ``repeated`` documents repeat earlier texts under
+    their own ids, so their scores tie."""
     rng = random.Random(seed)
-    rows = [{"id": f"d{i}", "text": _mixed_text(rng, rng.random())} for i in range(docs)]
+    texts = [_mixed_text(rng, rng.random()) for _ in range(docs - repeated)]
+    texts += [rng.choice(texts) for _ in range(repeated)]
+    rows = [{"id": f"d{i}", "text": text} for i, text in enumerate(texts)]
+    if isinstance(split, int):
+        parts = [rows[n::split] for n in range(split)]
+    else:
+        assert sum(split) == docs
+        ends = list(itertools.accumulate(split))
+        parts = [rows[end - size : end] for size, end in zip(split, ends, strict=True)]
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for n in range(files):
+    for n, part in enumerate(parts):
         path = folder / f"part{n}.jsonl"
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows[n::files]))
+        path.write_text("".join(json.dumps(r) + "\n" for r in part))
         paths.append(path)
     return paths
 
@@ -67,25 +90,103 @@ def _manifest(output: Path, paths: list[Path], quality: dict[str, Any], tasks: i
     )
 
 
-def _kept_ids(run_dir: Path) -> set[str]:
+RANK_COLUMNS = ("quality_rank", "quality_bucket")
+
+
+def _outcomes(run_dir: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """(kept rows, rejected rows), each sorted: id, the score and rank columns, and for rejects reason and detail."""
     with connect(run_dir) as con:
-        return {row[0] for row in con.execute("SELECT id FROM quality").fetchall()}
+        names = [d[0] for d in con.execute("SELECT * FROM quality_rejects LIMIT 0").description]
+        columns = ", ".join([n for n in names if n.startswith("score_")] + [n for n in RANK_COLUMNS if n in names])
+        kept = con.execute(f"SELECT id, {columns} FROM quality").fetchall()
+        rejected = con.execute(f"SELECT id, {columns}, reason, detail FROM quality_rejects").fetchall()
+    return sorted(kept), sorted(rejected)
 
 
-def test_top_fraction_is_global_whatever_the_task_count(tmp_path: Path, model: Path) -> None:
-    """The top 30% of the whole run is kept: the same documents, within 0.5 points of 30%, with 1 or 3 tasks."""
-    quality = {"classifiers": [{"name": "q", "model": str(model)}], "keep": {"top_fraction": 0.3}}
-    one = Runner(_manifest(tmp_path / "one", _corpus(tmp_path / "c1", 1), quality, tasks=1), progress=False).run()
-    three = Runner(_manifest(tmp_path / "three", _corpus(tmp_path / "c3", 3), quality, tasks=3), progress=False).run()
-    kept_one, kept_three = _kept_ids(one.run_dir), _kept_ids(three.run_dir)
-    assert abs(len(kept_one) / 900 - 0.3) <= 0.005
-    assert kept_one == kept_three
-    with connect(one.run_dir) as con:
-        lowest_kept = con.execute("SELECT min(score_q) FROM quality").fetchone()[0]
-        highest_dropped, reasons = con.execute(
-            "SELECT max(score_q), list(DISTINCT reason) FROM quality_rejects"
-        ).fetchone()
-    assert lowest_kept >= highest_dropped and reasons == ["below_top_fraction"]
+def _rule_from_scores(rule: str, rows: list[tuple[Any, ...]], by: int) -> dict[str, Any]:
+    """The ``keep`` of ``rule``, placed on a tie of column ``by`` of ``rows`` (every document, annotated): a top
+    fraction whose last kept row is the first (by id) of a tied group near the top 30%, or a threshold equal to a
+    tied value near the median."""
+    counts = collections.Counter(row[by] for row in rows)
+    tied = sorted((v for v, n in counts.items() if n >= 2), reverse=True)
+    assert tied, "the corpus has no tied scores"
+    above = {v: sum(n for w, n in counts.items() if w > v) for v in tied}
+    if rule == "threshold":
+        value = min(tied, key=lambda v: abs(above[v] - len(rows) / 2))
+        return {"threshold": {"score_q": float(value)}}
+    value = min(tied, key=lambda v: abs(above[v] - 0.3 * len(rows)))
+    wanted = above[value] + 1
+    assert round(wanted / len(rows) * len(rows)) == wanted
+    return {"top_fraction": wanted / len(rows)}
+
+
+# rule -> (several classifiers, buckets)
+RULES = {
+    "top_fraction": (False, None),
+    "top_fraction_rank": (True, None),
+    "threshold": (False, None),
+    "buckets": (True, 4),
+}
+# layout -> (tasks, files): one file; three even files; one file of 1000 rows and two of 10
+LAYOUTS = {"one": (1, 1), "three": (3, 3), "uneven": (3, (1000, 10, 10))}
+
+
+@pytest.mark.parametrize("rule", list(RULES))
+def test_selection_is_global_whatever_the_task_count(
+    tmp_path: Path, model: Path, second_model: Path, rule: str
+) -> None:
+    """Each rule keeps the same documents, and rejects the same ones with the same reasons and details (and the same
+    quality_rank and quality_bucket), on 1 task, on 3 tasks, and on 3 tasks over files of 1000, 10 and 10 rows. The
+    corpus repeats a third of its texts, so scores tie: a top fraction's cut splits a tied group by id, a threshold
+    sits on a tied value, and tied documents share their rank and bucket."""
+    several, buckets = RULES[rule]
+    classifiers = [{"name": "a", "model": str(model)}, {"name": "b", "model": str(second_model)}]
+    quality: dict[str, Any] = {"classifiers": classifiers if several else [{"name": "q", "model": str(model)}]}
+    quality.update({"buckets": buckets} if buckets else {})
+    docs = 1020
+    corpus = {name: _corpus(tmp_path / f"c-{name}", split, docs, repeated=340) for name, (_, split) in LAYOUTS.items()}
+
+    annotated = Runner(_manifest(tmp_path / "one", corpus["one"], quality, tasks=1), progress=False).run()
+    every, _ = _outcomes(annotated.run_dir)  # no rule: every document is kept, with its scores and ranks
+    by = 3 if several else 1  # the ranked column in an outcome row: score_q, or quality_rank after score_a, score_b
+    keep = {"min_bucket": 2} if rule == "buckets" else _rule_from_scores(rule, every, by)
+    quality["keep"] = keep
+
+    results = {}
+    for name, (tasks, _) in LAYOUTS.items():
+        run = Runner(_manifest(tmp_path / name, corpus[name], quality, tasks=tasks), progress=False).run()
+        results[name] = _outcomes(run.run_dir)
+    stage = tmp_path / "uneven" / "q" / "stages" / "quality"
+    assert sorted(pq.ParquetFile(f).metadata.num_rows for f in (stage / "scored").glob("*.parquet")) == [10, 10, 1000]
+    written = [f.name for folder in ("data", "rejects") for f in (stage / folder).glob("*.parquet")]
+    assert all(any(f"-{rank:05d}-" in n for n in written) for rank in range(3))  # each select task wrote its share
+
+    kept, rejected = results["one"]
+    assert results["three"] == results["one"] and results["uneven"] == results["one"]
+    assert len(kept) + len(rejected) == docs and len({r[0] for r in kept + rejected}) == docs
+    assert 0.2 <= len(kept) / docs <= 0.8
+    assert len({r[by] for r in every}) < docs  # scores tie
+    reason = {"buckets": "below_min_bucket", "threshold": "below_threshold"}.get(rule, "below_top_fraction")
+    assert {r[-2] for r in rejected} == {reason}
+    if rule.startswith("top_fraction"):
+        assert len(kept) == round(keep["top_fraction"] * docs)
+        cut = min(r[by] for r in kept)
+        assert cut == max(r[by] for r in rejected)  # the tied group at the cut is split ...
+        assert max(r[0] for r in kept if r[by] == cut) < min(r[0] for r in rejected if r[by] == cut)  # ... by id
+    elif rule == "threshold":
+        minimum = keep["threshold"]["score_q"]
+        assert min(r[by] for r in kept) == minimum and max(r[by] for r in rejected) < minimum
+        assert sum(r[by] == minimum for r in kept) >= 2  # the tied documents at the threshold are all kept
+    else:
+        rank, bucket = by, by + 1
+        assert all(r[bucket] >= 2 for r in kept) and all(r[bucket] < 2 for r in rejected)
+        assert all(r[bucket] == min(int(r[rank] * 4), 3) for r in kept + rejected)
+        assert {r[bucket] for r in kept + rejected} == {0, 1, 2, 3}
+        by_scores = collections.defaultdict(list)
+        for r in kept + rejected:
+            by_scores[r[1:by]].append(r[by : by + 2])
+        assert any(len(ranks) >= 2 for ranks in by_scores.values())
+        assert all(len(set(ranks)) == 1 for ranks in by_scores.values())  # equal scores, equal rank and bucket
 
 
 def test_new_selection_settings_do_not_rescore(tmp_path: Path, model: Path) -> None:
