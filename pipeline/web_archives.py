@@ -14,6 +14,12 @@ records silently:
   otherwise resynchronises on the next line that looks like an ARC header. The HTTP payload of an ARC
   record is parsed by FastWARC (wrapped as a WARC response) so chunked and gzip bodies decode the
   same way as in WARC files.
+- Bare LF line ends: older writers (WARC/0.17-0.18-era Heritrix and friends, some ARC writers) end header
+  lines with a bare LF instead of CRLF. FastWARC's HTTP parser then finds no header end (no content type,
+  an empty body), and its WARC parser no record boundary; warcio reads both. HTTP headers are rewritten
+  with CRLF before FastWARC parses them (:func:`_crlf_http_head`); a WARC file whose first record header
+  ends its lines with a bare LF is read by :func:`_iter_lf_warc`, which splits records itself (either line
+  end) and hands each one, header rewritten with CRLF, to FastWARC, so its records come out as any other's.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ GZIP_MAGIC = b"\x1f\x8b\x08"
 # a WARC header line, not anchored to a line start: garbage before a record may not end in a newline
 WARC_MAGIC = re.compile(rb"WARC/[0-9]+\.[0-9]+\r?\n")
 ARC_HEADER = re.compile(rb"^(\S+) (\S+) (\d{14}) (\S*) (\d+)\r?$")
+HTTP_HEAD_END = re.compile(rb"\r?\n\r?\n")
+CONTENT_LENGTH = re.compile(rb"(?i)content-length:[ \t]*(\d+)[ \t]*")
 SCAN_CHUNK = 1 << 20
 
 
@@ -87,6 +95,9 @@ def _iter_warc(stream: BinaryIO, path: str = "") -> Iterator[ArchiveRecord | Rea
     size = stream.tell()
     # by magic, or by name when the file starts with junk (resynchronising must look for gzip members)
     compressed = head == GZIP_MAGIC[:2] or (head != b"WA" and path.endswith(".gz"))
+    if _bare_lf_headers(stream, compressed):
+        yield from _iter_lf_warc(stream, compressed, size)
+        return
     start = 0
     while start < size:
         stream.seek(start)
@@ -123,6 +134,105 @@ def _iter_warc(stream: BinaryIO, path: str = "") -> Iterator[ArchiveRecord | Rea
         if tail is not None:
             yield tail
         return
+
+
+def _bare_lf_headers(stream: BinaryIO, compressed: bool) -> bool:
+    """True if the file's first record starts with a ``WARC/x.y`` line ended by a bare LF."""
+    stream.seek(0)
+    head = stream.read(SCAN_CHUNK >> 4)
+    if compressed:
+        try:
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 64)
+        except zlib.error:
+            return False  # junk at the start: FastWARC's path reports it
+    line = head[: head.find(b"\n") + 1]
+    return line.startswith(b"WARC/") and not line.endswith(b"\r\n") and bool(WARC_MAGIC.fullmatch(line))
+
+
+def _iter_lf_warc(stream: BinaryIO, compressed: bool, size: int) -> Iterator[ArchiveRecord | ReadError]:
+    """Records and read errors of a WARC file with bare-LF header lines (see the module docstring).
+
+    Offsets are as FastWARC gives them: the record's position in an uncompressed file, its gzip
+    member's in a compressed one. A corrupt member or junk is reported and skipped to the next member
+    (or ``WARC/`` line); a member or record cut short ends the file with a ``warc_truncated`` error.
+    """
+    if not compressed:
+        stream.seek(0)
+        yield from _lf_records(stream, lambda position: position)
+        return
+    position = 0
+    while position < size:
+        stream.seek(position)
+        if stream.read(len(GZIP_MAGIC)) != GZIP_MAGIC:
+            stream.seek(position)
+            if not stream.read().strip(b"\0\r\n "):
+                return  # padding after the last member
+            error: str | None = "not a gzip member"
+        else:
+            stream.seek(position)
+            try:
+                data, length = _gunzip_member(stream.read, keep=True)
+                error = None
+            except EOFError:
+                yield ReadError(position, "warc_truncated", "gzip member ends before its end marker")
+                return
+            except zlib.error as exc:
+                error = f"corrupt gzip member: {exc}"
+        if error is not None:
+            resume = _next_start(stream, position + 1, compressed=True)
+            yield ReadError(position, "warc_unreadable", f"{error}; skipped bytes {position}..{resume or size}")
+            if resume is None:
+                return
+            position = resume
+            continue
+        yield from _lf_records(io.BytesIO(data), lambda _, member=position: member)
+        position += length
+
+
+def _lf_records(buffer: BinaryIO, offset_of: Callable[[int], int]) -> Iterator[ArchiveRecord | ReadError]:
+    """Records of ``buffer`` (from its current position) whose header lines end with LF or CRLF.
+
+    Each record's header is rewritten with CRLF and the record read by FastWARC (:func:`_warc_record`).
+    ``offset_of`` maps a position in ``buffer`` to the offset reported for what starts there.
+    """
+    while True:
+        start = buffer.tell()
+        line = buffer.readline()
+        while line and not line.strip():  # the newlines that close the previous record
+            start, line = buffer.tell(), buffer.readline()
+        if not line:
+            return
+        header, complete = [line.rstrip(b"\r\n")], False
+        for line in iter(buffer.readline, b""):
+            if not line.strip(b"\r\n"):
+                complete = True
+                break
+            header.append(line.rstrip(b"\r\n"))
+        lengths = [int(m[1]) for h in header[1:] if (m := CONTENT_LENGTH.fullmatch(h))]
+        problem = None
+        if not WARC_MAGIC.fullmatch(header[0] + b"\n"):
+            problem = "no WARC header line"
+        elif complete and not lengths:
+            problem = "record header has no Content-Length"
+        if problem is not None:
+            resume = _next_start(buffer, start + 1, compressed=False)
+            where = f"{offset_of(start)}..{offset_of(resume) if resume is not None else 'end'}"
+            yield ReadError(offset_of(start), "warc_unreadable", f"{problem}; skipped bytes {where}")
+            if resume is None:
+                return
+            buffer.seek(resume)
+            continue
+        if not complete:
+            yield ReadError(offset_of(start), "warc_truncated", "last record header is incomplete")
+            return
+        block = buffer.read(lengths[0])
+        if len(block) < lengths[0]:
+            detail = f"record declares {lengths[0]} bytes, {len(block)} remain"
+            yield ReadError(offset_of(start), "warc_truncated", detail)
+            return
+        crlf = b"\r\n".join(header) + b"\r\n\r\n" + block + b"\r\n\r\n"
+        records = [_warc_record(rec, offset_of(start)) for rec in ArchiveIterator(io.BytesIO(crlf), parse_http=False)]
+        yield from records or [ReadError(offset_of(start), "warc_unreadable", "FastWARC reads no record here")]
 
 
 def _record_end(stream: BinaryIO, position: int, compressed: bool) -> int | None:
@@ -212,6 +322,7 @@ def _parse_http_block(block: bytes, out: ArchiveRecord) -> None:
     (common in Common Crawl's ARCs and in re-packed WARCs), so decoding falls back step by step:
     both encodings, content encoding only, then the body as stored.
     """
+    block = _crlf_http_head(block)
     wrapped = (
         b"WARC/1.0\r\nWARC-Type: response\r\nContent-Type: application/http; msgtype=response\r\n"
         b"Content-Length: " + str(len(block)).encode() + b"\r\n\r\n" + block + b"\r\n\r\n"
@@ -228,6 +339,16 @@ def _parse_http_block(block: bytes, out: ArchiveRecord) -> None:
                 return
         except OSError:
             continue
+
+
+def _crlf_http_head(block: bytes) -> bytes:
+    """``block`` with its HTTP header lines ended by CRLF (bare LF ends rewritten); the body as stored."""
+    end = HTTP_HEAD_END.search(block)
+    head = block[: end.start()] if end else block
+    if head.count(b"\n") == head.count(b"\r\n") and (end is None or end.group() == b"\r\n\r\n"):
+        return block
+    lines = b"\r\n".join(line.removesuffix(b"\r") for line in head.split(b"\n"))
+    return lines + b"\r\n\r\n" + block[end.end() :] if end else lines
 
 
 def _next_start(stream: BinaryIO, position: int, compressed: bool) -> int | None:
