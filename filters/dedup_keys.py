@@ -7,7 +7,9 @@ digits and letters do. A text without tokens has no key (nothing to compare).
 
 URL: scheme and host lower-cased, default ports (80, 443), the fragment and tracking parameters
 (``utm_*``, ``fbclid``, ``gclid``, ``mc_eid``...) dropped, remaining query parameters sorted, an empty
-path written as ``/``. Everything else, trailing slashes included, is kept as fetched.
+path written as ``/``. Everything else, trailing slashes included, is kept as fetched. A Wayback Machine
+address is keyed by the URL it wraps (:mod:`winnow.filters.archive_urls`), so captures of one page dedup
+with each other and with the page fetched directly.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import hashlib
 from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from winnow.filters.archive_urls import original_url
 from winnow.filters.minhash import tokens
 
 TRACKING_PARAMS = frozenset({"fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "yclid", "_ga", "igshid"})
@@ -39,7 +42,7 @@ def url_key(url: str | None) -> str | None:
     if not url:
         return None
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(original_url(url.strip()))
         port = parts.port
     except ValueError:
         return None

@@ -16,7 +16,8 @@ soft-banned words, banned subwords), the same reasons. Three things differ:
 - a reject names what matched in its ``detail``: ``domain=<registered domain>``, ``subdomain=<host>``,
   ``url=<url>``, ``banned_word=<w>[,<w>...]``, ``soft_banned_word=<w>,<w>...``, ``banned_subword=<w>[,...]``.
 
-Documents without a URL are kept: there is nothing to judge.
+Documents without a URL are kept: there is nothing to judge. A Wayback Machine address is judged by the
+URL it wraps (:mod:`winnow.filters.archive_urls`), whatever reader made the document.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from datatrove.utils._import_utils import ASSETS_PATH
 from huggingface_hub import cached_assets_path
 from loguru import logger
 
+from winnow.filters.archive_urls import original_url
 from winnow.pipeline.manifest import UrlFilterConfig
 from winnow.pipeline.outcomes import ErrorsAsRecords, OutcomeWriter, StageLayout
 
@@ -236,7 +238,7 @@ class _NamingURLFilter(URLFilter):
         url = document.metadata.get("url")
         if not url:
             return True
-        verdict = self.judge(url)
+        verdict = self.judge(original_url(url))
         if verdict is None:
             return True
         document.metadata[DETAIL_KEY] = verdict[1]

@@ -8,6 +8,9 @@ source, are what :func:`winnow.pipeline.funnel.archive_funnel` checks against th
 ``records_in:<source>`` for every entry read (a record, an unreadable stretch, a file that cannot be
 opened), ``skipped:<source>:<record type>:<content type>`` where a record is skipped, and
 ``unreadable:<source>`` where an error record is written.
+
+A URL that is a Wayback Machine address (:mod:`winnow.filters.archive_urls`) becomes the URL it wraps;
+the address it was fetched from is kept in ``meta.archive_url``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
+from winnow.filters.archive_urls import unwrap
 from winnow.pipeline.manifest import DocumentSource
 from winnow.pipeline.outcomes import OutcomeWriter, StageLayout
 from winnow.pipeline.progress import TaskProgress
@@ -125,6 +129,9 @@ class WarcDocumentReader(PipelineStep):
             "http_charset": rec.charset,
             "payload_digest": rec.payload_digest,
         }
+        url, archive_url = unwrap(rec.url)
+        if archive_url is not None:
+            meta["archive_url"] = archive_url
         if rec.record_type == "revisit":  # a stub: see winnow.pipeline.revisits
             meta["revisit"] = {
                 "payload_digest": rec.payload_digest,
@@ -132,7 +139,7 @@ class WarcDocumentReader(PipelineStep):
                 "refers_to_date": rec.refers_to_date,
             }
         doc_id = stable_id(item.source, rec.record_id or f"{name}@{rec.offset}")
-        metadata = {"source": item.source, "url": rec.url, "crawl": crawl, "meta": meta, "payload": rec.payload}
+        metadata = {"source": item.source, "url": url, "crawl": crawl, "meta": meta, "payload": rec.payload}
         return Document(text="", id=doc_id, metadata=metadata)
 
     def _error(
@@ -305,7 +312,10 @@ def _source_document(row: dict[str, Any], file: DocumentFile, row_no: int, where
     url = row.get(file.url_field) if file.url_field else None
     meta = {k: v for k, v in row.items() if k not in (file.text_field, file.id_field, file.url_field)}
     meta["source_file"] = file.path
-    metadata = {"source": file.source, "url": url if isinstance(url, str) else None, "crawl": file.crawl, "meta": meta}
+    url, archive_url = unwrap(url if isinstance(url, str) else None)
+    if archive_url is not None:
+        meta["archive_url"] = archive_url
+    metadata = {"source": file.source, "url": url, "crawl": file.crawl, "meta": meta}
     return Document(text=text, id=doc_id, metadata=metadata)
 
 
