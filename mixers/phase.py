@@ -1,7 +1,9 @@
-"""The mix's one-task phases (tokenizer, corpus, swarm plan, fit, final writer): a shared step shape.
+"""The mix's phases that are not document pipelines (tokenizer, corpus, swarm plan, fit, final writer): a shared
+step shape.
 
-Each is a datatrove step that reads nothing from the pipeline, does its work once (``work``), times
-it, and marks its progress file done, so the runner's progress bar and resume treat it like any task.
+Each is a datatrove step that reads nothing from the pipeline, does its work (``work``), times it, and marks
+its progress file done, so the runner's progress bar and resume treat it like any task. A
+:class:`OneTaskStep` works once; a :class:`TaskStep` runs on every task of its phase and is told its rank.
 Their JSON records (plan, summary, run records, report, final manifest) are written by
 :func:`write_record`, atomically.
 """
@@ -37,6 +39,22 @@ class OneTaskStep(PipelineStep):
         with self.track_time():
             self.work(progress)
         progress.advance(units=1)
+        progress.flush()
+        return
+        yield  # a generator that yields nothing
+
+
+class TaskStep(OneTaskStep):
+    """Base of a mix phase that runs on all tasks: subclasses implement :meth:`work_task`."""
+
+    def work_task(self, progress: TaskProgress, rank: int, world_size: int) -> None:
+        """Do task ``rank``'s share of the phase (of ``world_size`` tasks), counting its own progress units."""
+        raise NotImplementedError
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        progress = TaskProgress(self.layout.progress_dir, rank)
+        with self.track_time():
+            self.work_task(progress, rank, world_size)
         progress.flush()
         return
         yield  # a generator that yields nothing

@@ -1,7 +1,8 @@
 """``winnow mix report``: plots of a run's mix (PNG, matplotlib) and an HTML page linking them.
 
 Reads ``stages/mix/fit/report.json``, ``fit/predictions.parquet``, the proxy runs' records and
-``final/_manifest.json`` when present, and writes into ``stages/mix/report/`` (or a folder given):
+``final/_manifest.json`` when present (a run whose weights were fixed in the manifest has nothing to plot), and
+writes into ``stages/mix/report/`` (or a folder given):
 
 - ``predicted_vs_actual.png``: each run's objective against every model's out-of-fold prediction;
 - ``weights.png``: weight per source for the prior, the uniform mixture, the best swarm run and the proposal;
@@ -89,6 +90,12 @@ def _loss_curves(runs: list[dict[str, Any]], path: Path) -> str:
 def write_report(run_dir: Path, folder: Path | None = None) -> Path:
     """Write the plots and ``index.html`` for ``run_dir``'s mix; returns the HTML path."""
     mix_dir = run_dir / "stages" / "mix"
+    final = run_dir / "final" / "_manifest.json"
+    if final.exists() and json.loads(final.read_text()).get("weights_from") == "manifest":
+        raise FileNotFoundError(
+            f"{run_dir} has no fitted mix: its weights were fixed in the manifest (stages.mix.weights), so no proxy "
+            f"was trained; final/_manifest.json lists the tokens written per source"
+        )
     if not (mix_dir / "fit" / "report.json").exists():
         raise FileNotFoundError(f"{run_dir} has no fitted mix (no stages/mix/fit/report.json): run the mix stage first")
     report = read_report(run_dir)
@@ -103,7 +110,6 @@ def write_report(run_dir: Path, folder: Path | None = None) -> Path:
     ]
     if runs:  # imported swarms have no curves
         figures.append(_loss_curves(runs, folder / "loss_curves.png"))
-    final = run_dir / "final" / "_manifest.json"
     manifest = json.loads(final.read_text()) if final.exists() else None
     page = folder / "index.html"
     page.write_text(_html(run_dir, report, figures, manifest))

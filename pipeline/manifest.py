@@ -644,19 +644,39 @@ class ProposerConfig(Strict):
 
 
 class FinalConfig(Strict):
-    """The final corpus: documents sampled to the proposed weights, shuffled, in fixed-size shards."""
+    """The final corpus: documents sampled to the mix's weights, shuffled, in near-equal shards written in parallel."""
 
-    shard_rows: int = Field(100_000, ge=1, description="rows per final/part-NNNNN.parquet (the last may be shorter)")
+    shard_rows: int = Field(
+        100_000,
+        ge=1,
+        description="target rows per final/part-NNNNN.parquet: ceil(rows / shard_rows) shards, each copy placed by "
+        "a seeded hash, so shards are near-equal (about rows / shards each), not exactly this size",
+    )
     seed: int = Field(0, description="seed of sampling and shuffling")
-    memory_limit: str = Field("2GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="DuckDB memory for the writer")
+    memory_limit: str = Field(
+        "2GB",
+        pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$",
+        description="DuckDB memory of each task of the writer (and of the proxy corpus); it spills to disk beyond",
+    )
 
 
 class MixConfig(Strict):
-    """Choose how many tokens each source contributes (RegMix-style swarm + regression) and write ``final/``."""
+    """Choose how many tokens each source contributes (RegMix-style swarm + regression, or fixed ``weights``) and
+    write ``final/``."""
 
     token_budget: float = Field(gt=0, description="tokens in the final corpus")
-    targets: list[MixTarget] = Field(min_length=1)
+    targets: list[MixTarget] = Field(
+        default_factory=list,
+        description="what the proxies are scored on; required unless `weights` is given (then optional: a target's "
+        "held-out split is still kept out of the final corpus)",
+    )
     sources: list[str] | None = Field(None, description="sources to mix; default: every source of the manifest")
+    weights: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
+        None,
+        description="fixed weights, mixed source -> share of the token budget (>= 0, summing to 1; a mixed source "
+        "left out gets 0): the final corpus is written with them and no proxy corpus, swarm, proxy or fit runs; "
+        "default: fitted by the swarm",
+    )
     holdout: float = Field(
         0.05, gt=0, lt=1, description="share of a mixed target source held out as its target (never trained on)"
     )
@@ -673,8 +693,20 @@ class MixConfig(Strict):
     proposer: ProposerConfig = Field(default_factory=ProposerConfig)
     final: FinalConfig = Field(default_factory=FinalConfig)
 
+    @field_validator("weights")
+    @classmethod
+    def _a_mixture(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
+        if weights is not None and abs(sum(weights.values()) - 1) > 1e-6:
+            raise ValueError(f"the weights sum to {sum(weights.values()):.6g}, not 1 (within 1e-6)")
+        return weights
+
     @model_validator(mode="after")
     def _distinct(self) -> MixConfig:
+        if not self.targets and self.weights is None:
+            raise ValueError(
+                "targets: at least one target is needed to fit the weights (the proxies are scored on its loss); "
+                "or fix the weights with stages.mix.weights"
+            )
         names = [t.source for t in self.targets]
         if len(set(names)) != len(names):
             raise ValueError("targets: each source at most once")
@@ -685,8 +717,8 @@ class MixConfig(Strict):
 
 class Stages(Strict):
     """The stages a run executes, in flow order; a missing key runs the stage with defaults, ``null`` skips it
-    (ocr needs PDF sources, quality a model, rephrase an endpoint and mix a target, so they run only when
-    given). ``ocr`` is a branch: its documents join the flow at ``ocr.enter``, not at the stage after it."""
+    (ocr needs PDF sources, quality a model, rephrase an endpoint and mix a target or fixed weights, so they run
+    only when given). ``ocr`` is a branch: its documents join the flow at ``ocr.enter``, not at the stage after it."""
 
     ocr: OcrConfig | None = Field(None, description="PDFs into documents (for sources of kind pdf)")
     extract: ExtractConfig | None = Field(
@@ -698,7 +730,7 @@ class Stages(Strict):
     dedup: DedupConfig | None = Field(default_factory=DedupConfig, description="URL, exact and near-duplicate removal")
     quality: QualityConfig | None = Field(None, description="fastText quality scores and selection")
     rephrase: RephraseConfig | None = Field(None, description="LLM rewrites of documents")
-    mix: MixConfig | None = Field(None, description="source weights (RegMix-style) and the final corpus")
+    mix: MixConfig | None = Field(None, description="source weights (RegMix-style, or fixed) and the final corpus")
 
     def enabled(self) -> list[str]:
         """Names of the enabled stages, in flow order."""
@@ -785,6 +817,10 @@ class Manifest(Strict):
         for field, name in named:
             if name not in known:
                 raise ValueError(f"stages.mix.{field}: no source named {name!r} (sources: {', '.join(known)})")
+        mixed = mix.sources or known
+        for name in mix.weights or ():
+            if name not in mixed:
+                raise ValueError(f"stages.mix.weights: {name!r} is not a mixed source (mixed: {', '.join(mixed)})")
         return self
 
     def entry_stage(self, source: WarcSource | DocumentSource | PdfSource) -> str | None:

@@ -246,7 +246,29 @@ def rephrase_section(run_dir: Path, stages: list[str]) -> str:
     return "<h2 id='rephrase'>Rephrase</h2>" + _chart("rephrase-tokens", "LLM tokens per template", fig) + table
 
 
+def _fixed_mix_section(final: dict[str, Any]) -> str:
+    """The mix of a run whose weights were fixed in the manifest: the weights against the tokens written."""
+    plt = _plt()
+    sources = list(final["weights"])
+    total = max(final.get("tokens") or 0, 1)
+    shares = [final["sources"][s]["tokens"] / total for s in sources]
+    fig, ax = plt.subplots(figsize=(7, 3))
+    width = 0.4
+    ax.bar(range(len(sources)), [final["weights"][s] for s in sources], width, label="weight (manifest)")
+    ax.bar([j + width for j in range(len(sources))], shares, width, label="share of final tokens")
+    ax.set_xticks([j + width / 2 for j in range(len(sources))], sources, fontsize=8)
+    ax.set_ylabel("share")
+    ax.legend(fontsize=8)
+    return (
+        "<h2 id='mix'>Mix</h2><p>Weights fixed in the manifest (stages.mix.weights): no proxy was trained.</p>"
+        + _chart("mix-weights", "Mixture weights and the final corpus's token shares", fig)
+    )
+
+
 def mix_section(run_dir: Path) -> str:
+    final = read_json(run_dir / "final" / "_manifest.json")
+    if final is not None and final.get("weights_from") == "manifest":
+        return _fixed_mix_section(final)  # a fit left by an earlier run with fitted weights is not this run's
     report = read_json(run_dir / "stages" / "mix" / "fit" / "report.json")
     if report is None:
         return ""

@@ -31,7 +31,7 @@ from winnow.filters.language import LanguageAnnotator
 from winnow.filters.quality import QualityCut, QualityScorer, QualitySelect
 from winnow.filters.url_filter import url_filter
 from winnow.mixers.corpus import BuildCorpus
-from winnow.mixers.final_writer import WriteFinal
+from winnow.mixers.final_writer import PickFinal, PlanFinal, PublishFinal, ScanFinal, ScatterFinal, WriteFinal
 from winnow.mixers.fit import FitMix
 from winnow.mixers.swarm import PlanSwarm, TrainProxies
 from winnow.mixers.tokens import (
@@ -348,6 +348,10 @@ def build_mix(
     layout = _layout(manifest, run_dir, "mix", upstream, {**native_attributes(files), **TOKEN_ATTRIBUTES})
     mixed = config.sources or [s.name for s in manifest.sources]
     threads = manifest.executor.threads
+    executor = manifest.executor
+    # DuckDB threads of one task of an all-task phase: on this machine the workers share its cores
+    task_threads = max(1, threads // min(executor.tasks, executor.workers)) if executor.kind == "local" else threads
+    rows = sum(f.units for f in files)
     tokenizer_config = config.model_dump(mode="json", include={"tokenizer", "vocab_size", "tokenizer_sample_mb"})
     if config.tokenizer:
         tokenizer_config["sha256"] = file_sha256(Path(config.tokenizer))
@@ -379,59 +383,110 @@ def build_mix(
                 CountTokens(config, mixed, layout.for_phase("count")),
                 DocumentWriter(layout.for_phase("count")),
             ],
-            sum(f.units for f in files),
+            rows,
             config=count_config,
             outputs=("data", "rejects", "errors"),
             counts_input=True,
         ),
-        Phase(
-            "corpus",
-            [BuildCorpus(config, mixed, layout.for_phase("corpus"), threads)],
-            1,
-            tasks=1,
-            config={"proxy_data_tokens": config.proxy_data_tokens, "eval_tokens": config.proxy.eval_tokens},
-            outputs=("corpus",),
-        ),
-        Phase(
-            "swarm",
-            [PlanSwarm(config, layout.for_phase("swarm"))],
-            1,
-            tasks=1,
-            config=swarm_config,
-            outputs=("swarm",),
-            unit="steps",
-        ),
     ]
-    if config.swarm.results is None:
+    if config.weights is None:  # fitted weights: proxy corpus, swarm, proxies, fit
+        phases += [
+            Phase(
+                "corpus",
+                [BuildCorpus(config, mixed, layout.for_phase("corpus"), threads)],
+                1,
+                tasks=1,
+                config={"proxy_data_tokens": config.proxy_data_tokens, "eval_tokens": config.proxy.eval_tokens},
+                outputs=("corpus",),
+            ),
+            Phase(
+                "swarm",
+                [PlanSwarm(config, layout.for_phase("swarm"))],
+                1,
+                tasks=1,
+                config=swarm_config,
+                outputs=("swarm",),
+                unit="steps",
+            ),
+        ]
+        if config.swarm.results is None:
+            phases.append(
+                Phase(
+                    "proxies",
+                    [TrainProxies(config, layout.for_phase("proxies"))],
+                    config.swarm.runs,
+                    tasks=config.swarm.runs,
+                    config=config.model_dump(mode="json", include={"proxy"}) | {"retries": config.swarm.retries},
+                    outputs=("swarm/runs",),
+                    unit="runs",
+                )
+            )
         phases.append(
             Phase(
-                "proxies",
-                [TrainProxies(config, layout.for_phase("proxies"))],
-                config.swarm.runs,
-                tasks=config.swarm.runs,
-                config=config.model_dump(mode="json", include={"proxy"}) | {"retries": config.swarm.retries},
-                outputs=("swarm/runs",),
-                unit="runs",
+                "fit",
+                [FitMix(config, layout.for_phase("fit"))],
+                1,
+                tasks=1,
+                config=config.model_dump(mode="json", include={"regression", "proposer", "targets"}),
+                outputs=("fit",),
+                unit="steps",
             )
         )
+    # the final writer (mixers/final_writer.py): three all-task passes, and one-task steps bounded by the
+    # histogram (tasks x sources x 4,096 rows), the boundary buckets' documents and the shards' stats
+    final_config = config.model_dump(mode="json", include={"token_budget", "weights", "max_epochs"}) | {
+        "final": config.final.model_dump(mode="json", exclude={"memory_limit"})
+    }
+    names = ("scan", "plan", "scatter", "pick", "write", "publish")
+    final = {name: layout.for_phase(f"final-{name}") for name in names}
     phases += [
         Phase(
-            "fit",
-            [FitMix(config, layout.for_phase("fit"))],
+            "final-scan",
+            [ScanFinal(config, final["scan"], task_threads)],
+            rows,
+            config={"seed": config.final.seed},  # the histogram depends on the seed only
+            outputs=("final/hist",),
+        ),
+        Phase(
+            "final-plan",
+            [PlanFinal(config, mixed, final["plan"], threads)],
             1,
             tasks=1,
-            config=config.model_dump(mode="json", include={"regression", "proposer", "targets"}),
-            outputs=("fit",),
+            config=final_config,
+            outputs=("final/plan.json",),
             unit="steps",
         ),
         Phase(
-            "final",
-            [WriteFinal(config, layout.for_phase("final"), threads)],
+            "final-scatter",
+            [ScatterFinal(config, final["scatter"], task_threads)],
+            rows,
+            config=final_config,
+            outputs=("final/buckets", "final/candidates"),
+        ),
+        Phase(
+            "final-pick",
+            [PickFinal(config, final["pick"], threads)],
             1,
             tasks=1,
-            config=config.model_dump(mode="json", include={"token_budget"})
-            | {"final": config.final.model_dump(mode="json", exclude={"memory_limit"})},
-            outputs=(),  # final/ lives at the run's root; the writer swaps it in whole
+            config=final_config,
+            outputs=("final/picks",),
+            unit="steps",
+        ),
+        Phase(
+            "final-write",
+            [WriteFinal(config, final["write"], task_threads)],
+            executor.tasks,
+            config=final_config,
+            outputs=("final/shards", "final/stats"),
+        ),
+        Phase(
+            "final-publish",
+            [PublishFinal(config, final["publish"], threads)],
+            1,
+            tasks=1,
+            config=final_config,
+            outputs=(),  # final/ lives at the run's root; the publish swaps it in whole
+            unit="steps",
         ),
     ]
     settings = config.model_dump(mode="json", exclude={"final": {"memory_limit"}})

@@ -1,4 +1,5 @@
-"""The whole mix path with tiny settings: tokens -> swarm -> fit -> proposal -> final shards, resume and bad input.
+"""The whole mix path with tiny settings: tokens -> swarm -> fit -> proposal -> final shards, resume and bad input;
+fixed weights (no proxies) and the parallel final writer's independence from the task count.
 
 Sources are real text found on the machine (:mod:`winnow.mixers.local_sources`); proxies are tiny so the
 module stays within a few minutes on two cores.
@@ -7,6 +8,7 @@ module stays within a few minutes on two cores.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import pytest
 from tests.conftest import WinnowCli
 from winnow.mixers.local_sources import write_local_sources
 from winnow.pipeline.funnel import connect, stage_funnel
-from winnow.pipeline.manifest import Manifest
+from winnow.pipeline.manifest import Manifest, ManifestError, load_manifest
 from winnow.pipeline.runner import Runner, StageFailed
 
 TINY_MIX: dict[str, Any] = {
@@ -92,13 +94,19 @@ def test_final_tokens_per_source_follow_the_proposed_weights(mixed_run: Path, wi
     assert splits == [("train",)]
 
 
-def test_final_shards_are_fixed_size_and_match_their_manifest(mixed_run: Path) -> None:
+def test_final_shards_are_near_equal_and_match_their_manifest(mixed_run: Path) -> None:
     manifest = _final_manifest(mixed_run)
     shards = sorted((mixed_run / "final").glob("part-*.parquet"))
     assert [s["path"] for s in manifest["shards"]] == [p.name for p in shards]
     rows = [pq.ParquetFile(p).metadata.num_rows for p in shards]
-    assert all(r == TINY_MIX["final"]["shard_rows"] for r in rows[:-1]) and 0 < rows[-1] <= rows[0]
     assert rows == [s["rows"] for s in manifest["shards"]]
+    # shard_rows is a target: ceil(rows / shard_rows) shards (counted on the plan's expected rows), each copy
+    # placed by a hash, so every shard is near the mean
+    target, total = TINY_MIX["final"]["shard_rows"], sum(rows)
+    assert len(shards) >= 2
+    assert (len(shards) - 1) * target * 0.98 < total <= len(shards) * target * 1.02
+    assert all(abs(r - total / len(shards)) <= 0.35 * total / len(shards) for r in rows), rows
+    assert manifest["weights_from"] == "fit"
     assert manifest["regression"]["chosen"] in manifest["regression"]["models"]
     assert manifest["swarm"]["runs"] == TINY_MIX["swarm"]["runs"]
 
@@ -198,3 +206,98 @@ def test_imported_swarm_results_skip_training(tmp_path: Path, sources: dict[str,
     assert report["runs"] == 8
     proposed = report["weights"]["proposed"]
     assert max(proposed, key=proposed.get) == "python_docs"
+
+
+FIXED_WEIGHTS = {"python_code": 0.3, "python_docs": 0.1, "c_headers": 0.1, "licenses": 0.5}
+FIXED_MIX: dict[str, Any] = {
+    "token_budget": 800_000,  # licenses' quota (400k tokens) is more than it has: some documents get repeated
+    "targets": [],
+    "weights": FIXED_WEIGHTS,
+    "max_epochs": None,
+    "final": {"shard_rows": 400},
+}
+
+
+def _fixed_run(output: Path, sources: dict[str, Path], tasks: int) -> Path:
+    manifest = _manifest(output, sources, FIXED_MIX, executor={"tasks": tasks, "workers": 2})
+    return Runner(manifest, progress=False).run().run_dir
+
+
+@pytest.fixture(scope="module")
+def fixed_run(tmp_path_factory: pytest.TempPathFactory, sources: dict[str, Path]) -> Path:
+    return _fixed_run(tmp_path_factory.mktemp("fixed"), sources, tasks=3)
+
+
+def _final_rows(run_dir: Path) -> dict[str, list[tuple[str, int]]]:
+    """(id, mix_copy) of every row, in order, per shard file."""
+    return {
+        path.name: list(zip(*pq.read_table(path, columns=["id", "mix_copy"]).to_pydict().values(), strict=True))
+        for path in sorted((run_dir / "final").glob("part-*.parquet"))
+    }
+
+
+def test_fixed_weights_skip_the_proxies_and_set_the_token_shares(fixed_run: Path, winnow_cli: WinnowCli) -> None:
+    mix_dir = fixed_run / "stages" / "mix"
+    phases = json.loads((mix_dir / "stage.json").read_text())["phases"]
+    assert not {"corpus", "swarm", "proxies", "fit"} & set(phases)
+    assert not any((mix_dir / name).exists() for name in ("corpus", "swarm", "fit"))
+    manifest = _final_manifest(fixed_run)
+    assert manifest["weights_from"] == "manifest" and manifest["weights"] == FIXED_WEIGHTS
+    assert manifest["swarm"] is None and manifest["regression"] is None and manifest["predicted_loss"] is None
+    with connect(fixed_run) as con:
+        written = dict(con.execute("SELECT source, sum(tokens) FROM final GROUP BY source").fetchall())
+        largest = dict(
+            con.execute("SELECT source, max(tokens) FROM mix WHERE mix_split = 'train' GROUP BY 1").fetchall()
+        )
+        repeats = con.execute("SELECT count(*) FROM final WHERE mix_copy > 0").fetchone()[0]
+    total = sum(written.values())
+    assert abs(total - FIXED_MIX["token_budget"]) / FIXED_MIX["token_budget"] < 0.01
+    for source, weight in FIXED_WEIGHTS.items():
+        assert abs(written[source] / total - weight) < 0.01, (source, written)
+        # exact but bounded: below the quota by less than one document
+        assert 0 <= weight * FIXED_MIX["token_budget"] - written[source] < largest[source], (source, written)
+        assert manifest["sources"][source]["tokens"] == written[source]
+    assert repeats > 0 and manifest["sources"]["licenses"]["epochs"] >= 2
+    # the HTML report shows the fixed weights; `winnow mix report` says there is no fit to plot
+    result = winnow_cli("report", fixed_run)
+    assert result.returncode == 0, result.stderr
+    assert "stages.mix.weights" in (fixed_run / "report.html").read_text()
+    result = winnow_cli("mix", "report", fixed_run)
+    assert result.returncode == 2 and "fixed in the manifest" in result.stderr
+
+
+def test_final_writer_on_1_and_3_tasks_writes_identical_shards(
+    fixed_run: Path, sources: dict[str, Path], tmp_path: Path
+) -> None:
+    one_task = _fixed_run(tmp_path, sources, tasks=1)
+    rows = _final_rows(one_task)
+    assert len(rows) >= 3 and rows == _final_rows(fixed_run)
+    shards = [(s["path"], s["rows"], s["tokens"], s["sha256"]) for s in _final_manifest(one_task)["shards"]]
+    assert shards == [(s["path"], s["rows"], s["tokens"], s["sha256"]) for s in _final_manifest(fixed_run)["shards"]]
+    copies = [row for shard in rows.values() for row in shard]
+    assert len(copies) == len(set(copies))  # every (document, copy) once
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ({"python_code": 0.5, "licenses": 0.4}, "stages.mix.weights: the weights sum to 0.9, not 1"),
+        ({"python_code": 0.5, "nowhere": 0.5}, "stages.mix.weights: 'nowhere' is not a mixed source"),
+        ({"python_code": 1.5, "licenses": -0.5}, "stages.mix.weights.licenses: Input should be greater than"),
+        (None, "stages.mix: targets: at least one target is needed to fit the weights"),
+    ],
+)
+def test_weights_are_validated(tmp_path: Path, sources: dict[str, Path], weights: Any, message: str) -> None:
+    mix = {"token_budget": 1000, "weights": weights}
+    document = {
+        "name": "w",
+        "output": str(tmp_path),
+        "sources": [{"name": n, "kind": "jsonl", "paths": [str(p)]} for n, p in sources.items()],
+        "stages": {"extract": None, "heuristics": None, "dedup": None, "mix": mix},
+    }
+    path = tmp_path / "m.yaml"
+    path.write_text(json.dumps(document))
+    with pytest.raises(ManifestError, match=re.escape(message)):
+        load_manifest(path)
+    document["stages"]["mix"] = {**mix, "weights": {"licenses": 1.0}}  # one source, no targets: valid
+    assert Manifest.model_validate(document).stages.mix.weights == {"licenses": 1.0}
