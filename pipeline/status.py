@@ -9,8 +9,8 @@ its log, else its recorded start (its worker was killed before it wrote a log). 
 after more than one start is counted as retried.
 
 Resources, from the attempts' end records (``winnow.pipeline.executors.RecordsAttempts``): a phase's
-CPU-seconds summed over every attempt that ended, the largest peak RSS of one attempt, and the span
-from its first recorded start to its last recorded end (``None`` where no attempt has ended).
+CPU-seconds summed over every attempt that ended, the largest peak RSS of one attempt, its first
+recorded start, last recorded end and the span between them (``None`` where no attempt has ended).
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ class PhaseStatus:
     peak_rss_mb: float | None = None  # the largest of one attempt
     peak_rss_source: str | None = None  # vmhwm (the task's own peak) or ru_maxrss (its process's lifetime peak)
     wall_s: float | None = None  # first start to last end of the recorded attempts
+    started: float | None = None  # the first recorded start (Unix time)
+    ended: float | None = None  # the last recorded end (Unix time)
 
     @property
     def state(self) -> str:
@@ -173,8 +175,10 @@ def _add_resources(status: PhaseStatus, starts: list[float], ends: list[dict[str
     if measured:
         largest = max(measured, key=lambda e: float(e["peak_rss_mb"]))
         status.peak_rss_mb, status.peak_rss_source = float(largest["peak_rss_mb"]), largest.get("rss_source")
+    status.ended = max(float(e["ended"]) for e in ends)
     if starts:
-        status.wall_s = round(max(float(e["ended"]) for e in ends) - min(starts), 3)
+        status.started = min(starts)
+        status.wall_s = round(status.ended - status.started, 3)
 
 
 def _attempt_records(logs_dir: Path, rank: int) -> list[dict[str, Any]]:
