@@ -1,7 +1,11 @@
 """Writing real PDF files: born-digital text pages, scans, and a hostile one (the demo input and test fixtures).
 
 - :func:`text_pdf`: pages of Helvetica text written as PDF objects by hand (a text layer, no images);
-  a line is a string (placed under the previous one) or ``(x, y, text)`` in points.
+  a line is a string (placed under the previous one), ``(x, y, text)`` in points or ``(x, y, text,
+  size)``, drawn in the order given. ``rotate`` sets the pages' ``/Rotate`` and draws the text turned
+  so that it reads upright on the rotated page (``x, y`` are where it shows).
+- :func:`scanned_text_pdf`: scans (as :func:`scan_pdf`) with a text layer over them, invisible by
+  default (what an OCR tool leaves on a scanned page).
 - :func:`scan_pdf`: pages of text drawn with Pillow into a greyscale image at ``dpi`` and saved by
   Pillow as an image-only PDF (what a scanner gives).
 - :func:`bomb_pdf`: one page holding a tiny Flate stream that inflates to a huge image.
@@ -15,8 +19,15 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-Line = str | tuple[float, float, str]
+Line = str | tuple[float, float, str] | tuple[float, float, str, float]
 LETTER = (612, 792)
+# (x, y) where the text shows on the page displayed turned by /Rotate -> (text matrix a b c d, x, y) in PDF space
+_TURNS = {
+    0: lambda x, y, w, h: ((1, 0, 0, 1), x, y),
+    90: lambda x, y, w, h: ((0, 1, -1, 0), w - y, x),
+    180: lambda x, y, w, h: ((-1, 0, 0, -1), w - x, h - y),
+    270: lambda x, y, w, h: ((0, -1, 1, 0), y, h - x),
+}
 
 
 def _escape(text: str) -> str:
@@ -41,27 +52,71 @@ def _stream(data: bytes, extra: str = "") -> bytes:
     return f"<< /Length {len(data)} {extra}>>\nstream\n".encode() + data + b"\nendstream"
 
 
-def text_pdf(pages: Sequence[Sequence[Line]], size: tuple[int, int] = LETTER, font_size: float = 11) -> bytes:
-    """A born-digital PDF: each page's lines as Helvetica text."""
+def _text_ops(lines: Sequence[Line], size: tuple[int, int], font_size: float, rotate: int, mode: int) -> list[str]:
+    """Content-stream operators drawing ``lines`` in Helvetica (text render ``mode`` 3: invisible)."""
+    y = (size[0] if rotate in (90, 270) else size[1]) - 72  # the first line's baseline on the page as it shows
+    ops = []
+    for line in lines:
+        x, y, text, points = (
+            (*line, font_size)[:4] if isinstance(line, tuple) else (72, y - font_size * 1.4, line, font_size)
+        )
+        (a, b, c, d), px, py = _TURNS[rotate](x, y, size[0], size[1])
+        ops.append(f"BT {mode} Tr /F1 {points} Tf {a} {b} {c} {d} {px:.2f} {py:.2f} Tm ({_escape(text)}) Tj ET")
+    return ops
+
+
+def text_pdf(
+    pages: Sequence[Sequence[Line]], size: tuple[int, int] = LETTER, font_size: float = 11, rotate: int = 0
+) -> bytes:
+    """A born-digital PDF: each page's lines as Helvetica text; ``size`` is the unrotated media box."""
     count = len(pages)
     kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(count))
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         f"<< /Type /Pages /Kids [{kids}] /Count {count} >>".encode(),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+        _FONT,
     ]
     for i, lines in enumerate(pages):
-        y = size[1] - 72
-        ops = []
-        for line in lines:
-            x, y, text = line if isinstance(line, tuple) else (72, y - font_size * 1.4, line)
-            ops.append(f"BT /F1 {font_size} Tf {x} {y} Td ({_escape(text)}) Tj ET")
-        content = "\n".join(ops).encode("cp1252")
+        content = "\n".join(_text_ops(lines, size, font_size, rotate, 0)).encode("cp1252")
         objects.append(
-            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {size[0]} {size[1]}] "
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {size[0]} {size[1]}] /Rotate {rotate} "
             f"/Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * i} 0 R >>".encode()
         )
         objects.append(_stream(content))
+    return _assemble(objects)
+
+
+_FONT = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+
+
+def scanned_text_pdf(
+    pages: Sequence[tuple[Sequence[str], Sequence[Line]]], dpi: int = 200, invisible: bool = True
+) -> bytes:
+    """Pages of ``(scanned lines, text-layer lines)``: the first drawn into a greyscale scan at ``dpi`` that
+    covers the page, the second as Helvetica text over it (invisible: render mode 3)."""
+    count = len(pages)
+    kids = " ".join(f"{4 + 3 * i} 0 R" for i in range(count))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {count} >>".encode(),
+        _FONT,
+    ]
+    for i, (scanned, layer) in enumerate(pages):
+        image = scan_image(scanned, dpi)
+        text = _text_ops(layer, LETTER, 11, 0, 3 if invisible else 0)
+        ops = [f"q {LETTER[0]} 0 0 {LETTER[1]} 0 0 cm /Im0 Do Q", *text]
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {LETTER[0]} {LETTER[1]}] /Resources << /Font << /F1 3 0 R >> "
+            f"/XObject << /Im0 {6 + 3 * i} 0 R >> >> /Contents {5 + 3 * i} 0 R >>".encode()
+        )
+        objects.append(_stream("\n".join(ops).encode("cp1252")))
+        objects.append(
+            _stream(
+                zlib.compress(image.tobytes()),
+                f"/Type /XObject /Subtype /Image /Width {image.width} /Height {image.height} /ColorSpace /DeviceGray "
+                "/BitsPerComponent 8 /Filter /FlateDecode ",
+            )
+        )
     return _assemble(objects)
 
 
