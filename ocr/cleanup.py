@@ -1,35 +1,49 @@
 """Turning per-page texts into one clean document text with page spans (pure functions).
 
-- Running heads and feet: a line among the first or last :data:`MARGIN_LINES` lines of a page that
-  recurs (digits ignored) on at least half of the pages — and on at least two — is dropped.
-- Page numbers: a margin line that is only a page number ("12", "- 12 -", "Page 3 of 9", "xiv"), and
-  a page's first or last line when it is short and starts or ends with a number ("Advocacy in
-  Action 447", "400 BRITISH HUSBANDRY. [Ch. XIX.": a running head even on a single page).
+:func:`remove_margins` takes away what is not the page's own text, and nothing else:
+
+- Running heads and feet: a margin line (among the first or last :data:`MARGIN_LINES` lines of a
+  page, or for a text-layer page one lying in the top or bottom ``band`` of it) that recurs, digits
+  ignored, at the same place on at least half of the pages and on at least two. The same place: for
+  lines with a position (text-layer pages) middles within :data:`PLACE_TOLERANCE` of the page
+  height; for OCR text, the same rank from the same edge. Such lines go only when they are short
+  next to the page's text (each at most :data:`HEAD_CHARS`, together at most :data:`HEAD_SHARE` of
+  the page's characters), and not when the repeated stretch runs on past the margin into the body
+  (a paragraph repeated on every page is body text, however often it repeats).
+- Page numbers: a margin line that is only a page number ("12", "- 12 -", "Page 3 of 9", "xiv"),
+  and on a text-layer page such a line within :data:`PAGE_NUMBER_BAND` of the top or bottom.
 - Provenance stamps: "Downloaded from <site> on <date>", "Download date: ..." lines, anywhere on
   the page (publishers stamp them into the margin, often sideways).
-- Hyphenation: a word broken at a line end ("exam-" / "ple") is joined when the next line starts in
-  lower case, also across a page break.
+- Never the only text of a page: a page all of whose lines would go keeps them all.
 
-:func:`assemble` joins the pages with a blank line and records ``[start, end, page]`` character
-spans (end exclusive, pages numbered from 1) so a consumer can cut the text back into pages.
+:func:`join_hyphenation` joins a word broken at a line end ("exam-" / "ple") when the next line
+starts in lower case, also across a page break; :func:`assemble` joins the pages with a blank line
+and records ``[start, end, page]`` character spans (end exclusive, pages numbered from 1) so a
+consumer can cut the text back into pages.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
-from collections import Counter
+from collections import defaultdict
+from collections.abc import Sequence
 
 MARGIN_LINES = 3
+PLACE_TOLERANCE = 0.02  # share of the page height between two placings of the same running head
+HEAD_CHARS = 160  # a longer line is never a running head
+HEAD_SHARE = 0.25  # the running heads and feet a page loses are at most this share of its characters
+PAGE_NUMBER_BAND = 0.15  # a lone number this close to the top or bottom of a text-layer page is its page number
 PAGE_NUMBER = re.compile(
     r"^[\s\-–—.]*(page\s+)?(\d{1,4}|[ivxlcdm]{1,7})(\s*(/|of)\s*\d{1,4})?[\s\-–—.]*$", re.IGNORECASE
 )
 STAMP = re.compile(r"^\s*(?:(?:this content )?downloaded from\s+\S+\.\S+|download date\s*:)", re.IGNORECASE)
 STAMP_CHARS = 200
-NUMBERED_HEAD = re.compile(r"^\d{1,4}\s+\D|\D\s+\d{1,4}$")
-NUMBERED_HEAD_CHARS = 60
 HYPHEN_BREAK = re.compile(r"(\w)-\n(?=[a-zß-ÿ])")
 PAGE_SEPARATOR = "\n\n"
+
+Places = Sequence[float] | None  # per line of a page: its vertical middle as a share of the page height from the top
 
 
 def _shape(line: str) -> str:
@@ -37,38 +51,113 @@ def _shape(line: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"\d+", "#", line)).strip().lower()
 
 
-def remove_margins(pages: list[str]) -> list[str]:
-    """Pages without their running heads/feet, page-number lines and provenance stamps."""
-    split = [[line for line in page.splitlines()] for page in pages]
-    margins = [_margin_indexes(lines) for lines in split]
-    counts: Counter[str] = Counter()
-    for lines, indexes in zip(split, margins, strict=True):
-        counts.update({_shape(lines[i]) for i in indexes if lines[i].strip()})
+def _margins(lines: list[str], places: Places, band: float) -> dict[int, tuple[str, int]]:
+    """The page's margin lines: index -> (edge, rank from that edge); a line in both margins counts at the top."""
+    filled = [i for i, line in enumerate(lines) if line.strip()]
+    found: dict[int, tuple[str, int]] = {}
+    for rank, i in enumerate(reversed(filled[-MARGIN_LINES:])):
+        found[i] = ("bottom", rank)
+    for rank, i in enumerate(filled[:MARGIN_LINES]):
+        found[i] = ("top", rank)
+    if places is not None and band > 0:
+        for i in filled:
+            if i not in found and (places[i] <= band or places[i] >= 1 - band):
+                found[i] = ("top" if places[i] < 0.5 else "bottom", -1)
+    return found
+
+
+class _Recurrence:
+    """On how many pages each margin line recurs at the same place."""
+
+    def __init__(self) -> None:
+        self._placed: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
+        self._ranked: dict[tuple[str, str, int], set[int]] = defaultdict(set)
+        self._counts: dict[tuple[str, str, float], int] = {}
+        self._sorted: set[tuple[str, str]] = set()
+
+    def add(self, page: int, shape: str, edge: str, rank: int, place: float | None) -> None:
+        if place is None:
+            self._ranked[shape, edge, rank].add(page)
+        else:
+            self._placed[shape, edge].append((place, page))
+
+    def pages(self, shape: str, edge: str, rank: int, place: float | None) -> int:
+        if place is None:
+            return len(self._ranked[shape, edge, rank])
+        key = (shape, edge, place)
+        if key not in self._counts:
+            placed = self._placed[shape, edge]
+            if (shape, edge) not in self._sorted:  # sorted once, on first use (every add comes before)
+                placed.sort()
+                self._sorted.add((shape, edge))
+            low = bisect.bisect_left(placed, (place - PLACE_TOLERANCE, -1))
+            high = bisect.bisect_right(placed, (place + PLACE_TOLERANCE, math.inf))
+            self._counts[key] = len({page for _, page in placed[low:high]})
+        return self._counts[key]
+
+
+def remove_margins(pages: list[str], places: Sequence[Places] | None = None, band: float = 0.0) -> list[str]:
+    """Pages without their running heads/feet, page-number lines and provenance stamps.
+
+    ``places[i]`` gives the position of each line of ``pages[i]`` (None for a page without positions,
+    such as OCR text); ``band`` is the top/bottom share of a positioned page whose lines count as
+    margin lines wherever reading order put them."""
+    split = [page.splitlines() for page in pages]
+    placed: list[Places] = list(places) if places is not None else [None] * len(pages)
+    for lines, where in zip(split, placed, strict=True):
+        if where is not None and len(where) != len(lines):
+            raise ValueError(f"{len(where)} places for {len(lines)} lines")
+    margins = [_margins(lines, where, band) for lines, where in zip(split, placed, strict=True)]
+    recurrence = _Recurrence()
+    everywhere: dict[str, set[int]] = defaultdict(set)  # shape -> pages holding it anywhere
+    for n, (lines, where, found) in enumerate(zip(split, placed, margins, strict=True)):
+        for line in lines:
+            if line.strip():
+                everywhere[_shape(line)].add(n)
+        for i, (edge, rank) in found.items():
+            recurrence.add(n, _shape(lines[i]), edge, rank, None if where is None else where[i])
     needed = max(2, math.ceil(len(pages) / 2))
     out = []
-    for lines, indexes in zip(split, margins, strict=True):
-        drop = {
+    for lines, where, found in zip(split, placed, margins, strict=True):
+        heads = {
             i
-            for i in indexes
-            if lines[i].strip() and (counts[_shape(lines[i])] >= needed or PAGE_NUMBER.match(lines[i]))
+            for i, (edge, rank) in found.items()
+            if len(lines[i].strip()) <= HEAD_CHARS
+            and recurrence.pages(_shape(lines[i]), edge, rank, None if where is None else where[i]) >= needed
         }
+        heads -= _runs_into_body(lines, found, heads, {s for s, p in everywhere.items() if len(p) >= needed})
         filled = [i for i, line in enumerate(lines) if line.strip()]
-        drop.update(i for i in filled[:1] + filled[-1:] if _numbered_head(lines[i]))
+        chars = sum(len(lines[i].strip()) for i in filled)
+        if sum(len(lines[i].strip()) for i in heads) > HEAD_SHARE * chars:
+            heads = set()
+        drop = heads | {i for i in found if PAGE_NUMBER.match(lines[i])}
+        if where is not None:
+            drop.update(
+                i
+                for i in filled
+                if (where[i] <= PAGE_NUMBER_BAND or where[i] >= 1 - PAGE_NUMBER_BAND) and PAGE_NUMBER.match(lines[i])
+            )
         drop.update(i for i in filled if len(lines[i]) <= STAMP_CHARS and STAMP.match(lines[i]))
+        if len(drop) >= len(filled):  # never the only text of a page
+            drop = set()
         out.append("\n".join(line for i, line in enumerate(lines) if i not in drop))
     return out
 
 
-def _numbered_head(line: str) -> bool:
-    """A short line that starts or ends with a page number: a running head or foot."""
-    text = line.strip()
-    return len(text) <= NUMBERED_HEAD_CHARS and bool(NUMBERED_HEAD.search(text))
-
-
-def _margin_indexes(lines: list[str]) -> list[int]:
-    """Indexes of the first and last MARGIN_LINES non-empty lines of a page."""
+def _runs_into_body(lines: list[str], found: dict[int, tuple[str, int]], heads: set[int], common: set[str]) -> set[int]:
+    """Repeated margin lines that continue into the body: the stretch of ``heads`` next to the first body
+    line (after the top margin, or before the bottom one) when that line also recurs (its shape in ``common``)."""
     filled = [i for i, line in enumerate(lines) if line.strip()]
-    return sorted(set(filled[:MARGIN_LINES] + filled[-MARGIN_LINES:]))
+    body = set()
+    for edge, order in (("top", filled), ("bottom", filled[::-1])):
+        window = [i for i in order if found.get(i, ("", -1))[0] == edge and found[i][1] >= 0]
+        if not window or len(order) <= len(window) or _shape(lines[order[len(window)]]) not in common:
+            continue
+        for i in reversed(window):
+            if i not in heads:
+                break
+            body.add(i)
+    return body
 
 
 def join_hyphenation(text: str) -> str:

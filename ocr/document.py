@@ -21,7 +21,7 @@ import pypdfium2 as pdfium
 
 from winnow.ocr.cleanup import assemble, join_hyphenation, remove_margins
 from winnow.ocr.tesseract import EngineUnavailable, TesseractEngine
-from winnow.ocr.text_layer import page_text, runs_of
+from winnow.ocr.text_layer import page_lines, runs_of
 from winnow.ocr.triage import PageFacts, page_facts, route
 from winnow.ocr.vlm import VlmEngine, VlmFailed, VlmResult, page_png
 from winnow.pipeline.manifest import OcrConfig
@@ -79,8 +79,10 @@ def _ocr_page(
     raise AssertionError("the text layer never fails")  # pragma: no cover
 
 
-def _read_pages(pdf: pdfium.PdfDocument, config: OcrConfig) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every page's record and text, in page order.
+def _read_pages(
+    pdf: pdfium.PdfDocument, config: OcrConfig
+) -> tuple[list[dict[str, Any]], list[str], list[list[float] | None]]:
+    """Every page's record, text and the places of its lines (text-layer text only), in page order.
 
     When the chain starts with the VLM, OCR pages are rendered here (pdfium stays on this thread) and
     sent to it from a pool of ``vlm.concurrency`` threads; at most twice that many pages wait at once.
@@ -90,13 +92,15 @@ def _read_pages(pdf: pdfium.PdfDocument, config: OcrConfig) -> tuple[list[dict[s
     pool = ThreadPoolExecutor(vlm.config.concurrency, "vlm") if vlm is not None else None
     pages: list[dict[str, Any]] = []
     texts: list[str] = []
-    waiting: dict[int, tuple[Future[VlmResult], PageFacts, str]] = {}  # page index -> (answer, facts, layer)
+    places: list[list[float] | None] = []
+    waiting: dict[int, tuple[Future[VlmResult], PageFacts, str, list[float]]] = {}  # index -> answer, facts, layer
 
     def finish(index: int) -> None:
-        asked, facts, layer = waiting.pop(index)
+        asked, facts, layer, placed = waiting.pop(index)
         page = pdf[index]
         pages[index].update(_ocr_page(page, facts, layer, config, asked))
         texts[index] = pages[index].pop("text")
+        places[index] = placed if pages[index]["engine"] == "text-layer" else None
         page.close()
 
     try:
@@ -104,7 +108,8 @@ def _read_pages(pdf: pdfium.PdfDocument, config: OcrConfig) -> tuple[list[dict[s
             page = pdf[index]
             textpage = page.get_textpage()
             runs = runs_of(textpage)
-            layer = page_text(page, runs, config.margin_share if config.remove_headers else 0.0)
+            lines, placed = page_lines(page, runs)
+            layer = "\n".join(lines)
             facts = page_facts(page, " ".join(run.text for run in runs), config.triage)
             where = route(facts, config.triage)
             record: dict[str, Any] = {"page": index + 1, "route": where, **facts.as_dict()}
@@ -114,11 +119,12 @@ def _read_pages(pdf: pdfium.PdfDocument, config: OcrConfig) -> tuple[list[dict[s
                 record.update(engine=None, text="", failures=[])
             elif vlm is not None and pool is not None:
                 png = page_png(page, vlm.config.image_longest_side)
-                waiting[index] = (pool.submit(vlm.recognise_png, png), facts, layer)
+                waiting[index] = (pool.submit(vlm.recognise_png, png), facts, layer, placed)
                 record["text"] = ""
             else:
                 record.update(_ocr_page(page, facts, layer, config))
             texts.append(record.pop("text"))
+            places.append(placed if record.get("engine") == "text-layer" else None)
             pages.append(record)
             textpage.close()
             page.close()
@@ -129,7 +135,7 @@ def _read_pages(pdf: pdfium.PdfDocument, config: OcrConfig) -> tuple[list[dict[s
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    return pages, texts
+    return pages, texts, places
 
 
 def _concurrent_vlm(config: OcrConfig) -> VlmEngine | None:
@@ -162,11 +168,11 @@ def process_pdf(data: bytes, settings: dict[str, Any]) -> dict[str, Any]:
         count = len(pdf)
         if count > config.max_pages:
             return _gives_no_pages(False, "too_many_pages", f"{count} pages > max_pages {config.max_pages}")
-        pages, texts = _read_pages(pdf, config)
+        pages, texts, places = _read_pages(pdf, config)
     finally:
         pdf.close()
     if config.remove_headers:
-        texts = remove_margins(texts)
+        texts = remove_margins(texts, places, config.margin_share)
     text, spans = assemble(texts, [p["page"] for p in pages])
     return {
         "pages": pages,

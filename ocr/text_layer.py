@@ -13,6 +13,8 @@ both columns), so the text is cut into runs with boxes and the runs are ordered 
 2. Lines: within a block, runs whose boxes overlap vertically by half the smaller one form a line,
    read left to right.
 
+Nothing is dropped here: each line is returned with its place (its middle, as a share of the page
+height from the top), by which cleanup tells running heads and page numbers (``ocr/cleanup.py``).
 Rotated pages are read in their unrotated coordinates.
 """
 
@@ -24,9 +26,6 @@ from dataclasses import dataclass
 
 import pypdfium2 as pdfium
 
-from winnow.ocr.cleanup import PAGE_NUMBER
-
-PAGE_NUMBER_BAND = 0.15  # a lone number this close to the top or bottom of the page is its page number
 MIN_GUTTER_PT = 6.0  # narrowest gap between two columns (wider than a word space at body sizes)
 SPLIT_GAP_EM = 1.5  # a gap this many line heights wide inside a pdfium line separates two runs (columns)
 LINE = re.compile(r"([^\r\n\ufffe]*\ufffe?)(?:\r\n|\r|\n)?")
@@ -139,15 +138,15 @@ def xy_cut(runs: list[Run]) -> list[list[Run]]:
     return [runs]
 
 
-def lines_of(runs: list[Run]) -> list[str]:
-    """Runs grouped into lines (top to bottom), each read left to right."""
+def lines_of(runs: list[Run]) -> list[tuple[str, float]]:
+    """Runs grouped into lines (top to bottom), each read left to right, with the middle of its first run."""
     lines: list[list[Run]] = []
     for run in sorted(runs, key=lambda r: -r.middle):
         if lines and _same_line(lines[-1][0], run):
             lines[-1].append(run)
         else:
             lines.append([run])
-    return [" ".join(r.text for r in sorted(line, key=lambda r: r.left)) for line in lines]
+    return [(" ".join(r.text for r in sorted(line, key=lambda r: r.left)), line[0].middle) for line in lines]
 
 
 def _same_line(a: Run, b: Run) -> bool:
@@ -156,27 +155,20 @@ def _same_line(a: Run, b: Run) -> bool:
     return overlap >= 0.5 * min(a.height, b.height)
 
 
-def ordered_lines(runs: list[Run]) -> list[str]:
-    """The page's lines in reading order: XY-cut blocks, each read line by line."""
+def ordered_lines(runs: list[Run]) -> list[tuple[str, float]]:
+    """The page's lines in reading order, with their middles: XY-cut blocks, each read line by line."""
     return [line for block in xy_cut(runs) for line in lines_of(block)]
 
 
-def page_text(page: pdfium.PdfPage, runs: list[Run], margin: float = 0.0) -> str:
-    """The text of ``runs`` (a page's, from :func:`runs_of`) in reading order, one line per line.
+def page_lines(page: pdfium.PdfPage, runs: list[Run]) -> tuple[list[str], list[float]]:
+    """The lines of ``runs`` (a page's, from :func:`runs_of`) in reading order, and the place of each: its
+    middle as a share of the page height from the top (0 top, 1 bottom), for finding running heads."""
+    _, bottom, _, top = page.get_cropbox()
+    height = max(top - bottom, 1e-3)
+    lines = ordered_lines(runs)
+    return [text for text, _ in lines], [min(max((top - middle) / height, 0.0), 1.0) for _, middle in lines]
 
-    ``margin`` > 0 drops runs lying wholly within that share of the page height at its top or bottom
-    (running heads and feet, "Downloaded from ..." stamps), and runs that are only a page number
-    within PAGE_NUMBER_BAND of the top or bottom."""
-    if margin > 0:
-        _, bottom, _, top = page.get_cropbox()
-        band = margin * (top - bottom)
-        placed = [r.top > r.bottom for r in runs]  # pdfium gives some fonts (vertical CJK) no boxes: keep those
-        runs = [
-            r
-            for r, p in zip(runs, placed, strict=True)
-            if not (p and (r.bottom >= top - band or r.top <= bottom + band))
-        ]
-        wide = PAGE_NUMBER_BAND * (top - bottom)
-        near_edge = [r.top > r.bottom and (r.bottom >= top - wide or r.top <= bottom + wide) for r in runs]
-        runs = [r for r, near in zip(runs, near_edge, strict=True) if not (near and PAGE_NUMBER.match(r.text))]
-    return "\n".join(ordered_lines(runs))
+
+def page_text(page: pdfium.PdfPage, runs: list[Run]) -> str:
+    """The text of ``runs`` in reading order, one line per line."""
+    return "\n".join(page_lines(page, runs)[0])
