@@ -7,8 +7,9 @@ are created once per worker and kept for the next PDF.
 Routes (``ocr/triage.py``): ``text-layer`` pages take pdfium's text; ``blank`` pages give no text;
 ``ocr`` pages go down the chain — ``vlm`` (when configured), ``tesseract``, then the text layer —
 and a page that an engine fails on (server down after retries, unusable answers, missing tesseract
-data) moves to the next engine. Each page records its route, the engine that produced its text, the
-failures before it, and the triage facts.
+data) moves to the next engine, as does a page an engine reads no text on while its text layer has
+some (a scan with a few words of text layer that OCR cannot see). Each page records its route, the
+engine that produced its text, the failures before it, and the triage facts.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _ocr_page(
 ) -> dict[str, Any]:
     """Text of an OCR-routed page from the first engine of the chain that does not fail; ``asked`` is the
     VLM's answer for this page when it was already requested (the VLM is then not asked again)."""
-    failures = []
+    failures: list[dict[str, str]] = []
     for name in engine_chain(config):
         try:
             if name == "text-layer":
@@ -63,20 +64,30 @@ def _ocr_page(
             if name == "tesseract":
                 found = _engine(name, config).recognise(page, facts.image_dpi)
                 detail = {"dpi": found.dpi, "confidence": round(found.confidence, 1), "rotated": found.rotated}
-                return {"engine": name, "text": found.text, "failures": failures, **detail}
-            answer = asked.result() if asked is not None else _engine(name, config).recognise(page)
-            detail = {
-                "attempts": answer.attempts,
-                "temperature": answer.temperature,
-                "rotated": answer.rotated,
-                "language": answer.language,
-                "prompt_tokens": answer.prompt_tokens,
-                "completion_tokens": answer.completion_tokens,
-            }
-            return {"engine": name, "text": answer.text, "failures": failures, **detail}
+                read = {"engine": name, "text": found.text, "failures": failures, **detail}
+            else:
+                answer = asked.result() if asked is not None else _engine(name, config).recognise(page)
+                detail = {
+                    "attempts": answer.attempts,
+                    "temperature": answer.temperature,
+                    "rotated": answer.rotated,
+                    "language": answer.language,
+                    "prompt_tokens": answer.prompt_tokens,
+                    "completion_tokens": answer.completion_tokens,
+                }
+                read = {"engine": name, "text": answer.text, "failures": failures, **detail}
         except (EngineUnavailable, VlmFailed, RuntimeError) as exc:
             failures.append({"engine": name, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        if _has_text(read["text"]) or not _has_text(layer):
+            return read
+        failures.append({"engine": name, "error": "read no text where the text layer has some"})
     raise AssertionError("the text layer never fails")  # pragma: no cover
+
+
+def _has_text(text: str) -> bool:
+    """Whether ``text`` holds a letter or digit."""
+    return any(ch.isalnum() for ch in text)
 
 
 def _read_pages(

@@ -1,18 +1,18 @@
 """Text that header/footer removal and the OCR fallback must not lose, on PDFs made by pipeline/pdf_writer.py.
 
 Running heads go only when they repeat at the same place across pages and are short next to the page's
-text, never when they are all the text of a page.
+text, never when they are all the text of a page; an OCR page whose engine read nothing keeps its text layer.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.test_ocr import PANGRAMS, _page_lines, needs_tesseract
+from tests.test_ocr import GOOD, PANGRAMS, _page_lines, needs_tesseract
 from winnow.ocr.cleanup import remove_margins
 from winnow.ocr.document import process_pdf
 from winnow.ocr.evaluation import cer
-from winnow.pipeline.pdf_writer import scan_pdf, text_pdf
+from winnow.pipeline.pdf_writer import scan_pdf, scanned_text_pdf, text_pdf
 
 SENTENCE = "The committee approved the budget for the coming year."
 PARAGRAPH = [
@@ -77,3 +77,31 @@ def test_a_long_repeated_line_is_not_a_running_head() -> None:
     """A line that is most of its page is text, however often it repeats at the same place."""
     pages = [[PANGRAMS[0] + " " + PANGRAMS[1], f"Short note {n}."] for n in range(4)]
     assert remove_margins(["\n".join(lines) for lines in pages]) == ["\n".join(lines) for lines in pages]
+
+
+@needs_tesseract
+def test_an_ocr_page_that_reads_nothing_keeps_its_text_layer() -> None:
+    """A blank scan with 14 characters of invisible text: routed to OCR (too little text), tesseract reads nothing."""
+    result = process_pdf(scanned_text_pdf([([], [(72, 700, "Invoice 2021-4")])]), {})
+    (page,) = result["pages"]
+    assert page["route"] == "ocr" and page["chars"] == 13  # 14 characters, one a space
+    assert page["engine"] == "text-layer" and page["failures"][0]["engine"] == "tesseract"
+    assert result["text"] == "Invoice 2021-4"
+
+
+def test_an_empty_vlm_answer_falls_back_to_the_text_layer(stub_llm: Any) -> None:
+    server = stub_llm([(200, GOOD.replace("The page text, as the model read it.", ""), "stop")])
+    settings = {"engine": "vlm", "vlm": {"endpoint": server.url, "model": "stub", "temperatures": [0.1]}}
+    settings["tesseract"] = {"tessdata": "/nonexistent"}  # tesseract unavailable: the text layer is next
+    result = process_pdf(scanned_text_pdf([([], [(72, 700, "Invoice 2021-4")])]), settings)
+    (page,) = result["pages"]
+    assert [f["engine"] for f in page["failures"]] == ["vlm", "tesseract"]
+    assert result["text"] == "Invoice 2021-4"
+
+
+@needs_tesseract
+def test_an_ocr_page_without_any_text_is_no_fallback() -> None:
+    """A blank scan and an empty text layer: tesseract's empty answer stands, without a failure."""
+    result = process_pdf(scanned_text_pdf([([], [])]), {})
+    (page,) = result["pages"]
+    assert (page["engine"], page["failures"], result["text"]) == ("tesseract", [], "")
