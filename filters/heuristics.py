@@ -8,6 +8,7 @@ stage's ``rejects`` with ``<filter>:<datatrove reason>`` and a ``detail`` that g
 against the threshold it crossed (``dup_line_frac=0.412>0.3``, ``n_words=12<50``), the word tokenizer is
 the regex one from :mod:`winnow.filters.word_tokenizer` unless the manifest asks for spaCy, and WARC
 revisit stubs (:mod:`winnow.pipeline.revisits`) pass untouched to the dedup stage that resolves them.
+Benchmark decontamination (:mod:`winnow.filters.decontam`), when configured, comes last.
 
 The measured value is the one datatrove's own check computed, not a recomputation: each threshold
 attribute of the filter is replaced by a :class:`FloatThreshold` / :class:`IntThreshold` (equal to it) that
@@ -337,7 +338,7 @@ FILTERS: tuple[tuple[str, type[BaseFilter]], ...] = (
 
 
 def heuristic_filters(config: HeuristicsConfig, language: LanguageConfig, layout: StageLayout) -> list[PipelineStep]:
-    """The enabled filters in FineWeb's order."""
+    """The enabled filters in FineWeb's order, then decontamination when configured."""
     steps: list[PipelineStep] = []
     if config.language:
         steps.append(LanguageSelector(language.keep, language.min_score, DetailedOutcomeWriter(layout, "language")))
@@ -347,4 +348,8 @@ def heuristic_filters(config: HeuristicsConfig, language: LanguageConfig, layout
         if settings.enabled:
             writer = DetailedOutcomeWriter(layout, name)
             steps.append(filter_class(exclusion_writer=writer, language=tokenizer, **settings.kwargs()))
+    if config.decontam is not None:
+        from winnow.filters.decontam import DecontamFilter  # it imports this module (DETAIL_KEY)
+
+        steps.append(DecontamFilter(config.decontam, DetailedOutcomeWriter(layout, "decontam")))
     return steps

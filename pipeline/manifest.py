@@ -420,8 +420,39 @@ class FineWebConfig(Switchable):
     new_line_ratio: float = 0.3
 
 
+class DecontamSet(Strict):
+    """One evaluation set: a JSON Lines (optionally compressed) or Parquet file of benchmark rows."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="the set's name, given in rejects and attributes")
+    path: str = Field(description="a local file: .parquet, else JSON Lines (.jsonl, .jsonl.gz, .jsonl.zst...)")
+    fields: list[str] = Field(
+        min_length=1, description="fields of each row whose text is looked for, each on its own (a string or strings)"
+    )
+
+
+class DecontamConfig(Strict):
+    """Benchmark decontamination: documents sharing ``n``-word n-grams with evaluation sets are annotated
+    (``decontam_matches``, ``decontam_set``) and, with ``action: drop``, rejected (``decontam:<set>``)."""
+
+    sets: list[DecontamSet] = Field(min_length=1, max_length=64, description="the evaluation sets (at most 64)")
+    n: int = Field(13, ge=1, description="n-gram length in words after normalisation (GPT-3, OLMo: 13)")
+    min_matches: int = Field(
+        1, ge=1, description="distinct n-grams a document must share with one set to count as contaminated by it"
+    )
+    action: Literal["drop", "annotate"] = Field(
+        "drop", description="drop contaminated documents (rejects), or keep them annotated only"
+    )
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> DecontamConfig:
+        names = [s.name for s in self.sets]
+        if len(set(names)) != len(names):
+            raise ValueError("sets: each name at most once")
+        return self
+
+
 class HeuristicsConfig(Strict):
-    """FineWeb's heuristic filters, in FineWeb's order, each switchable."""
+    """FineWeb's heuristic filters, in FineWeb's order, each switchable; then benchmark decontamination."""
 
     language: bool = Field(True, description="apply stages.extract.language keep/min_score here")
     gopher_repetition: GopherRepetitionConfig = Field(default_factory=GopherRepetitionConfig)
@@ -430,6 +461,9 @@ class HeuristicsConfig(Strict):
     fineweb: FineWebConfig = Field(default_factory=FineWebConfig)
     tokenizer: Literal["fast", "spacy"] = Field(
         "fast", description="word/sentence splitter for the filters: winnow's regex one or spaCy (datatrove)"
+    )
+    decontam: DecontamConfig | None = Field(
+        None, description="benchmark decontamination after the filters: n-gram overlap with evaluation sets"
     )
 
 

@@ -1,5 +1,5 @@
 """Checks a manifest needs beyond its own text, made before anything runs: other runs' dedup indexes, model
-files, rephrase templates, the mix's tokenizer, swarm result files.
+files, decontamination's evaluation sets, rephrase templates, the mix's tokenizer, swarm result files.
 
 Each check imports what it reads only when the manifest asks for it, so ``winnow validate`` and the start of
 ``winnow run`` do not load the stages' libraries (datatrove, fastText, tokenizers, openai).
@@ -30,6 +30,15 @@ def preflight(manifest: Manifest, where: str) -> None:
             check_structure(Path(extract.language.model))
         except ModelError as exc:
             raise ManifestError(f"{where}: stages.extract.language.model: {exc}") from None
+    decontam = manifest.stages.heuristics.decontam if manifest.stages.heuristics else None
+    if decontam is not None:  # each set read as the stage will: missing, empty, a field not there
+        from winnow.filters.decontam import EvalSetError, check_sets
+
+        try:
+            check_sets(decontam)
+        except EvalSetError as exc:
+            field = f"stages.heuristics.decontam.sets[{exc.index}].{exc.field}"
+            raise ManifestError(f"{where}: {field}: {exc}") from None
     rephrase = manifest.stages.rephrase
     if rephrase is not None:
         from winnow.pipeline.rephrase.templates import TemplateError, load_templates

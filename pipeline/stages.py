@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
+from winnow.filters.decontam import ATTRIBUTES as DECONTAM_ATTRIBUTES
 from winnow.filters.dedup import DedupSelect, DedupSignatures
 from winnow.filters.dedup_clusters import DedupClusters
 from winnow.filters.dedup_pairs import DedupPairs, DedupUrls
@@ -177,7 +178,8 @@ def build_heuristics(
 ) -> StagePlan:
     config: HeuristicsConfig = manifest.stages.heuristics
     files = document_files(manifest, run_dir, "heuristics", inputs, upstream)
-    layout = _layout(manifest, run_dir, "heuristics", upstream, native_attributes(files))
+    added = native_attributes(files) | (DECONTAM_ATTRIBUTES if config.decontam else {})
+    layout = _layout(manifest, run_dir, "heuristics", upstream, added)
     language = (manifest.stages.extract or ExtractConfig()).language
     steps: list[PipelineStep] = [
         BeginTask(layout),
@@ -190,6 +192,8 @@ def build_heuristics(
         "language": language.model_dump(mode="json"),
         "inputs": _fingerprint_files(files),
     }
+    if config.decontam:  # the evaluation sets' content, not only their paths
+        fingerprint["decontam_sets"] = [file_sha256(Path(s.path)) for s in config.decontam.sets]
     return StagePlan(layout, [Phase("heuristics", steps, sum(f.units for f in files))], fingerprint)
 
 

@@ -82,6 +82,11 @@ def test_shipped_manifest_validates(
         )  # fmt: skip
         assert trained.returncode == 0, trained.stderr
         overrides.append(f"stages.quality.classifiers.{index}.model={model}")
+    decontam = (((raw.get("stages") or {}).get("heuristics") or {}).get("decontam") or {}).get("sets", [])
+    for index, eval_set in enumerate(decontam):  # a small set with the named fields, long enough to give n-grams
+        rows = tmp_path / f"{eval_set['name']}.jsonl"
+        rows.write_text(json.dumps(dict.fromkeys(eval_set["fields"], " ".join(f"word{i}" for i in range(20)))) + "\n")
+        overrides.append(f"stages.heuristics.decontam.sets.{index}.path={rows}")
     loaded = load_manifest(manifest, overrides)
     assert loaded.sources[0].paths == [overrides[0].split("=", 1)[1].strip("[]")]
     result = winnow_cli("validate", manifest, *(arg for o in overrides for arg in ("--set", o)))
