@@ -10,8 +10,8 @@
   next to the page's text (each at most :data:`HEAD_CHARS`, together at most :data:`HEAD_SHARE` of
   the page's characters), and not when the repeated stretch runs on past the margin into the body
   (a paragraph repeated on every page is body text, however often it repeats).
-- Page numbers: a margin line that is only a page number ("12", "- 12 -", "Page 3 of 9", "xiv"),
-  and on a text-layer page such a line within :data:`PAGE_NUMBER_BAND` of the top or bottom.
+- Page numbers: a margin line that is only a page number ("12", "- 12 -", "Page 3 of 9", "xiv"); a
+  lone number elsewhere, even near the top, may be a list item's ("157." beside its exercise).
 - Provenance stamps: "Downloaded from <site> on <date>", "Download date: ..." lines, anywhere on
   the page (publishers stamp them into the margin, often sideways).
 - Never the only text of a page: a page all of whose lines would go keeps them all.
@@ -34,7 +34,6 @@ MARGIN_LINES = 3
 PLACE_TOLERANCE = 0.02  # share of the page height between two placings of the same running head
 HEAD_CHARS = 160  # a longer line is never a running head
 HEAD_SHARE = 0.25  # the running heads and feet a page loses are at most this share of its characters
-PAGE_NUMBER_BAND = 0.15  # a lone number this close to the top or bottom of a text-layer page is its page number
 PAGE_NUMBER = re.compile(
     r"^[\s\-–—.]*(page\s+)?(\d{1,4}|[ivxlcdm]{1,7})(\s*(/|of)\s*\d{1,4})?[\s\-–—.]*$", re.IGNORECASE
 )
@@ -131,12 +130,6 @@ def remove_margins(pages: list[str], places: Sequence[Places] | None = None, ban
         if sum(len(lines[i].strip()) for i in heads) > HEAD_SHARE * chars:
             heads = set()
         drop = heads | {i for i in found if PAGE_NUMBER.match(lines[i])}
-        if where is not None:
-            drop.update(
-                i
-                for i in filled
-                if (where[i] <= PAGE_NUMBER_BAND or where[i] >= 1 - PAGE_NUMBER_BAND) and PAGE_NUMBER.match(lines[i])
-            )
         drop.update(i for i in filled if len(lines[i]) <= STAMP_CHARS and STAMP.match(lines[i]))
         if len(drop) >= len(filled):  # never the only text of a page
             drop = set()

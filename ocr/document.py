@@ -22,7 +22,7 @@ import pypdfium2 as pdfium
 
 from winnow.ocr.cleanup import assemble, join_hyphenation, remove_margins
 from winnow.ocr.tesseract import EngineUnavailable, TesseractEngine
-from winnow.ocr.text_layer import page_lines, runs_of
+from winnow.ocr.text_layer import read_layer
 from winnow.ocr.triage import PageFacts, page_facts, route
 from winnow.ocr.vlm import VlmEngine, VlmFailed, VlmResult, page_png
 from winnow.pipeline.manifest import OcrConfig
@@ -118,10 +118,9 @@ def _read_pages(
         for index in range(len(pdf)):
             page = pdf[index]
             textpage = page.get_textpage()
-            runs = runs_of(textpage)
-            lines, placed = page_lines(page, runs)
-            layer = "\n".join(lines)
-            facts = page_facts(page, " ".join(run.text for run in runs), config.triage)
+            read = read_layer(page, textpage)
+            layer, placed = read.text, read.places
+            facts = page_facts(page, layer, config.triage)
             where = route(facts, config.triage)
             record: dict[str, Any] = {"page": index + 1, "route": where, **facts.as_dict()}
             if where == "text-layer":

@@ -9,6 +9,11 @@
   flexible character accuracy, 2020): each reference line, longest first, is aligned to its best
   matching stretch of the remaining output, which is then used up; the edits of every line plus the
   output left over (insertions) over the reference length.
+- :func:`word_f1` / :func:`ngram_f1`: bag-of-words and order-sensitive word n-gram F1 of an output
+  against a reference text (both as :func:`words`: NFKC, lower case, runs of letters and digits, a
+  word broken at a line end joined, small caps that pdftotext splits, "S CI B ERT", joined on both
+  sides) — for comparing a text layer with a peer extractor such as pdftotext.
+- :func:`midline_splits`: hyphenated word halves left apart inside a line ("cov- erage").
 - :class:`BenchCheck`: one olmOCR-Bench test with the benchmark's own normalisation and matching
   (``fuzz.partial_ratio`` with a threshold from ``max_diffs`` for presence and absence; approximate
   matches within ``max_diffs`` edits, one of ``before`` starting before one of ``after``, for order).
@@ -19,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +71,48 @@ def flexible_cer(reference: str, output: str) -> float:
         rest = rest[: found.dest_start] + " " + rest[found.dest_end :]  # a used stretch cannot match again
     edits += sum(1 for ch in rest if not ch.isspace())
     return min(edits / max(sum(len(line) for line in lines), 1), cer(reference, output))
+
+
+LINE_END_HYPHEN = re.compile(r"(\w)-\n(?=\w)")
+SMALL_CAPS_SPLIT = re.compile(r"\b([A-Z]) (?=[A-Z]{2,}\b)")
+MIDLINE_SPLIT = re.compile(r"[a-zß-ÿ]- [a-zß-ÿ]")
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text`` for F1 comparisons (see the module docstring)."""
+    text = unicodedata.normalize("NFKC", text)
+    text = SMALL_CAPS_SPLIT.sub(r"\1", LINE_END_HYPHEN.sub(r"\1", text)).lower()
+    return re.findall(r"\w+", text)
+
+
+def _f1(reference: list[Any], output: list[Any]) -> float:
+    if not reference and not output:
+        return 1.0
+    common = sum((Counter(reference) & Counter(output)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(output), common / len(reference)
+    return 2 * precision * recall / (precision + recall)
+
+
+def word_f1(reference: str, output: str) -> float:
+    """Bag-of-words F1 of ``output`` against ``reference``."""
+    return _f1(words(reference), words(output))
+
+
+def ngram_f1(reference: str, output: str, n: int = 5) -> float:
+    """F1 over the word ``n``-grams (with repeats): sensitive to reading order."""
+    ref, out = words(reference), words(output)
+    return _f1(
+        [tuple(ref[i : i + n]) for i in range(len(ref) - n + 1)],
+        [tuple(out[i : i + n]) for i in range(len(out) - n + 1)],
+    )
+
+
+def midline_splits(text: str) -> int:
+    """Hyphenated words left in two halves inside a line: "cov- erage" (a lower-case letter, hyphen, space,
+    lower-case letter)."""
+    return sum(len(MIDLINE_SPLIT.findall(line)) for line in text.splitlines())
 
 
 def normalize(text: str) -> str:

@@ -3,7 +3,8 @@
 - :func:`text_pdf`: pages of Helvetica text written as PDF objects by hand (a text layer, no images);
   a line is a string (placed under the previous one), ``(x, y, text)`` in points or ``(x, y, text,
   size)``, drawn in the order given. ``rotate`` sets the pages' ``/Rotate`` and draws the text turned
-  so that it reads upright on the rotated page (``x, y`` are where it shows).
+  so that it reads upright on the rotated page (``x, y`` are where it shows); ``scale`` and
+  ``to_unicode`` write text the way OCR tools and math fonts do (see the function).
 - :func:`scanned_text_pdf`: scans (as :func:`scan_pdf`) with a text layer over them, invisible by
   default (what an OCR tool leaves on a scanned page).
 - :func:`scan_pdf`: pages of text drawn with Pillow into a greyscale image at ``dpi`` and saved by
@@ -52,8 +53,11 @@ def _stream(data: bytes, extra: str = "") -> bytes:
     return f"<< /Length {len(data)} {extra}>>\nstream\n".encode() + data + b"\nendstream"
 
 
-def _text_ops(lines: Sequence[Line], size: tuple[int, int], font_size: float, rotate: int, mode: int) -> list[str]:
-    """Content-stream operators drawing ``lines`` in Helvetica (text render ``mode`` 3: invisible)."""
+def _text_ops(
+    lines: Sequence[Line], size: tuple[int, int], font_size: float, rotate: int, mode: int, scale: float = 1.0
+) -> list[str]:
+    """Content-stream operators drawing ``lines`` in Helvetica (text render ``mode`` 3: invisible), each set
+    in a font ``1 / scale`` times its size and shrunk back by the text matrix."""
     y = (size[0] if rotate in (90, 270) else size[1]) - 72  # the first line's baseline on the page as it shows
     ops = []
     for line in lines:
@@ -61,28 +65,57 @@ def _text_ops(lines: Sequence[Line], size: tuple[int, int], font_size: float, ro
             (*line, font_size)[:4] if isinstance(line, tuple) else (72, y - font_size * 1.4, line, font_size)
         )
         (a, b, c, d), px, py = _TURNS[rotate](x, y, size[0], size[1])
-        ops.append(f"BT {mode} Tr /F1 {points} Tf {a} {b} {c} {d} {px:.2f} {py:.2f} Tm ({_escape(text)}) Tj ET")
+        matrix = " ".join(f"{v * scale:g}" for v in (a, b, c, d))
+        ops.append(f"BT {mode} Tr /F1 {points / scale:g} Tf {matrix} {px:.2f} {py:.2f} Tm ({_escape(text)}) Tj ET")
     return ops
 
 
+def _to_unicode(mapped: dict[str, str]) -> bytes:
+    """A ToUnicode CMap: printable ASCII as itself, each character of ``mapped`` (a cp1252 character) as its text."""
+    chars = "".join(
+        f"<{ord(k.encode('cp1252')):02X}> <{v.encode('utf-16-be').hex().upper()}>\n" for k, v in mapped.items()
+    )
+    cmap = (
+        "/CIDInit /ProcSet findresource begin 12 dict begin begincmap\n"
+        "/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n"
+        "/CMapName /Adobe-Identity-UCS def /CMapType 2 def\n"
+        "1 begincodespacerange <00> <FF> endcodespacerange\n1 beginbfrange <20> <7E> <0020> endbfrange\n"
+        f"{len(mapped)} beginbfchar\n{chars}endbfchar\n"
+        "endcmap CMapName currentdict /CMap defineresource pop end end"
+    )
+    return _stream(cmap.encode())
+
+
 def text_pdf(
-    pages: Sequence[Sequence[Line]], size: tuple[int, int] = LETTER, font_size: float = 11, rotate: int = 0
+    pages: Sequence[Sequence[Line]],
+    size: tuple[int, int] = LETTER,
+    font_size: float = 11,
+    rotate: int = 0,
+    scale: float = 1.0,
+    to_unicode: dict[str, str] | None = None,
 ) -> bytes:
-    """A born-digital PDF: each page's lines as Helvetica text; ``size`` is the unrotated media box."""
+    """A born-digital PDF: each page's lines as Helvetica text; ``size`` is the unrotated media box.
+
+    ``scale`` < 1 sets the text in a larger font shrunk by the text matrix (as OCR tools write text layers);
+    ``to_unicode`` gives the font a ToUnicode map under which those cp1252 characters read as other text
+    (such as characters outside the BMP)."""
     count = len(pages)
     kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(count))
+    font = _FONT if to_unicode is None else _FONT[:-2] + f" /ToUnicode {4 + 2 * count} 0 R >>".encode()
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         f"<< /Type /Pages /Kids [{kids}] /Count {count} >>".encode(),
-        _FONT,
+        font,
     ]
     for i, lines in enumerate(pages):
-        content = "\n".join(_text_ops(lines, size, font_size, rotate, 0)).encode("cp1252")
+        content = "\n".join(_text_ops(lines, size, font_size, rotate, 0, scale)).encode("cp1252")
         objects.append(
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {size[0]} {size[1]}] /Rotate {rotate} "
             f"/Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * i} 0 R >>".encode()
         )
         objects.append(_stream(content))
+    if to_unicode is not None:
+        objects.append(_to_unicode(to_unicode))
     return _assemble(objects)
 
 

@@ -21,7 +21,7 @@ from winnow.ocr.document import engine_chain, process_pdf
 from winnow.ocr.evaluation import BenchCheck, cer, flexible_cer
 from winnow.ocr.rules import erase_rules
 from winnow.ocr.tesseract import EngineUnavailable, render_dpi, tessdata_dir
-from winnow.ocr.text_layer import page_text, runs_of
+from winnow.ocr.text_layer import page_text
 from winnow.ocr.triage import PageFacts, route
 from winnow.ocr.vlm import VlmEngine, VlmFailed, page_png, parse_answer
 from winnow.pipeline.manifest import OcrConfig, TesseractConfig, TriageConfig, VlmConfig
@@ -113,7 +113,7 @@ def test_two_columns_are_read_one_after_the_other() -> None:
     right = [(320, 650 - 14 * i, f"right column line {i} of the article body") for i in range(12)]
     title = [(72, 700, "A Title That Spans Both Columns Of The Page, Wider Than Either Column Alone")]
     pdf = pdfium.PdfDocument(text_pdf([title + left + right]))
-    lines = page_text(pdf[0], runs_of(pdf[0].get_textpage())).splitlines()
+    lines = page_text(pdf[0], pdf[0].get_textpage()).splitlines()
     assert lines[0].startswith("A Title")
     assert lines[1:13] == [f"left column line {i} of the article body" for i in range(12)]
     assert lines[13:] == [f"right column line {i} of the article body" for i in range(12)]

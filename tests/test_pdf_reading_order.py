@@ -1,0 +1,94 @@
+"""Reading order and hyphenation of the text layer, each failure class on a PDF made by pipeline/pdf_writer.py
+(or, where noted, a shared one): turned pages, columns pdfium reads as one line, boxes that a character
+outside the BMP shifted, a tall run pulling the line above into its own, split hyphenated words."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from winnow.ocr.document import process_pdf
+from winnow.ocr.evaluation import midline_splits
+from winnow.pipeline.pdf_writer import text_pdf
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "pdf"
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data/pdf is absent")
+needs_pdftotext = pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext (poppler-utils)")
+
+LEFT = [f"left column line {i} of the article body" for i in range(8)]
+RIGHT = [f"right column line {i} of the same article" for i in range(8)]
+
+
+def _text(pdf: bytes) -> str:
+    return process_pdf(pdf, {"engine": "text-layer", "remove_headers": False})["text"]
+
+
+def _columns(x_right: float, top: float = 520, size: float = 11) -> list[tuple[float, float, str, float]]:
+    """Two columns drawn line by line across the page (left line, right line, next row), as some writers do."""
+    rows = zip(LEFT, RIGHT, strict=True)
+    drawn: list[tuple[float, float, str, float]] = []
+    for i, (left, right) in enumerate(rows):
+        drawn += [(72, top - 14 * i, left, size), (x_right, top - 14 * i, right, size)]
+    return drawn
+
+
+@pytest.mark.parametrize("rotate", [90, 180, 270])
+def test_a_turned_page_reads_like_an_upright_one(rotate: int) -> None:
+    """/Rotate with the text drawn upright on the turned page: read top to bottom, column by column
+    (in the page's own coordinates a 180 page read bottom-up and right to left)."""
+    assert _text(text_pdf([_columns(330)], rotate=rotate)).splitlines() == LEFT + RIGHT
+
+
+def test_two_columns_that_pdfium_reads_as_one_line_are_read_one_after_the_other() -> None:
+    """A gutter of 1.3 line heights: pdfium joins each left line to the right one beside it."""
+    assert _text(text_pdf([_columns(258)])).splitlines() == LEFT + RIGHT  # left lines end at 244 pt, 10 pt tall
+
+
+def test_characters_outside_the_bmp_do_not_shift_the_boxes() -> None:
+    """pdfium counts a character outside the BMP twice; read as one, every box after it on the page belonged to
+    the wrong character, lines took pieces of their neighbours and columns ran together."""
+    beta = {"ß": "\U0001d6fd"}  # the font's ß reads as MATHEMATICAL ITALIC SMALL BETA
+    left = [(72, 700 - 14 * i, f"the weight ß{i} and ß{i + 1} of line {i} in the left column") for i in range(12)]
+    right = [(330, 700 - 14 * i, f"line {i} of the right column, another ß text") for i in range(12)]
+    lines = _text(text_pdf([left + right], to_unicode=beta)).splitlines()
+    assert lines == [t.replace("ß", "\U0001d6fd") for _, _, t in left + right]
+
+
+def test_a_tall_run_does_not_take_the_line_above_into_its_own() -> None:
+    """A large glyph makes a line's box reach into the line above; the two still read as two lines, so the
+    hyphenated word across them is joined instead of left split mid-line."""
+    page = [
+        (72, 700, "the noise added to the answer may be data-"),
+        (72, 686, "dependent, which keeps the results useful"),
+        (300, 682, "(", 30),
+        (72, 672, "for the analyst who asked the question."),
+    ]
+    text = _text(text_pdf([page]))
+    assert "data-dependent" in text or "datadependent" in text.replace("\n", "")
+    assert midline_splits(text) == 0
+
+
+@needs_shared
+@needs_pdftotext
+def test_lines_pdfium_runs_together_at_small_print_are_taken_apart() -> None:
+    """olmOCR-Bench's small_page_size.pdf: a 180 x 300 pt book page whose OCR text layer pdfium reads as a
+    few long lines, each over several printed ones; no more split words than pdftotext leaves."""
+    path = SHARED / "olmocr_bench_sample" / "pdfs" / "small_page_size.pdf"
+    peer = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    text = _text(path.read_bytes())
+    assert midline_splits(text) <= midline_splits(peer)
+    assert "Since the use of bones has, however, become general" in " ".join(text.split())
+
+
+@needs_shared
+def test_pieces_of_a_pdfium_line_out_of_reading_order_are_put_back() -> None:
+    """olmOCR-Bench's ff518b...pg2.pdf: a two-column scan whose OCR text layer pdfium reads as lines running
+    across both columns, their words not always left to right ("culcomplete tural series retaining")."""
+    path = SHARED / "olmocr_bench_sample" / "pdfs" / "headers_footers" / "ff518b1240a66978f22035528ccb029450b5_pg2.pdf"
+    text = _text(path.read_bytes())
+    assert "facsimile translation xxix of the\ncomplete series retaining original" in text
+    assert text.index("their religious adversaries jones") < text.index("garnishes his numerous doctrinal")
+    assert midline_splits(text) == 0
