@@ -10,7 +10,8 @@ Three phases (see :mod:`winnow.pipeline.stages`):
    of the rows at the cut value) and writes ``cut/``: per score column the sorted distinct values with
    the number of rows below each (``cut/<column>.parquet``, 12 bytes per distinct value, at most one per
    document) and ``cut/cut.json`` (rows, and a top fraction's cut value and last id). A top fraction is
-   found from a histogram of the ranked column, then an exact second pass over the rows at its cut value.
+   found from a histogram of the ranked column, then an exact second pass over the ids of the rows at its
+   cut value (at most ``HELD_IDS`` held: a larger tie takes further passes, narrowing by id prefix).
 3. ``select`` (all tasks): :class:`QualitySelect` reads its share of ``scored/`` (file ``i`` on task
    ``i % tasks``) in batches and writes ``data/`` and ``rejects/``. A document's percent rank over the
    whole run is exact from the tables (rows with a lower score / (rows - 1), DuckDB's ``percent_rank``);
@@ -27,6 +28,7 @@ the last kept value), ``below_threshold`` (detail: the failing column, value and
 
 from __future__ import annotations
 
+import collections
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -50,6 +52,7 @@ from winnow.pipeline.stage_duckdb import stage_duckdb
 
 BATCH_DOCS = 512
 READ_BATCH_ROWS = 20_000  # rows of scored/ held at once by the cut and select phases
+HELD_IDS = 1_000_000  # ids of the rows tied at a top fraction's cut value held at once by the cut phase
 
 
 class QualityScorer(PipelineStep):
@@ -181,6 +184,40 @@ def column_values(batch: pa.RecordBatch, config: QualityConfig, cut: Cut) -> dic
     return values
 
 
+def nth_tied_id(
+    files: Sequence[Path], config: QualityConfig, cut: Cut, by: str, value: np.generic, need: int, held: int = HELD_IDS
+) -> str:
+    """The ``need``-th smallest id (from 1) of the rows of ``files`` whose ``by`` equals ``value``, holding at most
+    ``held`` ids at once: while more rows than that share the id prefix found so far, a pass counts them by the
+    character after the prefix, which grows by the character where the ``need``-th falls (code point order: the
+    byte order in which Arrow compares the ids)."""
+    prefix = ""
+    while True:
+        ids: list[str] | None = []
+        following: collections.Counter[str] = collections.Counter()
+        for batch in _batches(files, ["id", *_score_columns(config)]):
+            tied = batch.column("id").filter(pa.array(column_values(batch, config, cut)[by] == value))
+            if prefix:
+                tied = tied.filter(pc.starts_with(tied, pattern=prefix))
+            chars = pc.value_counts(pc.utf8_slice_codeunits(tied, start=len(prefix), stop=len(prefix) + 1))
+            following.update(
+                dict(zip(chars.field("values").to_pylist(), chars.field("counts").to_pylist(), strict=True))
+            )
+            if ids is not None and len(ids) + len(tied) <= held:
+                ids.extend(tied.to_pylist())
+            else:
+                ids = None
+        if ids is not None:
+            return sorted(ids)[need - 1]
+        for char in sorted(following):  # "" (an id equal to the prefix) first
+            if need <= following[char]:
+                break
+            need -= following[char]
+        if char == "":
+            return prefix
+        prefix += char
+
+
 class QualityCut(PipelineStep):
     """Phase 2 (one task): the global statistics of the selection, from the score columns only (``cut/``)."""
 
@@ -227,11 +264,7 @@ class QualityCut(PipelineStep):
         i = int(np.searchsorted(cumulative, wanted))  # the first value at which `wanted` rows are reached
         value = descending[i]
         need = wanted - int(cumulative[i] - n_desc[i])
-        ids: list[str] = []
-        for batch in _batches(files, ["id", *_score_columns(self.config)]):
-            at = column_values(batch, self.config, cut)[by] == value
-            ids.extend(batch.column("id").filter(pa.array(at)).to_pylist())
-        record.update(value=value.item(), last_id=sorted(ids)[need - 1], wanted=wanted)
+        record.update(value=value.item(), last_id=nth_tied_id(files, self.config, cut, by, value, need), wanted=wanted)
         return record
 
     def _value_counts(self, files: list[Path], columns: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -12,12 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import WinnowCli
+from winnow.filters.quality import Cut, nth_tied_id
 from winnow.pipeline.funnel import connect
-from winnow.pipeline.manifest import Manifest
+from winnow.pipeline.manifest import Manifest, QualityConfig
 from winnow.pipeline.runner import Runner
 
 GOOD = [f"good{i}" for i in range(300)]
@@ -299,3 +302,29 @@ def test_ensemble_top_fraction_ranks_by_the_mean_rank(tmp_path: Path, model: Pat
         dropped = con.execute("SELECT count(*), max(quality_rank) FROM quality_rejects").fetchone()
     assert kept[0] == round(0.25 * 900) and dropped[0] == 900 - kept[0]
     assert kept[1] >= dropped[1]
+
+
+def test_tied_id_is_found_holding_few_ids(tmp_path: Path) -> None:
+    """The n-th id among the rows tied at a cut value is the same when fewer ids than the tie may be held at once
+    (passes narrowing by id prefix) as when all are sorted: shared prefixes, an id that is another's prefix, an id
+    repeated more often than the hold, non-ASCII ids, and rows off the value in between."""
+    rng = random.Random(11)
+    tied = ["aa1", "aa2", "aa", "a", "ab", "aé", "b", "aa1", "", "é", "ß", *["zz"] * 7]
+    tied += ["".join(rng.choice("ab") for _ in range(rng.randint(1, 6))) for _ in range(60)]
+    other = [f"x{i}" for i in range(40)] + ["aa0", "a"]
+    rows = [(i, 0.5) for i in tied] + [(i, rng.choice([0.25, 0.75])) for i in other]
+    rng.shuffle(rows)
+    files = []
+    for n in range(3):
+        part = rows[n::3]
+        files.append(tmp_path / f"part{n}.parquet")
+        columns = {"id": [i for i, _ in part], "score_q": pa.array([s for _, s in part], pa.float32())}
+        pq.write_table(pa.table(columns), files[-1])
+    config = QualityConfig.model_validate(
+        {"classifiers": [{"name": "q", "model": "q.bin"}], "keep": {"top_fraction": 0.5}}
+    )
+    cut = Cut(len(rows), {})
+    expected = sorted(tied)
+    for held in (len(tied), 3, 1):
+        found = [nth_tied_id(files, config, cut, "score_q", np.float32(0.5), n, held) for n in range(1, len(tied) + 1)]
+        assert found == expected
