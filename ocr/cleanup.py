@@ -51,13 +51,16 @@ def _shape(line: str) -> str:
 
 
 def _margins(lines: list[str], places: Places, band: float) -> dict[int, tuple[str, int]]:
-    """The page's margin lines: index -> (edge, rank from that edge); a line in both margins counts at the top."""
+    """The page's margin lines: index -> (edge, rank from that edge), a line in both margins counting at the top;
+    and the first body line after each margin, at rank MARGIN_LINES, by which a repeated stretch that runs on
+    into the body is told (it is never dropped itself)."""
     filled = [i for i, line in enumerate(lines) if line.strip()]
     found: dict[int, tuple[str, int]] = {}
-    for rank, i in enumerate(reversed(filled[-MARGIN_LINES:])):
+    for rank, i in enumerate(reversed(filled[-MARGIN_LINES - 1 :])):
         found[i] = ("bottom", rank)
-    for rank, i in enumerate(filled[:MARGIN_LINES]):
-        found[i] = ("top", rank)
+    for rank, i in enumerate(filled[: MARGIN_LINES + 1]):
+        if rank < MARGIN_LINES or i not in found:
+            found[i] = ("top", rank)
     if places is not None and band > 0:
         for i in filled:
             if i not in found and (places[i] <= band or places[i] >= 1 - band):
@@ -108,28 +111,24 @@ def remove_margins(pages: list[str], places: Sequence[Places] | None = None, ban
             raise ValueError(f"{len(where)} places for {len(lines)} lines")
     margins = [_margins(lines, where, band) for lines, where in zip(split, placed, strict=True)]
     recurrence = _Recurrence()
-    everywhere: dict[str, set[int]] = defaultdict(set)  # shape -> pages holding it anywhere
     for n, (lines, where, found) in enumerate(zip(split, placed, margins, strict=True)):
-        for line in lines:
-            if line.strip():
-                everywhere[_shape(line)].add(n)
         for i, (edge, rank) in found.items():
             recurrence.add(n, _shape(lines[i]), edge, rank, None if where is None else where[i])
     needed = max(2, math.ceil(len(pages) / 2))
     out = []
     for lines, where, found in zip(split, placed, margins, strict=True):
-        heads = {
+        repeated = {
             i
             for i, (edge, rank) in found.items()
             if len(lines[i].strip()) <= HEAD_CHARS
             and recurrence.pages(_shape(lines[i]), edge, rank, None if where is None else where[i]) >= needed
         }
-        heads -= _runs_into_body(lines, found, heads, {s for s, p in everywhere.items() if len(p) >= needed})
+        heads = {i for i in repeated if found[i][1] < MARGIN_LINES} - _runs_into_body(found, repeated)
         filled = [i for i, line in enumerate(lines) if line.strip()]
         chars = sum(len(lines[i].strip()) for i in filled)
         if sum(len(lines[i].strip()) for i in heads) > HEAD_SHARE * chars:
             heads = set()
-        drop = heads | {i for i in found if PAGE_NUMBER.match(lines[i])}
+        drop = heads | {i for i, (_, rank) in found.items() if rank < MARGIN_LINES and PAGE_NUMBER.match(lines[i])}
         drop.update(i for i in filled if len(lines[i]) <= STAMP_CHARS and STAMP.match(lines[i]))
         if len(drop) >= len(filled):  # never the only text of a page
             drop = set()
@@ -137,19 +136,18 @@ def remove_margins(pages: list[str], places: Sequence[Places] | None = None, ban
     return out
 
 
-def _runs_into_body(lines: list[str], found: dict[int, tuple[str, int]], heads: set[int], common: set[str]) -> set[int]:
-    """Repeated margin lines that continue into the body: the stretch of ``heads`` next to the first body
-    line (after the top margin, or before the bottom one) when that line also recurs (its shape in ``common``)."""
-    filled = [i for i, line in enumerate(lines) if line.strip()]
+def _runs_into_body(found: dict[int, tuple[str, int]], repeated: set[int]) -> set[int]:
+    """Repeated margin lines that continue into the body: when the first body line after a margin (rank
+    MARGIN_LINES) recurs too, the stretch of repeated lines next to it, up to the edge."""
     body = set()
-    for edge, order in (("top", filled), ("bottom", filled[::-1])):
-        window = [i for i in order if found.get(i, ("", -1))[0] == edge and found[i][1] >= 0]
-        if not window or len(order) <= len(window) or _shape(lines[order[len(window)]]) not in common:
+    for edge in ("top", "bottom"):
+        ranked = {rank: i for i, (e, rank) in found.items() if e == edge and rank >= 0}
+        if ranked.get(MARGIN_LINES) not in repeated:
             continue
-        for i in reversed(window):
-            if i not in heads:
+        for rank in range(MARGIN_LINES - 1, -1, -1):
+            if ranked.get(rank) not in repeated:
                 break
-            body.add(i)
+            body.add(ranked[rank])
     return body
 
 

@@ -29,16 +29,18 @@ from __future__ import annotations
 import ctypes
 import itertools
 import math
+import operator
 import re
-import statistics
 from collections import Counter
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 MIN_GUTTER_PT = 6.0  # narrowest gap between two columns (wider than a word space at body sizes)
-SPLIT_GAP_EM = 1.0  # a gap this many line heights wide inside a pdfium line may be a gutter: cut there
+GUTTER_BIN_PT = 3.0  # resolution of the search for column gutters across a page
+SPLIT_GAP_EM = 0.8  # a gap this many line heights (ascent to descent) wide inside a pdfium line may be a gutter
 LINE = re.compile(r"([^\r\n\ufffe]*\ufffe?)(?:\r\n|\r|\n)?")
 SOFT_HYPHENS = str.maketrans({"\x02": "-", "\ufffe": "-", "\u00ad": "-", "\x00": None})  # pdfium's hyphen marks
 SURROGATE = re.compile("[\ud800-\udfff]")
@@ -46,33 +48,26 @@ DOUBLED_QUOTES = (("‘‘", "“"), ("’’", "”"), ("``", "“"))  # TeX-st
 Box = tuple[float, float, float, float]  # left, bottom, right, top
 
 # pdfium's out-parameters, reused by every call (pdfium runs on one thread per process)
-_L, _B, _R, _T = (ctypes.c_double() for _ in range(4))
-_RECT_OUT = tuple(map(ctypes.byref, (_L, _T, _R, _B)))  # FPDFText_GetRect: left, top, right, bottom
+_RECT = (ctypes.c_double * 4)()
+_RECT_OUT = tuple(  # FPDFText_GetRect: left, top, right, bottom, into _RECT
+    ctypes.cast(ctypes.byref(_RECT, 8 * i), ctypes.POINTER(ctypes.c_double)) for i in range(4)
+)
 _LOOSE = pdfium_c.FS_RECTF()  # FPDFText_GetLooseCharBox: the character's advance by the font's ascent and descent
 
 
-@dataclass(frozen=True)
-class Run:
-    """A run of text and its box in the page's reading frame, in PDF points (origin bottom left)."""
+class Run(NamedTuple):
+    """A run of text and its box in the page's reading frame, in PDF points (origin bottom left), with the
+    box's middles and height (a tuple: made and compared by the thousand on every page)."""
 
     left: float
     bottom: float
     right: float
     top: float
     text: str
-    sideways: bool = False  # runs across the page's reading direction (a stamp in the margin, an axis label)
-
-    @property
-    def middle(self) -> float:
-        return (self.bottom + self.top) / 2
-
-    @property
-    def middle_x(self) -> float:
-        return (self.left + self.right) / 2
-
-    @property
-    def height(self) -> float:
-        return max(self.top - self.bottom, 1e-3)
+    sideways: bool  # runs across the page's reading direction (a stamp in the margin, an axis label)
+    middle: float
+    middle_x: float
+    height: float
 
 
 @dataclass(frozen=True)
@@ -133,10 +128,61 @@ def runs_of(textpage: pdfium.PdfTextPage) -> tuple[list[Run], int]:
             found.append((match.start(), line, _turn_of(raw, first)))
             weight[found[-1][2]] += len(stripped)
     turn = weight.most_common(1)[0][0] if weight else 0
-    runs = []
+    runs: list[Run] = []
+    whole: list[tuple[int, int, str]] = []  # (index in runs, start, line) of lines kept whole by their rects
     for start, line, own in found:
-        runs += _line_runs(raw, start, line, turn, own == turn, paired)
+        pieces = _line_runs(raw, start, line, turn, own == turn, paired)
+        if len(pieces) == 1 and not pieces[0].sideways:
+            whole.append((len(runs), start, line))
+        runs += pieces
+    gutters = _gutters([r for r in runs if not r.sideways])
+    if gutters:  # pdfium's box of a word run can hide a gap: lines across a gutter are looked at closely
+        cut: dict[int, list[Run]] = {}
+        for index, start, line in whole:
+            run = runs[index]
+            if any(
+                run.left < low and run.right > high and _open(raw, run, (low + high) / 2, turn) for low, high in gutters
+            ):
+                gap = SPLIT_GAP_EM * (_line_height(raw, start + len(line) - len(line.lstrip()), turn) or run.height)
+                cut[index] = _pieces(raw, start, line, turn, gap, paired)
+        runs = [piece for index, run in enumerate(runs) for piece in cut.get(index, [run])]
     return runs, turn
+
+
+def _open(raw: pdfium_c.FPDF_TEXTPAGE, run: Run, x: float, turn: int) -> bool:
+    """Whether no character of ``run``'s line lies at ``x`` (in the reading frame): one call, so that only the
+    lines with a gap there are looked at character by character."""
+    y = run.middle
+    px, py = ((x, y), (-y, x), (-x, -y), (y, -x))[turn]
+    return pdfium_c.FPDFText_GetCharIndexAtPos(raw, px, py, 1.0, run.height / 4) < 0
+
+
+def _gutters(runs: list[Run]) -> list[tuple[float, float]]:
+    """Likely column gutters: stretches of the page, at least MIN_GUTTER_PT wide, that fewer than half as
+    many runs cross as lie in the busiest stretch on either side of them (the few that cross are lines
+    pdfium ran over the gutter)."""
+    if len(runs) < 4:
+        return []
+    origin = min(r.left for r in runs)
+    bins = int((max(r.right for r in runs) - origin) / GUTTER_BIN_PT) + 2
+    change = [0] * (bins + 1)
+    for run in runs:
+        change[int((run.left - origin) / GUTTER_BIN_PT)] += 1
+        change[int((run.right - origin) / GUTTER_BIN_PT) + 1] -= 1
+    cover = list(itertools.accumulate(change[:bins]))
+    before = list(itertools.accumulate(cover, max))
+    after = list(itertools.accumulate(reversed(cover), max))[::-1]
+    gutters = []
+    opened = None
+    for i, count in enumerate(cover):
+        low = count < 0.5 * min(before[i], after[i]) and min(before[i], after[i]) >= 3
+        if low and opened is None:
+            opened = i
+        elif not low and opened is not None:
+            if (i - opened) * GUTTER_BIN_PT >= MIN_GUTTER_PT:
+                gutters.append((origin + opened * GUTTER_BIN_PT, origin + i * GUTTER_BIN_PT))
+            opened = None
+    return gutters
 
 
 def _chars(raw: pdfium_c.FPDF_TEXTPAGE, count: int) -> str:
@@ -167,11 +213,14 @@ def _chars(raw: pdfium_c.FPDF_TEXTPAGE, count: int) -> str:
 
 
 def _rects(raw: pdfium_c.FPDF_TEXTPAGE, start: int, count: int, turn: int) -> list[Box]:
+    """The boxes pdfium gives for characters ``start`` to ``start + count`` (about one per word)."""
+    get = pdfium_c.FPDFText_GetRect
     boxes = []
     for i in range(pdfium_c.FPDFText_CountRects(raw, start, count)):
-        pdfium_c.FPDFText_GetRect(raw, i, *_RECT_OUT)
-        boxes.append(_turned((_L.value, _B.value, _R.value, _T.value), turn))
-    return boxes
+        get(raw, i, *_RECT_OUT)
+        left, top, right, bottom = _RECT
+        boxes.append((left, bottom, right, top))
+    return [_turned(box, turn) for box in boxes] if turn else boxes
 
 
 def _line_runs(raw: pdfium_c.FPDF_TEXTPAGE, start: int, line: str, turn: int, along: bool, paired: bool) -> list[Run]:
@@ -181,68 +230,102 @@ def _line_runs(raw: pdfium_c.FPDF_TEXTPAGE, start: int, line: str, turn: int, al
     boxes = _rects(raw, start, len(line), turn)
     if not boxes:
         return []
-    height = statistics.median(top - bottom for _, bottom, _, top in boxes) or 1.0
     if not along:
         return [_run(boxes, line, paired, sideways=True)]
-    if all(b[0] - a[2] <= SPLIT_GAP_EM * height for a, b in itertools.pairwise(sorted(boxes))) and all(
-        min(a[3], b[3]) > max(a[1], b[1]) for a, b in itertools.pairwise(boxes)
-    ):
-        return [_run(boxes, line, paired)]
+    left, low, right, high = boxes[0]
+    if len(boxes) > 1:
+        height = _line_height(raw, start + len(line) - len(line.lstrip()), turn) or max(b[3] - b[1] for b in boxes)
+        gap = SPLIT_GAP_EM * height
+        whole = True
+        for box in boxes[1:]:
+            if (  # the tests of _pieces on pdfium's tight boxes (an accent, a subscript or an underscore
+                # lies beside the line's band: only a box of the line's height marks another line)
+                box[0] - right > gap
+                or box[2] < left - gap
+                or (min(high, box[3]) <= max(low, box[1]) and box[3] - box[1] >= 0.6 * height)
+            ):
+                whole = False
+                break
+            left, low, right, high = min(left, box[0]), min(low, box[1]), max(right, box[2]), max(high, box[3])
+        if not whole:
+            return _pieces(raw, start, line, turn, gap, paired)
+    return [_make_run(left, low, right, high, line, paired)]
+
+
+def _line_height(raw: pdfium_c.FPDF_TEXTPAGE, index: int, turn: int) -> float:
+    """The height of character ``index``'s loose box (its font's ascent to descent): the line's height, whatever
+    its glyphs (tight boxes of "we use" are an x-height tall, of "(" more than a line)."""
+    pdfium_c.FPDFText_GetLooseCharBox(raw, index, _LOOSE)
+    _, bottom, _, top = _turned((_LOOSE.left, _LOOSE.bottom, _LOOSE.right, _LOOSE.top), turn)
+    return max(top - bottom, 0.0)
+
+
+def _pieces(raw: pdfium_c.FPDF_TEXTPAGE, start: int, line: str, turn: int, gap: float, paired: bool) -> list[Run]:
+    """A pdfium line cut where, by the loose boxes of its characters, it jumps ``gap`` ahead or back or
+    moves to another line."""
     runs: list[Run] = []
-    piece: list[Box] = []
-    chars: list[str] = []
+    begin = -1  # offset of the piece's first character; -1: no piece yet
     left = right = low = high = 0.0  # extent of the piece so far
-    gap = SPLIT_GAP_EM * height
+    get, box = pdfium_c.FPDFText_GetLooseCharBox, _LOOSE
     for offset, char in enumerate(line):
-        box = None
-        if not char.isspace():
-            pdfium_c.FPDFText_GetLooseCharBox(raw, start + offset, _LOOSE)
-            box = _turned((_LOOSE.left, _LOOSE.bottom, _LOOSE.right, _LOOSE.top), turn)
-            if box[2] <= box[0]:
-                box = None
-        # a gap ahead, a jump back past the piece's start, or another line: a new piece
-        if (
-            box is not None
-            and piece
-            and (box[0] - right > gap or box[2] < left - gap or min(high, box[3]) <= max(low, box[1]))
-        ):
-            runs.append(_run(piece, "".join(chars), paired))
-            piece, chars = [], []
-        if box is not None:
-            if piece:
-                left, right, low, high = min(left, box[0]), max(right, box[2]), min(low, box[1]), max(high, box[3])
-            else:
-                left, low, right, high = box
-            piece.append(box)
-        chars.append(char)
-    if piece:
-        runs.append(_run(piece, "".join(chars), paired))
+        if char.isspace():
+            continue
+        get(raw, start + offset, box)
+        if turn:
+            x0, y0, x1, y1 = _turned((box.left, box.bottom, box.right, box.top), turn)
+        else:
+            x0, y0, x1, y1 = box.left, box.bottom, box.right, box.top
+        if x1 <= x0:
+            continue
+        if begin < 0:  # the first piece starts with the line (and keeps any characters pdfium gave no box)
+            begin, left, low, right, high = 0, x0, y0, x1, y1
+        elif x0 - right > gap or x1 < left - gap or min(high, y1) <= max(low, y0):
+            runs.append(_make_run(left, low, right, high, line[begin:offset], paired))
+            begin, left, low, right, high = offset, x0, y0, x1, y1
+        else:
+            left, low, right, high = min(left, x0), min(low, y0), max(right, x1), max(high, y1)
+    if begin >= 0:
+        runs.append(_make_run(left, low, right, high, line[begin:], paired))
     return runs
 
 
 def _run(boxes: list[Box], text: str, paired: bool = False, sideways: bool = False) -> Run:
-    """A run over ``boxes`` with ``text`` tidied (``paired``: it may hold UTF-16 surrogate pairs to join)."""
-    if paired:
-        text = text.encode("utf-16-le", errors="surrogatepass").decode("utf-16-le", errors="replace")
+    """A run over ``boxes``."""
     left = min(b[0] for b in boxes)
     bottom = min(b[1] for b in boxes)
     right = max(b[2] for b in boxes)
     top = max(b[3] for b in boxes)
+    return _make_run(left, bottom, right, top, text, paired, sideways)
+
+
+def _make_run(
+    left: float, bottom: float, right: float, top: float, text: str, paired: bool, sideways: bool = False
+) -> Run:
+    """A run with ``text`` tidied (``paired``: it may hold UTF-16 surrogate pairs to join)."""
+    if paired:
+        text = text.encode("utf-16-le", errors="surrogatepass").decode("utf-16-le", errors="replace")
     text = " ".join(text.translate(SOFT_HYPHENS).split())
-    for doubled, single in DOUBLED_QUOTES:
-        text = text.replace(doubled, single)
-    return Run(left, bottom, right, top, text, sideways)
+    if "‘‘" in text or "’’" in text or "``" in text:
+        for doubled, single in DOUBLED_QUOTES:
+            text = text.replace(doubled, single)
+    return Run(
+        left, bottom, right, top, text, sideways, (bottom + top) / 2, (left + right) / 2, max(top - bottom, 1e-3)
+    )
 
 
-def _gaps(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The empty intervals between the union of ``spans`` (each ``(low, high)``), widest first."""
-    gaps = []
-    reach = None
-    for low, high in sorted(spans):
-        if reach is not None and low > reach:
-            gaps.append((reach, low))
-        reach = high if reach is None else max(reach, high)
-    return sorted(gaps, key=lambda g: g[0] - g[1])
+def _widest_gap(ordered: list[Run], low: int, high: int) -> tuple[float, float]:
+    """The widest interval no run covers between fields ``low`` and ``high`` of the runs (``ordered`` by
+    ``low``; the lowest of equal ones); ``(0, 0)`` when they leave none."""
+    best = (0.0, 0.0)
+    widest = 0.0
+    reach = ordered[0][high]
+    for run in ordered:
+        start = run[low]
+        if start - reach > widest:
+            best, widest = (reach, start), start - reach
+        if run[high] > reach:
+            reach = run[high]
+    return best
 
 
 def xy_cut(runs: list[Run]) -> list[list[Run]]:
@@ -253,19 +336,34 @@ def xy_cut(runs: list[Run]) -> list[list[Run]]:
     first). Column gutters are wider than the space between lines, so columns are split before their
     lines; a title, or the gap between rows of a grid, that is wider than the gutter is cut first. A
     region with neither, or that is a single line, is one block."""
-    if len(runs) < 2:
-        return [runs] if runs else []
-    rows = _gaps([(r.bottom, r.top) for r in runs])
-    if not rows and min(r.top for r in runs) - max(r.bottom for r in runs) >= 0.5 * min(r.height for r in runs):
-        return [runs]  # one line ("157." beside its text): its pieces are read as a line, not as columns
-    columns = [g for g in _gaps([(r.left, r.right) for r in runs]) if g[1] - g[0] >= MIN_GUTTER_PT]
-    if columns and (not rows or columns[0][1] - columns[0][0] >= rows[0][1] - rows[0][0]):
-        x = (columns[0][0] + columns[0][1]) / 2
-        return xy_cut([r for r in runs if r.middle_x < x]) + xy_cut([r for r in runs if r.middle_x >= x])
-    if rows:
-        y = (rows[0][0] + rows[0][1]) / 2
-        return xy_cut([r for r in runs if r.middle > y]) + xy_cut([r for r in runs if r.middle <= y])
-    return [runs]
+    blocks: list[list[Run]] = []
+    if runs:
+        _cut(sorted(runs, key=operator.itemgetter(1)), sorted(runs, key=operator.itemgetter(0)), blocks)
+    return blocks
+
+
+def _cut(by_bottom: list[Run], by_left: list[Run], blocks: list[list[Run]]) -> None:
+    """:func:`xy_cut` of one region, its runs given sorted both ways (a cut keeps both orders)."""
+    if len(by_bottom) < 2:
+        blocks.append(by_bottom)
+        return
+    row = _widest_gap(by_bottom, 1, 3)  # bottom, top
+    if row[1] <= row[0] and min(r.top for r in by_bottom) - by_bottom[-1].bottom >= 0.5 * min(
+        r.height for r in by_bottom
+    ):
+        blocks.append(by_bottom)  # one line ("157." beside its text): its pieces are read as a line, not columns
+        return
+    column = _widest_gap(by_left, 0, 2)  # left, right
+    if column[1] - column[0] >= MIN_GUTTER_PT and column[1] - column[0] >= row[1] - row[0]:
+        x = (column[0] + column[1]) / 2
+        _cut([r for r in by_bottom if r.middle_x < x], [r for r in by_left if r.middle_x < x], blocks)
+        _cut([r for r in by_bottom if r.middle_x >= x], [r for r in by_left if r.middle_x >= x], blocks)
+    elif row[1] > row[0]:
+        y = (row[0] + row[1]) / 2
+        _cut([r for r in by_bottom if r.middle > y], [r for r in by_left if r.middle > y], blocks)
+        _cut([r for r in by_bottom if r.middle <= y], [r for r in by_left if r.middle <= y], blocks)
+    else:
+        blocks.append(by_bottom)
 
 
 def lines_of(runs: list[Run]) -> list[tuple[str, float]]:
@@ -274,6 +372,8 @@ def lines_of(runs: list[Run]) -> list[tuple[str, float]]:
     A run joins the last line, or the one before it, when it overlaps that line's first run vertically by
     half the smaller height and overlaps none of its runs horizontally (two runs one above the other are
     two lines, however tall one of them is)."""
+    if len(runs) == 1:
+        return [(runs[0].text, runs[0].middle)]
     lines: list[list[Run]] = []
     for run in sorted(runs, key=lambda r: -r.middle):
         for line in lines[-1:-3:-1]:
@@ -282,19 +382,28 @@ def lines_of(runs: list[Run]) -> list[tuple[str, float]]:
                 break
         else:
             lines.append([run])
-    return [(" ".join(r.text for r in sorted(line, key=lambda r: r.left)), line[0].middle) for line in lines]
+    return [
+        (
+            line[0].text if len(line) == 1 else " ".join(r.text for r in sorted(line, key=operator.itemgetter(0))),
+            line[0].middle,
+        )
+        for line in lines
+    ]
 
 
 def _same_line(line: list[Run], run: Run) -> bool:
     """Whether ``run`` belongs on ``line`` (a comma or superscript joins its line)."""
     first = line[0]
-    overlap = min(first.top, run.top) - max(first.bottom, run.bottom)
-    if overlap < 0.5 * min(first.height, run.height):
-        return False
-    return all(
-        min(r.right, run.right) - max(r.left, run.left) <= 0.5 * min(r.right - r.left, run.right - run.left)
-        for r in line
+    overlap = (first.top if first.top < run.top else run.top) - (
+        first.bottom if first.bottom > run.bottom else run.bottom
     )
+    if overlap < 0.5 * (first.height if first.height < run.height else run.height):
+        return False
+    for r in line:
+        across = min(r.right, run.right) - max(r.left, run.left)
+        if across > 0 and across > 0.5 * min(r.right - r.left, run.right - run.left):
+            return False
+    return True
 
 
 def ordered_lines(runs: list[Run]) -> list[tuple[str, float]]:
