@@ -31,6 +31,7 @@ import itertools
 import math
 import operator
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -44,6 +45,11 @@ SPLIT_GAP_EM = 0.8  # a gap this many line heights (ascent to descent) wide insi
 LINE = re.compile(r"([^\r\n\ufffe]*\ufffe?)(?:\r\n|\r|\n)?")
 SOFT_HYPHENS = str.maketrans({"\x02": "-", "\ufffe": "-", "\u00ad": "-", "\x00": None})  # pdfium's hyphen marks
 SURROGATE = re.compile("[\ud800-\udfff]")
+SPACING_ACCENTS = {  # a spacing accent and the combining mark it puts on a letter
+    "¨": "\u0308", "´": "\u0301", "ˆ": "\u0302", "˜": "\u0303", "¯": "\u0304", "˘": "\u0306", "˙": "\u0307",
+    "˚": "\u030a", "˝": "\u030b", "ˇ": "\u030c", "¸": "\u0327", "˛": "\u0328",
+}  # fmt: skip
+SPACING_ACCENT = re.compile(f"[{''.join(SPACING_ACCENTS)}]")
 DOUBLED_QUOTES = (("‘‘", "“"), ("’’", "”"), ("``", "“"))  # TeX-style quotes set as two single ones
 Box = tuple[float, float, float, float]  # left, bottom, right, top
 
@@ -51,6 +57,10 @@ Box = tuple[float, float, float, float]  # left, bottom, right, top
 _RECT = (ctypes.c_double * 4)()
 _RECT_OUT = tuple(  # FPDFText_GetRect: left, top, right, bottom, into _RECT
     ctypes.cast(ctypes.byref(_RECT, 8 * i), ctypes.POINTER(ctypes.c_double)) for i in range(4)
+)
+_CHAR = (ctypes.c_double * 4)()
+_CHAR_OUT = tuple(  # FPDFText_GetCharBox: left, right, bottom, top, into _CHAR
+    ctypes.cast(ctypes.byref(_CHAR, 8 * i), ctypes.POINTER(ctypes.c_double)) for i in range(4)
 )
 _LOOSE = pdfium_c.FS_RECTF()  # FPDFText_GetLooseCharBox: the character's advance by the font's ascent and descent
 
@@ -130,7 +140,10 @@ def runs_of(textpage: pdfium.PdfTextPage) -> tuple[list[Run], int]:
     turn = weight.most_common(1)[0][0] if weight else 0
     runs: list[Run] = []
     whole: list[tuple[int, int, str]] = []  # (index in runs, start, line) of lines kept whole by their rects
+    accented = SPACING_ACCENT.search(text) is not None
     for start, line, own in found:
+        if accented and SPACING_ACCENT.search(line):
+            line = _place_accents(raw, start, line, turn)
         pieces = _line_runs(raw, start, line, turn, own == turn, paired)
         if len(pieces) == 1 and not pieces[0].sideways:
             whole.append((len(runs), start, line))
@@ -183,6 +196,35 @@ def _gutters(runs: list[Run]) -> list[tuple[float, float]]:
                 gutters.append((origin + opened * GUTTER_BIN_PT, origin + i * GUTTER_BIN_PT))
             opened = None
     return gutters
+
+
+def _place_accents(raw: pdfium_c.FPDF_TEXTPAGE, start: int, line: str, turn: int) -> str:
+    """``line`` with each spacing accent that sits over (or, a cedilla, under) one of its letters put on it:
+    TeX draws "Färber" as "Farber" and a separate "¨", which pdfium may read anywhere in the line. The
+    letter becomes its composed form and the accent a NUL (dropped later), so the line keeps its length."""
+    chars = list(line)
+
+    def box(index: int) -> Box:
+        pdfium_c.FPDFText_GetCharBox(raw, start + index, *_CHAR_OUT)
+        return _turned((_CHAR[0], _CHAR[2], _CHAR[1], _CHAR[3]), turn)
+
+    letters: list[tuple[int, Box]] | None = None
+    for match in SPACING_ACCENT.finditer(line):
+        left, bottom, right, top = box(match.start())
+        if right <= left:
+            continue
+        if letters is None:
+            letters = [(i, box(i)) for i, ch in enumerate(chars) if ch.isalpha()]
+        middle = (left + right) / 2
+        under = [(abs((b[1] + b[3]) / 2 - (bottom + top) / 2), i) for i, b in letters if b[0] <= middle <= b[2]]
+        if not under:
+            continue
+        _, i = min(under)
+        base = {"ı": "i", "ȷ": "j"}.get(chars[i], chars[i])
+        composed = unicodedata.normalize("NFC", base + SPACING_ACCENTS[match.group()])
+        if len(composed) == 1:
+            chars[i], chars[match.start()] = composed, "\x00"
+    return "".join(chars)
 
 
 def _chars(raw: pdfium_c.FPDF_TEXTPAGE, count: int) -> str:

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pypdfium2 as pdfium
 import pytest
 
 from winnow.ocr.document import process_pdf
@@ -92,3 +93,16 @@ def test_pieces_of_a_pdfium_line_out_of_reading_order_are_put_back() -> None:
     assert "facsimile translation xxix of the\ncomplete series retaining original" in text
     assert text.index("their religious adversaries jones") < text.index("garnishes his numerous doctrinal")
     assert midline_splits(text) == 0
+
+
+def test_an_accent_drawn_on_its_own_is_put_on_its_letter() -> None:
+    """TeX sets "Färber" as "Farber" and a spacing "¨" over the a; pdfium reads the accent at the line's end."""
+    probe = text_pdf([[(72, 700, "Saier and Farber (2019) read their work")]])
+    textpage = pdfium.PdfDocument(probe)[0].get_textpage()
+    a_left, _, a_right, _ = textpage.get_charbox(len("Saier and F"))
+    page = [(72, 700, "Saier and Farber (2019) read their work"), ((a_left + a_right) / 2 - 1.8, 701.5, "¨")]
+    page.append((72, 686, "and the next line follows it."))
+    assert _text(text_pdf([page])).splitlines() == [
+        "Saier and Färber (2019) read their work",
+        "and the next line follows it.",
+    ]
