@@ -324,7 +324,13 @@ def disk_growth(folder: Path, every_s: float = 1.0) -> Iterator[list[int]]:
 
 
 def folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    """Bytes of the files under ``folder``, a hard-linked file (a release's shards) once."""
+    seen: dict[tuple[int, int], int] = {}
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            st = path.stat()
+            seen[(st.st_dev, st.st_ino)] = st.st_size
+    return sum(seen.values())
 
 
 def stage_folders_gb(run_dir: Path) -> dict[str, float]:
