@@ -74,14 +74,15 @@ def flexible_cer(reference: str, output: str) -> float:
 
 
 LINE_END_HYPHEN = re.compile(r"(\w)-\n(?=\w)")
-SMALL_CAPS_SPLIT = re.compile(r"\b([A-Z]) (?=[A-Z]{2,}\b)")
+SMALL_CAPS_SPLIT = re.compile(r"\b[A-Z] [A-Z]{2,}\w*(?: [A-Z] [A-Z]{2,}\w*)*")  # "S CI B ERT", "B ERTBase"
 MIDLINE_SPLIT = re.compile(r"[a-zß-ÿ]- [a-zß-ÿ]")
 
 
 def words(text: str) -> list[str]:
     """The words of ``text`` for F1 comparisons (see the module docstring)."""
     text = unicodedata.normalize("NFKC", text)
-    text = SMALL_CAPS_SPLIT.sub(r"\1", LINE_END_HYPHEN.sub(r"\1", text)).lower()
+    text = LINE_END_HYPHEN.sub(r"\1", text)
+    text = SMALL_CAPS_SPLIT.sub(lambda match: match.group().replace(" ", ""), text).lower()
     return re.findall(r"\w+", text)
 
 

@@ -4,8 +4,10 @@ A page is rendered with pdfium at a resolution taken from the page itself: the r
 largest image as placed on the page (a 150 dpi scan is rendered at 150 dpi: upsampling adds no
 detail), clamped to ``[min_dpi, max_dpi]``, and lowered further when the render would exceed
 ``max_render_pixels`` (a huge page size must not allocate gigabytes). Pages without images render
-at ``max_dpi``. Optionally tesseract's orientation detection turns a page scanned sideways or upside
-down before recognition, and table rules are erased from the image (:mod:`winnow.ocr.rules`).
+at ``max_dpi``, and so does a page whose scan read as no text at its own resolution (small print
+scanned at a low resolution, a chart's labels). Optionally tesseract's orientation detection turns
+a page scanned sideways or upside down before recognition, and table rules are erased from the image
+(:mod:`winnow.ocr.rules`).
 
 tesseract's language data (``eng.traineddata``, and ``osd.traineddata`` for orientation) come from
 Debian's ``tesseract-ocr-eng``/``tesseract-ocr-osd``; :func:`tessdata_dir` finds them.
@@ -91,9 +93,19 @@ class TesseractEngine:
             self._osd.End()
 
     def recognise(self, page: pdfium.PdfPage, image_dpi: float | None) -> TesseractResult:
-        """The page's text as tesseract reads it."""
+        """The page's text as tesseract reads it: at the scan's own resolution, and once more at ``max_dpi``
+        when that reads no letter or digit (a 96-dpi chart's labels are too few pixels tall for tesseract
+        to find; at three times the size it reads them)."""
         width, height = page.get_size()
         dpi = render_dpi(image_dpi, width, height, self.config)
+        found = self._read(page, dpi)
+        larger = render_dpi(None, width, height, self.config)
+        if larger >= 1.5 * dpi and not any(ch.isalnum() for ch in found.text):
+            found = self._read(page, larger)
+        return found
+
+    def _read(self, page: pdfium.PdfPage, dpi: float) -> TesseractResult:
+        """The page rendered at ``dpi`` as tesseract reads it."""
         image = page.render(scale=dpi / 72, grayscale=True).to_pil()
         rotated = self._orientation(image, dpi)
         if rotated:
