@@ -33,6 +33,7 @@ import operator
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -214,7 +215,7 @@ def _place_accents(raw: pdfium_c.FPDF_TEXTPAGE, start: int, line: str, turn: int
         if right <= left:
             continue
         if letters is None:
-            letters = [(i, box(i)) for i, ch in enumerate(chars) if ch.isalpha()]
+            letters = [(i, box(i)) for i, ch in enumerate(chars) if ch.isalpha() and ch not in SPACING_ACCENTS]
         middle = (left + right) / 2
         under = [(abs((b[1] + b[3]) / 2 - (bottom + top) / 2), i) for i, b in letters if b[0] <= middle <= b[2]]
         if not under:
@@ -224,7 +225,27 @@ def _place_accents(raw: pdfium_c.FPDF_TEXTPAGE, start: int, line: str, turn: int
         composed = unicodedata.normalize("NFC", base + SPACING_ACCENTS[match.group()])
         if len(composed) == 1:
             chars[i], chars[match.start()] = composed, "\x00"
+            _close_up(raw, start, chars, match.start(), box)
     return "".join(chars)
+
+
+def _close_up(raw: pdfium_c.FPDF_TEXTPAGE, start: int, chars: list[str], at: int, box: Callable[[int], Box]) -> None:
+    """The spaces pdfium made around a moved accent at ``at`` (it jumped back to it and forward again) dropped
+    when the characters either side of them touch: "Min ´ ác" is "Mináč"."""
+    before, after = at - 1, at + 1
+    spaces = []
+    while before >= 0 and chars[before] == " " and pdfium_c.FPDFText_IsGenerated(raw, start + before) == 1:
+        spaces.append(before)
+        before -= 1
+    while after < len(chars) and chars[after] == " " and pdfium_c.FPDFText_IsGenerated(raw, start + after) == 1:
+        spaces.append(after)
+        after += 1
+    if not spaces or before < 0 or after >= len(chars) or not (chars[before].isalpha() and chars[after].isalpha()):
+        return
+    left, right = box(before), box(after)
+    if abs(right[0] - left[2]) <= 0.2 * max(left[3] - left[1], right[3] - right[1]):
+        for index in spaces:
+            chars[index] = "\x00"
 
 
 def _chars(raw: pdfium_c.FPDF_TEXTPAGE, count: int) -> str:
