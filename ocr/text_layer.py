@@ -300,16 +300,17 @@ def _line_runs(raw: pdfium_c.FPDF_TEXTPAGE, start: int, line: str, turn: int, al
         height = _line_height(raw, start + len(line) - len(line.lstrip()), turn) or max(b[3] - b[1] for b in boxes)
         gap = SPLIT_GAP_EM * height
         whole = True
-        for box in boxes[1:]:
-            if (  # the tests of _pieces on pdfium's tight boxes (an accent, a subscript or an underscore
-                # lies beside the line's band: only a box of the line's height marks another line)
-                box[0] - right > gap
-                or box[2] < left - gap
-                or (min(high, box[3]) <= max(low, box[1]) and box[3] - box[1] >= 0.6 * height)
+        for x0, y0, x1, y1 in boxes[1:]:  # the tests of _pieces on pdfium's tight boxes (an accent, a subscript
+            # or an underscore lies beside the line's band: only a box of the line's height marks another line)
+            if (
+                x0 - right > gap
+                or x1 < left - gap
+                or ((y1 if y1 < high else high) <= (y0 if y0 > low else low) and y1 - y0 >= 0.6 * height)
             ):
                 whole = False
                 break
-            left, low, right, high = min(left, box[0]), min(low, box[1]), max(right, box[2]), max(high, box[3])
+            left, low = (x0 if x0 < left else left), (y0 if y0 < low else low)  # no min/max calls: this runs
+            right, high = (x1 if x1 > right else right), (y1 if y1 > high else high)  # for every box of a page
         if not whole:
             return _pieces(raw, start, line, turn, gap, paired)
     return [_make_run(left, low, right, high, line, paired)]
@@ -346,7 +347,8 @@ def _pieces(raw: pdfium_c.FPDF_TEXTPAGE, start: int, line: str, turn: int, gap: 
             runs.append(_make_run(left, low, right, high, line[begin:offset], paired))
             begin, left, low, right, high = offset, x0, y0, x1, y1
         else:
-            left, low, right, high = min(left, x0), min(low, y0), max(right, x1), max(high, y1)
+            left, low = (x0 if x0 < left else left), (y0 if y0 < low else low)
+            right, high = (x1 if x1 > right else right), (y1 if y1 > high else high)
     if begin >= 0:
         runs.append(_make_run(left, low, right, high, line[begin:], paired))
     return runs
