@@ -1,4 +1,5 @@
-"""PDF to text (page triage, text layer, tesseract, VLM server, fallback chain).
+"""PDF to text (page triage, text layer, tesseract, VLM server, fallback chain, cleanup).
 
-Not built yet: see the OCR issue. The package exists so the layout of the design card holds.
+``document.py`` reads one PDF (the OCR stage's sandboxed worker), ``stage.py`` is the stage's datatrove step;
+docs/DESIGN.md's OCR section says what each module owns.
 """
