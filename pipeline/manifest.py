@@ -343,7 +343,11 @@ class OcrConfig(Strict):
     memory_limit_mb: int = Field(3072, ge=512, description="address-space cap of the OCR worker")
     remove_headers: bool = Field(True, description="drop lines repeated at the top/bottom of pages, and page numbers")
     margin_share: float = Field(
-        0.06, ge=0, lt=0.5, description="text-layer text wholly in this top/bottom share of a page is dropped"
+        0.06,
+        ge=0,
+        lt=0.5,
+        description="top/bottom share of a page whose text-layer lines count as margin lines: page numbers there "
+        "go, other lines only when they repeat at the same place across pages",
     )
     min_text_chars: int = Field(1, ge=0, description="documents with less text are rejected (no_text)")
 
