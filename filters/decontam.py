@@ -45,14 +45,13 @@ from typing import Any
 import fsspec
 import numpy as np
 import pyarrow as pa
-import xxhash
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from loguru import logger
 
 from winnow.filters.heuristics import DETAIL_KEY
-from winnow.filters.minhash import tokens
+from winnow.filters.minhash import TokenHashes, tokens
 from winnow.pipeline.manifest import DecontamConfig, DecontamSet
 from winnow.pipeline.outcomes import ErrorsAsRecords
 from winnow.pipeline.revisits import PassRevisitStubs
@@ -78,18 +77,6 @@ class EvalSetError(ValueError):
 # ------------------------------------------------------------------------------------------ hashing
 
 
-class _TokenHashes(dict[bytes, int]):
-    """Token -> xxh64, computed once per distinct token (bounded: cleared when full)."""
-
-    MAX_ENTRIES = 2_000_000
-
-    def __missing__(self, token: bytes) -> int:
-        if len(self) >= self.MAX_ENTRIES:
-            self.clear()
-        value = self[token] = xxhash.xxh64_intdigest(token)
-        return value
-
-
 class NgramHasher:
     """64-bit hashes of a token sequence's n-grams (see the module docstring)."""
 
@@ -97,7 +84,7 @@ class NgramHasher:
         self.n = n
         rng = np.random.default_rng(_SEED)
         self._mult = rng.integers(0, 2**63, size=n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-        self._token_hashes = _TokenHashes()
+        self._token_hashes = TokenHashes()
 
     def hashes(self, found: Sequence[bytes]) -> np.ndarray:
         """One uint64 per n-gram, in order (``len(found) - n + 1`` values; none for fewer than ``n`` tokens)."""

@@ -117,7 +117,7 @@ def affine32_permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndar
     return a, b
 
 
-class _TokenHashes(dict[bytes, int]):
+class TokenHashes(dict[bytes, int]):
     """Token -> 64-bit xxhash, computed once per process per distinct token (vocabularies are Zipfian)."""
 
     MAX_ENTRIES = 2_000_000
@@ -145,7 +145,7 @@ class MinHasher:
         # odd 64-bit multipliers: one per shingle position, and one per row of a band
         self._position_mult = rng.integers(0, 2**63, size=ngram, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
         self._row_mult = rng.integers(0, 2**63, size=rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-        self._token_hashes = _TokenHashes()
+        self._token_hashes = TokenHashes()
 
     @staticmethod
     def for_threshold(threshold: float, num_perm: int, ngram: int = 5, seed: int = 1) -> MinHasher:
