@@ -16,7 +16,7 @@ WARCs; AEB pages are repeated under new URLs if fewer than ``--min-pages`` pages
     language filter loads the same fastText model file as winnow (the lid.176.ftz winnow ships)
     instead of downloading lid.176.bin.
   * winnow: a manifest with the default extract and heuristics stages, local executor, 1 task.
-- extraction quality: mean bag-of-words F1 (:mod:`winnow.pipeline.extraction_quality`) on the AEB pages of
+- extraction quality: mean bag-of-words F1 (:mod:`winnow.extract.evaluation`) on the AEB pages of
   the input; winnow's texts come from its extract stage run on those pages alone with language
   selection off (its pre-extraction language check would otherwise skip the 17 non-English AEB
   pages, which datatrove's language filter drops after extracting them), datatrove's from calling
@@ -43,7 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from winnow.pipeline.extraction_quality import (  # noqa: E402
+from winnow.extract.evaluation import (  # noqa: E402
     AebPage,
     extract_stage_texts,
     html_record,
@@ -73,8 +73,8 @@ class InputPage:
 
 def collect_pages(shared: Path) -> tuple[list[InputPage], list[AebPage]]:
     """Every distinct HTML page of the shared data, and the AEB pages (with gold text)."""
+    from winnow.extract.web_archives import ArchiveRecord, iter_archive
     from winnow.pipeline.readers import is_html
-    from winnow.pipeline.web_archives import ArchiveRecord, iter_archive
 
     aeb = load_aeb(shared / "html_gt" / "scrapinghub_aeb")
     pages = [InputPage(p.url, p.html, "text/html; charset=utf-8", "aeb") for p in aeb]

@@ -31,13 +31,13 @@ import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
+from winnow.extract.web_archives import ArchiveRecord, ReadError, iter_archive
 from winnow.filters.archive_urls import unwrap
 from winnow.pipeline.manifest import DocumentSource
 from winnow.pipeline.outcomes import OutcomeWriter, StageLayout
 from winnow.pipeline.progress import TaskProgress
 from winnow.pipeline.schema import CORE_COLUMNS, attributes_of, row_to_doc
 from winnow.pipeline.sources import InputFile
-from winnow.pipeline.web_archives import ArchiveRecord, ReadError, iter_archive
 
 # what reading a damaged or mislabelled file can raise (gzip/zstd/xz streams, Parquet, JSON decoding)
 READ_ERRORS = (OSError, ValueError, EOFError, zlib.error, lzma.LZMAError, pa.ArrowException)

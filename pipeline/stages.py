@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
+from winnow.extract.stage import HtmlExtractor
 from winnow.filters.decontam import ATTRIBUTES as DECONTAM_ATTRIBUTES
 from winnow.filters.dedup import DedupSelect, DedupSignatures
 from winnow.filters.dedup_clusters import DedupClusters
@@ -42,7 +43,6 @@ from winnow.mixers.tokens import (
     file_sha256,
 )
 from winnow.ocr.stage import PdfReader
-from winnow.pipeline.extract import HtmlExtractor
 from winnow.pipeline.manifest import (
     DedupConfig,
     DocumentSource,

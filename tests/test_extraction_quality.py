@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from winnow.pipeline.extraction_quality import bag_of_words_f1, extract_stage_texts, load_aeb, mean_f1
+from winnow.extract.evaluation import bag_of_words_f1, extract_stage_texts, load_aeb, mean_f1
 
 AEB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "html_gt" / "scrapinghub_aeb"
 

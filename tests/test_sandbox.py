@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from winnow.pipeline.extract import TRAFILATURA
+from winnow.extract.stage import TRAFILATURA
 from winnow.pipeline.sandbox import Sandbox, SandboxCrashed, SandboxTimeout
 
 ARTICLE = "<html><body><article>" + "<p>The quick brown fox jumps over the lazy dog again and again.</p>" * 30

@@ -1,4 +1,4 @@
-"""Unit tests of winnow.pipeline.web_archives: damaged WARC/ARC files give every readable record plus ReadErrors.
+"""Unit tests of winnow.extract.web_archives: damaged WARC/ARC files give every readable record plus ReadErrors.
 
 Archives are built in ``tmp_path`` with winnow.pipeline.warc_writer (WARC) or by hand (ARC v1), then damaged
 on purpose; the last test compares Common Crawl's malformed 2008/09 ARCs with their WARC conversions.
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from winnow.extract.web_archives import ArchiveRecord, ReadError, iter_archive
 from winnow.pipeline.readers import is_html
 from winnow.pipeline.warc_writer import http_response, warc_record, write_warc
-from winnow.pipeline.web_archives import ArchiveRecord, ReadError, iter_archive
 
 SHARED_WARC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "warc"
 N_PAGES = 4

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from winnow.extract.web_archives import ArchiveRecord, ReadError, iter_archive
 from winnow.pipeline.outcomes import StageLayout
 from winnow.pipeline.readers import WarcDocumentReader, is_html
 from winnow.pipeline.sources import InputFile
 from winnow.pipeline.warc_writer import warc_record, write_warc
-from winnow.pipeline.web_archives import ArchiveRecord, ReadError, iter_archive
 
 SHARED_HERITRIX = (
     Path(__file__).resolve().parents[1].parent

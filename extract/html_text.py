@@ -1,6 +1,6 @@
 """The function the extraction sandbox runs in its worker: trafilatura on one decoded HTML page.
 
-Kept apart from :mod:`winnow.pipeline.extract` so that the worker imports trafilatura and nothing else of
+Kept apart from :mod:`winnow.extract.stage` so that the worker imports trafilatura and nothing else of
 winnow (a small process under the sandbox's memory cap).
 """
 

@@ -28,7 +28,7 @@ from winnow.pipeline.outcomes import OutcomeWriter, StageLayout
 from winnow.pipeline.revisits import is_revisit_stub
 from winnow.pipeline.sandbox import Sandbox, SandboxCrashed, SandboxTimeout
 
-TRAFILATURA = "winnow.pipeline.html_text:extract_html"  # what the extraction sandbox's worker runs
+TRAFILATURA = "winnow.extract.html_text:extract_html"  # what the extraction sandbox's worker runs
 
 META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 SNIFF_BYTES = 4096
