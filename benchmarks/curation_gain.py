@@ -45,7 +45,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.extract_vs_datatrove import collect_pages, write_input  # noqa: E402
+from benchmarks.extract_vs_datatrove import collect_pages, gold_sets, write_input  # noqa: E402
 from winnow.mixers.proxy import ProxyConfig, train_proxy  # noqa: E402
 from winnow.mixers.tokens import END_OF_TEXT, train_tokenizer  # noqa: E402
 
@@ -102,7 +102,7 @@ def tokens(tokenizer: object, documents: list[str]) -> np.ndarray:
 
 
 def experiment(args: argparse.Namespace, work: Path) -> str:
-    pages, _ = collect_pages(SHARED)
+    pages = collect_pages(SHARED, gold_sets(SHARED))
     chunk = -(-len(pages) // 4)
     for n in range(4):
         write_input(pages[n * chunk : (n + 1) * chunk], work / "in" / f"pages-{n}.warc.gz")

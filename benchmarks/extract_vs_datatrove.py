@@ -1,26 +1,32 @@
-"""Benchmark: winnow's extract + heuristics stages against datatrove's FineWeb reference pipeline.
+"""Benchmark: winnow's extraction, and its extract + heuristics stages, against datatrove's FineWeb reference.
 
 What it measures, on ONE gzip WARC built in a temporary folder from the shared data (the scrapinghub
 article-extraction-benchmark pages, the CleanEval dev pages and the HTML responses of the shared
 WARCs; AEB pages are repeated under new URLs if fewer than ``--min-pages`` pages are found):
 
-- throughput: HTML pages per CPU-second of each side's whole process tree (user+sys of a child
-  process and everything it waited for, e.g. the extraction sandboxes, read from
-  ``getrusage(RUSAGE_CHILDREN)`` before and after), plus wall time. Each side runs in its own child
-  process (this script with ``--side``), one after the other:
-  * datatrove: ``WarcReader -> URLFilter -> Trafilatura(favour_precision=True) -> LanguageFilter
-    -> GopherRepetitionFilter -> GopherQualityFilter -> C4QualityFilter(filter_no_terminal_punct=False)
-    -> FineWebQualityFilter -> ParquetWriter``, each filter with an exclusion writer as in datatrove's
-    FineWeb example (Parquet rather than JSONL), on ``LocalPipelineExecutor(tasks=1, workers=1)``.
-    Two offline adaptations only: the URL filter uses tldextract's bundled suffix list and the
-    language filter loads the same fastText model file as winnow (the lid.176.ftz winnow ships)
-    instead of downloading lid.176.bin.
-  * winnow: a manifest with the default extract and heuristics stages, local executor, 1 task.
-- extraction quality: mean bag-of-words F1 (:mod:`winnow.extract.evaluation`) on the AEB pages of
-  the input; winnow's texts come from its extract stage run on those pages alone with language
-  selection off (its pre-extraction language check would otherwise skip the 17 non-English AEB
-  pages, which datatrove's language filter drops after extracting them), datatrove's from calling
-  its ``Trafilatura(favour_precision=True).extract`` on the same HTML.
+- throughput: HTML pages per CPU-second of each run's whole process tree (user+sys of a child
+  process and every descendant it or this script waited for, e.g. the extraction sandboxes; this
+  script is the descendants' subreaper), plus wall time. Four runs, each in its own child process
+  (this script with ``--side``), one after the other, on the same WARC:
+  * ``datatrove_extract``: ``WarcReader -> URLFilter -> Trafilatura(favour_precision=True) ->
+    LanguageFilter -> ParquetWriter`` (reading, extraction, language ID);
+  * ``datatrove_stage``: the same, then ``GopherRepetitionFilter -> GopherQualityFilter ->
+    C4QualityFilter(filter_no_terminal_punct=False) -> FineWebQualityFilter -> ParquetWriter``, each
+    filter with an exclusion writer as in datatrove's FineWeb example (Parquet rather than JSONL);
+    both on ``LocalPipelineExecutor(tasks=1, workers=1)``. Two offline adaptations only: the URL
+    filter uses tldextract's bundled suffix list and the language filter loads the same fastText
+    model file as winnow (the lid.176.ftz winnow ships) instead of downloading lid.176.bin;
+  * ``winnow_extract``: winnow's default extract stage alone (reading, URL filter, extraction,
+    language ID), local executor, 1 task;
+  * ``winnow_stage``: winnow's default extract and heuristics stages.
+  ``extract_only_ratio`` compares the two extract runs, ``stage_ratio`` the two stage runs.
+- extraction quality: mean bag-of-words F1 (:mod:`winnow.extract.evaluation`) on each ground-truth
+  set (AEB: 181 pages, CleanEval dev: 58), every page of the set whatever the input sample; winnow's
+  texts come from its extract stage (default settings) run on those pages alone with language
+  selection and the URL filter off (its pre-extraction language check would otherwise skip the
+  non-English pages, which datatrove's language filter drops after extracting them), datatrove's
+  from calling its ``Trafilatura(favour_precision=True).extract`` on the same HTML, decoded as its
+  ``WarcReader`` decodes (UTF-8, else cchardet's guess).
 
 Ends with one ``RESULT`` line. Exit 2 when the shared data folder is missing.
 """
@@ -30,8 +36,6 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -43,11 +47,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.process_tree import become_subreaper, cpu_children, reap_orphans  # noqa: E402
 from winnow.extract.evaluation import (  # noqa: E402
-    AebPage,
+    GoldPage,
     extract_stage_texts,
     html_record,
     load_aeb,
+    load_cleaneval,
     mean_f1,
     repeat_url,
 )
@@ -55,9 +61,7 @@ from winnow.pipeline.manifest import ExtractConfig  # noqa: E402
 from winnow.pipeline.warc_writer import write_warc  # noqa: E402
 
 DEFAULT_SHARED = ROOT.parent / "shared" / "data"
-# CleanEval wraps each page in <text id="URL" ...> ... </text>
-CLEANEVAL_URL = re.compile(rb'^\s*<text id="([^"]*)"')
-CLEANEVAL_WRAPPER = re.compile(rb"^\s*<text [^>]*>\s*|\s*</text>\s*$")
+SIDES = ("datatrove_extract", "winnow_extract", "datatrove_stage", "winnow_stage")
 
 
 @dataclass(frozen=True)
@@ -71,18 +75,18 @@ class InputPage:
 # ------------------------------------------------------------------------------------ input
 
 
-def collect_pages(shared: Path) -> tuple[list[InputPage], list[AebPage]]:
-    """Every distinct HTML page of the shared data, and the AEB pages (with gold text)."""
+def gold_sets(shared: Path) -> dict[str, list[GoldPage]]:
+    """The ground-truth sets by name."""
+    gt = shared / "html_gt"
+    return {"aeb": load_aeb(gt / "scrapinghub_aeb"), "cleaneval": load_cleaneval(gt / "cleaneval-dev")}
+
+
+def collect_pages(shared: Path, gold: dict[str, list[GoldPage]]) -> list[InputPage]:
+    """Every distinct HTML page of the shared data: the ground-truth pages, then the WARCs' 2xx HTML responses."""
     from winnow.extract.web_archives import ArchiveRecord, iter_archive
     from winnow.pipeline.readers import is_html
 
-    aeb = load_aeb(shared / "html_gt" / "scrapinghub_aeb")
-    pages = [InputPage(p.url, p.html, "text/html; charset=utf-8", "aeb") for p in aeb]
-    for path in sorted((shared / "html_gt" / "cleaneval-dev" / "input").glob("*.html")):
-        raw = path.read_bytes()
-        match = CLEANEVAL_URL.match(raw)
-        url = match.group(1).decode("latin-1") if match else f"http://cleaneval.invalid/{path.stem}"
-        pages.append(InputPage(url, CLEANEVAL_WRAPPER.sub(b"", raw), "text/html", "cleaneval"))
+    pages = [InputPage(p.url, p.html, p.content_type, name) for name, set_ in gold.items() for p in set_]
     for name in sorted(glob.glob(str(shared / "warc" / "**" / "*.warc.gz"), recursive=True)):
         with open(name, "rb") as fh:
             for rec in iter_archive(fh, name):
@@ -91,21 +95,20 @@ def collect_pages(shared: Path) -> tuple[list[InputPage], list[AebPage]]:
                 if is_html(rec.content_type) and (rec.http_status is None or 200 <= rec.http_status < 300):
                     ctype = rec.content_type + (f"; charset={rec.charset}" if rec.charset else "")
                     pages.append(InputPage(rec.url or f"urn:{name}:{rec.offset}", rec.payload, ctype, "warc"))
-    return pages, aeb
+    return pages
 
 
-def choose_pages(
-    pages: list[InputPage], aeb: list[AebPage], quick_pages: int | None, min_pages: int
-) -> list[InputPage]:
+def choose_pages(pages: list[InputPage], quick_pages: int | None, min_pages: int) -> list[InputPage]:
     """Evenly spaced ``quick_pages`` pages, or all pages topped up with AEB repeats to ``min_pages``."""
     if quick_pages is not None:
         step = len(pages) / quick_pages
         return [pages[int(i * step)] for i in range(min(quick_pages, len(pages)))]
     chosen = list(pages)
+    aeb = [p for p in pages if p.origin == "aeb"]
     copy = 1
-    while len(chosen) < min_pages:
+    while len(chosen) < min_pages and aeb:
         need = min_pages - len(chosen)
-        chosen += [InputPage(repeat_url(p.url, copy), p.html, "text/html; charset=utf-8", "aeb") for p in aeb[:need]]
+        chosen += [InputPage(repeat_url(p.url, copy), p.html, p.content_type, "aeb") for p in aeb[:need]]
         copy += 1
     return chosen
 
@@ -114,11 +117,12 @@ def write_input(pages: list[InputPage], path: Path) -> Path:
     return write_warc(path, (html_record(p.url, p.html, i, p.content_type) for i, p in enumerate(pages)))
 
 
-# ------------------------------------------------------------------------------- the two sides
+# ------------------------------------------------------------------------------- the runs
 
 
-def run_datatrove(warc: Path, workdir: Path, timeout: float) -> None:
-    """datatrove's FineWeb pipeline (datatrove's own classes, offline model/suffix list)."""
+def run_datatrove(warc: Path, workdir: Path, timeout: float, filters: bool) -> None:
+    """datatrove's FineWeb pipeline (datatrove's own classes, offline model/suffix list); without
+    ``filters`` it stops after the language filter."""
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.extractors import Trafilatura
     from datatrove.pipeline.filters import (
@@ -158,35 +162,38 @@ def run_datatrove(warc: Path, workdir: Path, timeout: float) -> None:
     def removed(step: str) -> ParquetWriter:
         return ParquetWriter(str(workdir / "removed" / step))
 
-    LocalPipelineExecutor(
-        pipeline=[
-            WarcReader(str(warc.parent), glob_pattern=warc.name),
-            OfflineURLFilter(exclusion_writer=removed("1_url")),
-            Trafilatura(favour_precision=True, timeout=timeout),
-            LocalLanguageFilter(languages=["en"], language_threshold=0.65, exclusion_writer=removed("2_lang")),
+    pipeline = [
+        WarcReader(str(warc.parent), glob_pattern=warc.name),
+        OfflineURLFilter(exclusion_writer=removed("1_url")),
+        Trafilatura(favour_precision=True, timeout=timeout),
+        LocalLanguageFilter(languages=["en"], language_threshold=0.65, exclusion_writer=removed("2_lang")),
+    ]
+    if filters:
+        pipeline += [
             GopherRepetitionFilter(exclusion_writer=removed("3_gopher_rep")),
             GopherQualityFilter(exclusion_writer=removed("4_gopher_qual")),
             C4QualityFilter(filter_no_terminal_punct=False, exclusion_writer=removed("5_c4")),
             FineWebQualityFilter(exclusion_writer=removed("6_fineweb")),
-            ParquetWriter(str(workdir / "output")),
-        ],
-        tasks=1,
-        workers=1,
-        logging_dir=str(workdir / "logs"),
-    ).run()
+        ]
+    pipeline.append(ParquetWriter(str(workdir / "output")))
+    LocalPipelineExecutor(pipeline=pipeline, tasks=1, workers=1, logging_dir=str(workdir / "logs")).run()
 
 
-def run_winnow(warc: Path, workdir: Path) -> None:
-    """winnow's default extract + heuristics stages on the same WARC."""
+def run_winnow(warc: Path, workdir: Path, filters: bool) -> None:
+    """winnow's default extract stage, and with ``filters`` its default heuristics stage, on the WARC."""
     from winnow.pipeline.manifest import Manifest
     from winnow.pipeline.runner import Runner
 
+    stages: dict[str, Any] = {"dedup": None}
+    if not filters:
+        stages["heuristics"] = None
     manifest = Manifest.model_validate(
         {
             "name": "bench",
             "output": str(workdir),
             "executor": {"kind": "local", "tasks": 1, "workers": 1},
             "sources": [{"name": "bench", "kind": "warc", "paths": [str(warc)]}],
+            "stages": stages,
         }
     )
     Runner(manifest, progress=False).run()
@@ -202,27 +209,40 @@ def measure(side: str, warc: Path, workdir: Path, timeout: float) -> Timing:
     """Run one side in a child process; CPU = user+sys of that process tree."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--side", side, "--warc", str(warc)]
     cmd += ["--workdir", str(workdir), "--timeout", str(timeout)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = cpu_children()
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    reap_orphans()
     wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
         raise SystemExit(f"the {side} run failed (exit {proc.returncode}); its output is above")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Timing(cpu, wall)
+    return Timing(cpu_children() - before, wall)
 
 
 # ------------------------------------------------------------------------------ quality, steps
 
 
-def datatrove_texts(pages: list[AebPage], timeout: float) -> dict[str, str]:
-    """datatrove's extractor on the pages' HTML, decoded as its WarcReader does (the AEB is all UTF-8)."""
+def datatrove_decode(html: bytes) -> str:
+    """The page as datatrove's WarcReader decodes it: UTF-8, else cchardet's guess (lossy)."""
+    try:
+        return html.decode("utf-8")
+    except UnicodeDecodeError:
+        import cchardet
+
+        guess = cchardet.detect(html)["encoding"] or "utf-8"
+        try:
+            return html.decode(guess, errors="replace")
+        except LookupError:
+            return html.decode("utf-8", errors="replace")
+
+
+def datatrove_texts(pages: list[GoldPage], timeout: float) -> dict[str, str]:
+    """datatrove's extractor on the pages' HTML, decoded as its WarcReader does."""
     from datatrove.pipeline.extractors import Trafilatura
 
     extractor = Trafilatura(favour_precision=True, timeout=timeout)
-    return {page.url: extractor.extract(page.html.decode("utf-8", errors="replace")) or "" for page in pages}
+    return {page.url: extractor.extract(datatrove_decode(page.html)) or "" for page in pages}
 
 
 def step_seconds(steps: list[dict[str, Any]]) -> list[tuple[str, float]]:
@@ -236,28 +256,40 @@ def step_seconds(steps: list[dict[str, Any]]) -> list[tuple[str, float]]:
 
 
 def kept_urls(workdir: Path, side: str) -> set[str]:
-    """URLs of the documents a side kept (its final output)."""
+    """URLs of the documents a run kept (its final output)."""
     import pyarrow.parquet as pq
 
-    if side == "datatrove":
+    if side.startswith("datatrove"):
         rows = [
             pq.read_table(p, columns=["metadata"]).column("metadata").to_pylist()
             for p in (workdir / "output").rglob("*.parquet")
         ]
         return {m["url"] for batch in rows for m in batch}
-    folder = workdir / "bench" / "stages" / "heuristics" / "data"
+    stage = "heuristics" if side.endswith("stage") else "extract"
+    folder = workdir / "bench" / "stages" / stage / "data"
     return {u for p in folder.glob("*.parquet") for u in pq.read_table(p, columns=["url"]).column("url").to_pylist()}
 
 
 def load_steps(workdir: Path, side: str) -> list[tuple[str, float]]:
-    if side == "datatrove":
+    if side.startswith("datatrove"):
         stats = json.loads((workdir / "logs" / "stats.json").read_text())
         return step_seconds(stats)
     steps: list[tuple[str, float]] = []
-    for stage in ("extract", "heuristics"):
+    for stage in ("extract", "heuristics") if side.endswith("stage") else ("extract",):
         stats = json.loads((workdir / "bench" / "stages" / stage / "stats.json").read_text())
         steps += [(f"{stage}: {name}", secs) for name, secs in step_seconds(stats["steps"])]
     return steps
+
+
+def winnow_extract_counts(workdir: Path) -> dict[str, float]:
+    """The extract stage's counters (extracted, rejected_<reason>, ...) of a winnow run."""
+    stats = json.loads((workdir / "bench" / "stages" / "extract" / "stats.json").read_text())
+    counts: dict[str, float] = {}
+    for step in stats["steps"]:
+        for key, value in (step.get("stats") or {}).items():
+            if key.startswith(("extracted", "rejected_", "errored_", "cascade_", "prepass_")):
+                counts[key] = counts.get(key, 0) + (value.get("total", 0) if isinstance(value, dict) else value)
+    return counts
 
 
 # ------------------------------------------------------------------------------------- main
@@ -265,10 +297,15 @@ def load_steps(workdir: Path, side: str) -> list[tuple[str, float]]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke check: about 150 pages, under a minute")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke check: --quick-pages pages, F1 on every --quick-gold-step-th page of each set (1-2 CPU-minutes)",
+    )
     parser.add_argument("--shared-data", type=Path, default=DEFAULT_SHARED, help="the shared data folder")
     parser.add_argument("--min-pages", type=int, default=1000, help="full run: at least this many pages")
-    parser.add_argument("--quick-pages", type=int, default=150, help="pages in a --quick run")
+    parser.add_argument("--quick-pages", type=int, default=100, help="pages in a --quick run")
+    parser.add_argument("--quick-gold-step", type=int, default=2, help="a --quick run scores every n-th gold page")
     parser.add_argument(
         "--timeout",
         type=float,
@@ -276,7 +313,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="datatrove's per-page Trafilatura timeout in s (default: winnow's extract.timeout_s)",
     )
     parser.add_argument("--keep", type=Path, help="build the input and outputs here and keep them")
-    parser.add_argument("--side", choices=["datatrove", "winnow"], help="internal: run one side (child process)")
+    parser.add_argument("--side", choices=SIDES, help="internal: run one side (child process)")
     parser.add_argument("--warc", type=Path, help="internal: the input WARC of --side")
     parser.add_argument("--workdir", type=Path, help="internal: the output folder of --side")
     return parser.parse_args(argv)
@@ -285,66 +322,88 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def report(
     n: int,
     timings: dict[str, Timing],
-    f1: dict[str, float],
+    f1: dict[str, dict[str, float]],
     steps: dict[str, list[tuple[str, float]]],
     kept: dict[str, set[str]],
-) -> None:
+    counts: dict[str, float],
+) -> str:
     rate = {side: n / t.cpu_s for side, t in timings.items()}
     c = ExtractConfig()
-    print(f"\n{n} HTML pages, one WARC; each side in its own child process (CPU = user+sys of its tree)")
+    print(f"\n{n} HTML pages, one WARC; each run in its own child process (CPU = user+sys of its tree)")
     print("datatrove trafilatura: favor_precision=True, fallback on (fast=False), deduplicate=True")
     print(f"winnow trafilatura:    focus={c.focus}, fallback={c.fallback}, deduplicate=False\n")
-    print(f"{'side':<10} {'CPU s':>8} {'wall s':>8} {'pages/CPU-s':>12} {'AEB F1':>7}")
+    print(f"{'run':<18} {'CPU s':>8} {'wall s':>8} {'pages/CPU-s':>12} {'kept':>6}")
     for side, t in timings.items():
-        print(f"{side:<10} {t.cpu_s:>8.2f} {t.wall_s:>8.2f} {rate[side]:>12.2f} {f1[side]:>7.3f}")
+        print(f"{side:<18} {t.cpu_s:>8.2f} {t.wall_s:>8.2f} {rate[side]:>12.2f} {len(kept[side]):>6}")
+    print(f"\n{'F1 (bag of words)':<18} " + " ".join(f"{name:>10}" for name in f1["winnow"]))
+    for side, scores in f1.items():
+        print(f"{side:<18} " + " ".join(f"{v:>10.4f}" for v in scores.values()))
+    print("\nwinnow extract counters: " + ", ".join(f"{k}={v:g}" for k, v in sorted(counts.items())))
     for side, rows in steps.items():
         print(f"\n{side} per-step time (s, datatrove stats):")
         for name, secs in rows:
             print(f"  {name:<48} {secs:>8.2f}")
-    both = kept["winnow"] & kept["datatrove"]
+    both = kept["winnow_stage"] & kept["datatrove_stage"]
+    union = kept["winnow_stage"] | kept["datatrove_stage"]
     print(
-        f"\nkept: datatrove {len(kept['datatrove'])}, winnow {len(kept['winnow'])}, both {len(both)} "
-        f"(the two keep the same page in {len(both) / max(len(kept['winnow'] | kept['datatrove']), 1):.1%} of cases)"
+        f"\nkept by the stage: datatrove {len(kept['datatrove_stage'])}, winnow {len(kept['winnow_stage'])}, "
+        f"both {len(both)} (the same page in {len(both) / max(len(union), 1):.1%} of cases)"
     )
-    ratio = rate["winnow"] / rate["datatrove"]
-    print(f"\nwinnow/datatrove pages per CPU-second: {ratio:.2f}x\n")
-    print(
-        f"RESULT winnow_docs_per_cpu_s={rate['winnow']:.2f} datatrove_docs_per_cpu_s={rate['datatrove']:.2f} "
-        f"ratio={ratio:.2f} winnow_f1={f1['winnow']:.3f} datatrove_f1={f1['datatrove']:.3f}"
-    )
+    extract_ratio = rate["winnow_extract"] / rate["datatrove_extract"]
+    stage_ratio = rate["winnow_stage"] / rate["datatrove_stage"]
+    print(f"\nwinnow/datatrove pages per CPU-second: extraction {extract_ratio:.2f}x, stage {stage_ratio:.2f}x")
+    fields = [f"extract_only_ratio={extract_ratio:.2f}", f"stage_ratio={stage_ratio:.2f}"]
+    for name in f1["winnow"]:
+        fields += [f"winnow_f1_{name}={f1['winnow'][name]:.4f}", f"datatrove_f1_{name}={f1['datatrove'][name]:.4f}"]
+    fields += [f"winnow_extract_pages_per_cpu_s={rate['winnow_extract']:.2f}"]
+    fields += [f"datatrove_extract_pages_per_cpu_s={rate['datatrove_extract']:.2f}"]
+    fields += [f"winnow_stage_pages_per_cpu_s={rate['winnow_stage']:.2f}"]
+    fields += [f"datatrove_stage_pages_per_cpu_s={rate['datatrove_stage']:.2f}"]
+    return "RESULT " + " ".join(fields)
+
+
+def run_side(args: argparse.Namespace) -> None:
+    filters = args.side.endswith("stage")
+    if args.side.startswith("datatrove"):
+        run_datatrove(args.warc, args.workdir, args.timeout, filters)
+    else:
+        run_winnow(args.warc, args.workdir, filters)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.side:
-        if args.side == "datatrove":
-            run_datatrove(args.warc, args.workdir, args.timeout)
-        else:
-            run_winnow(args.warc, args.workdir)
+        run_side(args)
         return 0
     shared = args.shared_data
     if not (shared / "html_gt" / "scrapinghub_aeb").is_dir():
         print(f"shared data not found at {shared} (give --shared-data); nothing to benchmark", file=sys.stderr)
         return 2
+    if not become_subreaper():
+        print("warning: not a child subreaper: CPU of orphaned descendants may be missed", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="winnow-bench-") as tmp:
         base = args.keep or Path(tmp)
-        all_pages, aeb = collect_pages(shared)
-        pages = choose_pages(all_pages, aeb, args.quick_pages if args.quick else None, args.min_pages)
+        gold = gold_sets(shared)
+        pages = choose_pages(collect_pages(shared, gold), args.quick_pages if args.quick else None, args.min_pages)
+        if args.quick:
+            gold = {name: set_[:: args.quick_gold_step] for name, set_ in gold.items()}
         warc = write_input(pages, base / "input" / "pages.warc.gz")
         print(f"input: {len(pages)} HTML pages ({warc.stat().st_size / 1e6:.1f} MB) -> {warc}", flush=True)
         timings, steps = {}, {}
-        for side in ("datatrove", "winnow"):
+        for side in SIDES:
             print(f"running {side} ...", flush=True)
             timings[side] = measure(side, warc, base / side, args.timeout)
             steps[side] = load_steps(base / side, side)
-        urls = {p.url for p in pages}
-        gold = [p for p in aeb if p.url in urls]  # the AEB pages in the input (first copies)
+        sizes = ", ".join(f"{name} {len(set_)}" for name, set_ in gold.items())
+        print(f"extraction quality on the ground-truth sets ({sizes} pages) ...", flush=True)
         f1 = {
-            "winnow": mean_f1(extract_stage_texts(gold, base / "winnow-f1"), gold),
-            "datatrove": mean_f1(datatrove_texts(gold, args.timeout), gold),
+            "winnow": {name: mean_f1(extract_stage_texts(p, base / f"f1-{name}"), p) for name, p in gold.items()},
+            "datatrove": {name: mean_f1(datatrove_texts(p, args.timeout), p) for name, p in gold.items()},
         }
         kept = {side: kept_urls(base / side, side) for side in timings}
-        report(len(pages), timings, f1, steps, kept)
+        result = report(len(pages), timings, f1, steps, kept, winnow_extract_counts(base / "winnow_extract"))
+    print()
+    print(result)
     return 0
 
 
