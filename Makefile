@@ -29,13 +29,13 @@ test: $(VENV)/.installed $(VENV)/.llm
 lint: $(VENV)/.installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
-# The virtual environment: the CPU build of torch, then winnow (editable) with its dev and bench extras.
+# The virtual environment: the CPU build of torch, then winnow (editable) with its dev, bench and multilingual extras.
 # Dependency resolution alone gives a working install (tests/test_wheel_install.py checks a plain wheel).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,multilingual]'
 	touch $@
 
 # llama.cpp's server for the tests that need a real LLM endpoint. There is no CPU wheel on PyPI: pip builds

@@ -8,7 +8,9 @@ stage's ``rejects`` with ``<filter>:<datatrove reason>`` and a ``detail`` that g
 against the threshold it crossed (``dup_line_frac=0.412>0.3``, ``n_words=12<50``), the word tokenizer is
 the regex one from :mod:`winnow.filters.word_tokenizer` unless the manifest asks for spaCy, and WARC
 revisit stubs (:mod:`winnow.pipeline.revisits`) pass untouched to the dedup stage that resolves them.
-Benchmark decontamination (:mod:`winnow.filters.decontam`), when configured, comes last.
+With ``multilingual``, each document is judged by its own language's FineWeb-2 settings instead
+(:mod:`winnow.filters.multilingual`). Benchmark decontamination (:mod:`winnow.filters.decontam`) and PII
+replacement (:mod:`winnow.filters.pii`), when configured, come last.
 
 The measured value is the one datatrove's own check computed, not a recomputation: each threshold
 attribute of the filter is replaced by a :class:`FloatThreshold` / :class:`IntThreshold` (equal to it) that
@@ -338,18 +340,29 @@ FILTERS: tuple[tuple[str, type[BaseFilter]], ...] = (
 
 
 def heuristic_filters(config: HeuristicsConfig, language: LanguageConfig, layout: StageLayout) -> list[PipelineStep]:
-    """The enabled filters in FineWeb's order, then decontamination when configured."""
+    """The language selection and the enabled filters in FineWeb's order (with ``multilingual``: per document,
+    FineWeb-2's for its language), then decontamination and PII replacement when configured."""
     steps: list[PipelineStep] = []
-    if config.language:
-        steps.append(LanguageSelector(language.keep, language.min_score, DetailedOutcomeWriter(layout, "language")))
-    tokenizer = word_tokenizer(config)
-    for name, filter_class in FILTERS:
-        settings = getattr(config, name)
-        if settings.enabled:
-            writer = DetailedOutcomeWriter(layout, name)
-            steps.append(filter_class(exclusion_writer=writer, language=tokenizer, **settings.kwargs()))
+    if config.multilingual is not None:
+        from winnow.filters.multilingual import multilingual_steps  # it imports this module
+
+        steps += multilingual_steps(config, language, layout)
+    else:
+        if config.language:
+            writer = DetailedOutcomeWriter(layout, "language")
+            steps.append(LanguageSelector(language.keep, language.min_score, writer))
+        tokenizer = word_tokenizer(config)
+        for name, filter_class in FILTERS:
+            settings = getattr(config, name)
+            if settings.enabled:
+                writer = DetailedOutcomeWriter(layout, name)
+                steps.append(filter_class(exclusion_writer=writer, language=tokenizer, **settings.kwargs()))
     if config.decontam is not None:
         from winnow.filters.decontam import DecontamFilter  # it imports this module (DETAIL_KEY)
 
         steps.append(DecontamFilter(config.decontam, DetailedOutcomeWriter(layout, "decontam")))
+    if config.pii is not None and config.pii.enabled:
+        from winnow.filters.pii import PiiScrubber
+
+        steps.append(PiiScrubber(config.pii))
     return steps

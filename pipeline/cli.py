@@ -483,7 +483,16 @@ def _print_funnel(run_dir: Path, only: str | None = None, reasons: int = 10) -> 
 
 
 def _print_run_funnel(run_dir: Path, only: str | None, reasons: int) -> None:
-    from winnow.pipeline.funnel import archive_funnel, connect, final_counts, stage_funnel, stage_names, token_usage
+    from winnow.pipeline.funnel import (
+        archive_funnel,
+        connect,
+        final_counts,
+        language_config_counts,
+        pii_counts,
+        stage_funnel,
+        stage_names,
+        token_usage,
+    )
 
     with connect(run_dir) as con:
         stages = [s for s in stage_names(run_dir) if only is None or s == only]
@@ -494,6 +503,9 @@ def _print_run_funnel(run_dir: Path, only: str | None, reasons: int) -> None:
                 _print_records(archive_funnel(run_dir, con))
             funnel = stage_funnel(run_dir, con, stage)
             _print_stage(stage, funnel, reasons)
+            if stage == "heuristics":  # where languages are judged and personal data replaced
+                _print_languages(language_config_counts(con, stage))
+                _print_pii(pii_counts(con, stage))
             _print_usage(token_usage(run_dir, stage))
         if only is None:
             _print_final(final_counts(run_dir, con))
@@ -571,6 +583,30 @@ def _print_stage(stage: str, funnel: dict[str, SourceFunnel], reasons: int) -> N
             out.print(f"  rejected/errored by reason ({source}):")
         for reason, n in top:
             out.print(f"    {n:>8,}  {reason}")
+
+
+def _print_languages(counts: dict[str | None, tuple[int, int]]) -> None:
+    """Documents kept and rejected per FineWeb-2 language settings (``language_config``)."""
+    if not counts:
+        return
+    table = Table(title="  judged by language settings (language_config)", title_justify="left")
+    for column in ("settings", "kept", "rejected"):
+        table.add_column(column, justify="left" if column == "settings" else "right")
+    for code, (kept, rejected) in sorted(counts.items(), key=lambda kv: (-sum(kv[1]), str(kv[0]))):
+        table.add_row(code or "(none)", f"{kept:,}", f"{rejected:,}")
+    out.print(table)
+
+
+def _print_pii(counts: dict[str, tuple[int, int, int, int]]) -> None:
+    """Personal data replaced in the stage's output, per source."""
+    if not counts:
+        return
+    table = Table(title="  PII replaced (documents in the output)", title_justify="left")
+    for column in ("source", "documents", "emails", "IPs", "phones"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    for source, numbers in counts.items():
+        table.add_row(source, *(f"{n:,}" for n in numbers))
+    out.print(table)
 
 
 def _print_usage(usage: dict[tuple[str, str], tuple[int, int]]) -> None:

@@ -218,6 +218,36 @@ def stage_counters(run_dir: Path, stage: str) -> dict[str, int]:
     return counters
 
 
+PII_COLUMNS = ("pii_emails", "pii_ips", "pii_phones")
+
+
+def _columns(con: duckdb.DuckDBPyConnection, view: str) -> set[str]:
+    return {row[0] for row in con.execute(f'DESCRIBE "{view}"').fetchall()}
+
+
+def pii_counts(con: duckdb.DuckDBPyConnection, stage: str) -> dict[str, tuple[int, int, int, int]]:
+    """Per source of ``stage``'s output: (documents with something replaced, emails, IPs, phone numbers
+    replaced), from the ``pii_*`` attributes; {} when the stage's documents have none."""
+    if not set(PII_COLUMNS) <= _columns(con, stage):
+        return {}
+    total = " + ".join(PII_COLUMNS)
+    sums = ", ".join(f"coalesce(sum({c}), 0)" for c in PII_COLUMNS)
+    query = f'SELECT source, count(*) FILTER (WHERE {total} > 0), {sums} FROM "{stage}" GROUP BY 1 ORDER BY 1'
+    return {source: tuple(int(n) for n in counts) for source, *counts in con.execute(query).fetchall()}
+
+
+def language_config_counts(con: duckdb.DuckDBPyConnection, stage: str) -> dict[str | None, tuple[int, int]]:
+    """Per ``language_config`` (the FineWeb-2 settings that judged a document): (kept, rejected) in ``stage``;
+    {} when the stage did not set it."""
+    if "language_config" not in _columns(con, stage):
+        return {}
+    counts: dict[str | None, list[int]] = {}
+    for position, view in enumerate((stage, f"{stage}_rejects")):
+        for code, n in con.execute(f'SELECT language_config, count(*) FROM "{view}" GROUP BY 1').fetchall():
+            counts.setdefault(code, [0, 0])[position] = n
+    return {code: (kept, rejected) for code, (kept, rejected) in counts.items()}
+
+
 @dataclass
 class ArchiveFunnel:
     """What the archive reader did with every entry of one source's files (see the module docstring)."""

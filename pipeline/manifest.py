@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import glob
 import os
+import re
 import types
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -455,6 +456,58 @@ class DecontamConfig(Strict):
         return self
 
 
+class PiiConfig(Switchable):
+    """Personal data replaced as FineWeb does (datatrove's PIIFormatter: its patterns and replacements); phone
+    numbers optionally. Each document gets the counts ``pii_emails``, ``pii_ips``, ``pii_phones``."""
+
+    emails: bool = Field(True, description="replace email addresses")
+    ips: bool = Field(True, description="replace IPv4 addresses")
+    only_public_ips: bool = Field(True, description="leave private, loopback and reserved addresses (not PII)")
+    phones: bool = Field(False, description="replace phone numbers (+country code, or (555) 123-4567 / 555-123-4567)")
+    email_replacement: list[str] = Field(
+        ["email@example.com", "firstname.lastname@example.org"], min_length=1, description="used in turn"
+    )
+    ip_replacement: list[str] = Field(
+        ["22.214.171.124", "126.96.36.199", "188.8.131.52", "184.108.40.206", "220.127.116.11", "18.104.22.168"],
+        min_length=1,
+        description="used in turn (datatrove's: addresses that answered no ping)",
+    )
+    phone_replacement: list[str] = Field(
+        ["+1-202-555-0100"], min_length=1, description="used in turn (555-01xx numbers are reserved for fiction)"
+    )
+
+
+class MultilingualConfig(Strict):
+    """FineWeb-2's per-language filtering: each document's language and script pick one of FineWeb-2's
+    configuration files, whose thresholds and stop words drive the Gopher and FineWeb filters for it."""
+
+    configs: str = Field(
+        description="folder of FineWeb-2's per-language files, <lang>_<Script>.yml (its repository's configs/)"
+    )
+    languages: list[str] | Literal["all"] = Field(
+        "all",
+        description="language-script codes to keep (deu_Latn, jpn_Jpan...), or all: every code with a file in "
+        "configs, plus default_settings",
+    )
+    default_settings: list[str] = Field(
+        ["eng_Latn"],
+        description="codes judged by this stage's own filter settings (FineWeb English's) instead of a file; "
+        "FineWeb-2 has no English file",
+    )
+    min_score: float | None = Field(
+        None, ge=0, le=1, description="least language_score for every language; null: each file's language_score"
+    )
+
+    @field_validator("languages", "default_settings")
+    @classmethod
+    def _codes(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            bad = [c for c in value if not re.fullmatch(r"[a-z]{3}_[A-Z][a-z]{3}", c)]
+            if bad:
+                raise ValueError(f"{bad}: expected language-script codes such as deu_Latn")
+        return value
+
+
 class HeuristicsConfig(Strict):
     """FineWeb's heuristic filters, in FineWeb's order, each switchable; then benchmark decontamination."""
 
@@ -468,6 +521,14 @@ class HeuristicsConfig(Strict):
     )
     decontam: DecontamConfig | None = Field(
         None, description="benchmark decontamination after the filters: n-gram overlap with evaluation sets"
+    )
+    multilingual: MultilingualConfig | None = Field(
+        None,
+        description="judge each language by FineWeb-2's settings for it (replaces the language selection and the "
+        "filters above for languages with a file; those in default_settings keep the filters above)",
+    )
+    pii: PiiConfig | None = Field(
+        None, description="replace email and IP addresses (and phone numbers) last, counting them per document"
     )
 
 

@@ -1,5 +1,6 @@
 """Checks a manifest needs beyond its own text, made before anything runs: other runs' dedup indexes, model
-files, decontamination's evaluation sets, rephrase templates, the mix's tokenizer, swarm result files.
+files, decontamination's evaluation sets, FineWeb-2's language settings, rephrase templates, the mix's tokenizer,
+swarm result files.
 
 Each check imports what it reads only when the manifest asks for it, so ``winnow validate`` and the start of
 ``winnow run`` do not load the stages' libraries (datatrove, fastText, tokenizers, openai).
@@ -39,6 +40,14 @@ def preflight(manifest: Manifest, where: str) -> None:
         except EvalSetError as exc:
             field = f"stages.heuristics.decontam.sets[{exc.index}].{exc.field}"
             raise ManifestError(f"{where}: {field}: {exc}") from None
+    multilingual = manifest.stages.heuristics.multilingual if manifest.stages.heuristics else None
+    if multilingual is not None:  # the settings files parsed, the listed languages' tokenizers installed
+        from winnow.filters.multilingual import LanguageConfigError, check
+
+        try:
+            check(multilingual, manifest.stages.heuristics.tokenizer)
+        except LanguageConfigError as exc:
+            raise ManifestError(f"{where}: stages.heuristics.multilingual.{exc.field}: {exc}") from None
     rephrase = manifest.stages.rephrase
     if rephrase is not None:
         from winnow.pipeline.rephrase.templates import TemplateError, load_templates

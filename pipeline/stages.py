@@ -30,6 +30,9 @@ from winnow.filters.dedup_clusters import DedupClusters
 from winnow.filters.dedup_pairs import DedupPairs, DedupUrls
 from winnow.filters.heuristics import heuristic_filters
 from winnow.filters.language import LanguageAnnotator
+from winnow.filters.multilingual import ATTRIBUTES as LANGUAGE_ATTRIBUTES
+from winnow.filters.multilingual import used_files
+from winnow.filters.pii import ATTRIBUTES as PII_ATTRIBUTES
 from winnow.filters.quality import QualityCut, QualityScorer, QualitySelect
 from winnow.filters.url_filter import url_filter
 from winnow.mixers.corpus import BuildCorpus
@@ -179,6 +182,10 @@ def build_heuristics(
     config: HeuristicsConfig = manifest.stages.heuristics
     files = document_files(manifest, run_dir, "heuristics", inputs, upstream)
     added = native_attributes(files) | (DECONTAM_ATTRIBUTES if config.decontam else {})
+    if config.multilingual is not None:
+        added |= LANGUAGE_ATTRIBUTES
+    if config.pii is not None and config.pii.enabled:
+        added |= PII_ATTRIBUTES
     layout = _layout(manifest, run_dir, "heuristics", upstream, added)
     language = (manifest.stages.extract or ExtractConfig()).language
     steps: list[PipelineStep] = [
@@ -194,6 +201,8 @@ def build_heuristics(
     }
     if config.decontam:  # the evaluation sets' content, not only their paths
         fingerprint["decontam_sets"] = [file_sha256(Path(s.path)) for s in config.decontam.sets]
+    if config.multilingual is not None:  # the settings files' content
+        fingerprint["language_configs"] = [(p.name, file_sha256(p)) for p in used_files(config.multilingual)]
     return StagePlan(layout, [Phase("heuristics", steps, sum(f.units for f in files))], fingerprint)
 
 

@@ -87,6 +87,16 @@ def test_shipped_manifest_validates(
         rows = tmp_path / f"{eval_set['name']}.jsonl"
         rows.write_text(json.dumps(dict.fromkeys(eval_set["fields"], " ".join(f"word{i}" for i in range(20)))) + "\n")
         overrides.append(f"stages.heuristics.decontam.sets.{index}.path={rows}")
+    multilingual = ((raw.get("stages") or {}).get("heuristics") or {}).get("multilingual")
+    if multilingual:  # a settings file in FineWeb-2's shape for each listed language
+        configs = tmp_path / "fineweb2_configs"
+        configs.mkdir()
+        settings = {"language_score": 0.8, "dup_line_frac": 0.3, "dup_n_grams": [[5, 0.15]], "top_n_grams": [[2, 0.2]]}
+        settings |= {"line_punct_thr": 0.1, "new_line_ratio": 0.3, "min_avg_word_length": 1, "max_avg_word_length": 10}
+        settings |= {"max_non_alpha_words_ratio": 0.8, "stopwords": ["a", "b"]}
+        for code in set(multilingual["languages"]) - set(multilingual.get("default_settings", [])):
+            (configs / f"{code}.yml").write_text(yaml.safe_dump(settings))
+        overrides.append(f"stages.heuristics.multilingual.configs={configs}")
     loaded = load_manifest(manifest, overrides)
     assert loaded.sources[0].paths == [overrides[0].split("=", 1)[1].strip("[]")]
     result = winnow_cli("validate", manifest, *(arg for o in overrides for arg in ("--set", o)))
