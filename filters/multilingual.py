@@ -60,6 +60,7 @@ from winnow.filters.heuristics import (
     GuardedGopherRepetition,
     word_tokenizer,
 )
+from winnow.filters.language import default_lid_model, identify, load_fasttext
 from winnow.filters.word_tokenizer import RegexWordTokenizer
 from winnow.pipeline.manifest import HeuristicsConfig, LanguageConfig, MultilingualConfig
 from winnow.pipeline.outcomes import ERROR_KEY, ErrorsAsRecords, OutcomeWriter, StageLayout
@@ -289,22 +290,31 @@ def language_code(label: str | None, text: str, available: set[str]) -> str | No
 
 
 class LanguageCodeSelector(ErrorsAsRecords, BaseFilter):
-    """Sets ``language_config`` on every document; with ``select``, keeps the run's codes whose score reaches
-    the file's ``language_score`` (or ``min_score``)."""
+    """Sets ``language_config`` on every document (identifying the language first, with the run's LID model,
+    where no stage did: documents entering at heuristics); with ``select``, keeps the run's codes whose score
+    reaches the file's ``language_score`` (or ``min_score``)."""
 
     name = "🌍 language selection (FineWeb-2)"
 
     def __init__(
-        self, config: MultilingualConfig, fallback_score: float, select: bool, exclusion_writer: OutcomeWriter
+        self,
+        config: MultilingualConfig,
+        language: LanguageConfig,
+        select: bool,
+        exclusion_writer: OutcomeWriter | None,
     ) -> None:
         super().__init__(exclusion_writer)
         self.config = config
-        self.fallback_score = fallback_score  # default_settings languages: the stage's own min_score
+        self.fallback_score = language.min_score  # default_settings languages: the stage's own min_score
+        self.model_path = str(language.model or default_lid_model())
         self.select = select
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         if is_revisit_stub(doc):
             return True
+        if doc.metadata.get("language") is None and doc.text:
+            label, score = identify(load_fasttext(self.model_path), doc.text)
+            doc.metadata["language"], doc.metadata["language_score"] = label, score
         files = config_files(self.config.configs)
         kept = kept_codes(self.config)
         label = doc.metadata.get("language")
@@ -471,6 +481,6 @@ def multilingual_steps(config: HeuristicsConfig, language: LanguageConfig, layou
     assert config.multilingual is not None
     writer = DetailedOutcomeWriter(layout, "language")
     return [
-        LanguageCodeSelector(config.multilingual, language.min_score, config.language, writer),
+        LanguageCodeSelector(config.multilingual, language, config.language, writer),
         FiltersByLanguage(config, layout),
     ]

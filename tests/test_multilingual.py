@@ -34,7 +34,7 @@ from winnow.filters.multilingual import (
     read_settings,
 )
 from winnow.filters.word_tokenizer import RegexWordTokenizer
-from winnow.pipeline.manifest import HeuristicsConfig, MultilingualConfig
+from winnow.pipeline.manifest import HeuristicsConfig, LanguageConfig, MultilingualConfig
 from winnow.pipeline.warc_writer import http_response, warc_record, write_warc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,8 +205,8 @@ def test_lid176_labels_map_to_fineweb2_codes_and_scripts_decide_between_files() 
     assert language_code("xx", "", available) is None and language_code(None, "", available) is None
 
 
-def selected(config: MultilingualConfig, language: str, score: float, text: str = "Text") -> tuple[object, dict]:
-    step = LanguageCodeSelector(config, fallback_score=0.65, select=True, exclusion_writer=None)  # type: ignore[arg-type]
+def selected(config: MultilingualConfig, language: str | None, score: float, text: str = "Text") -> tuple[object, dict]:
+    step = LanguageCodeSelector(config, LanguageConfig(), select=True, exclusion_writer=None)
     doc = Document(text=text, id="d", metadata={"language": language, "language_score": score})
     return step.filter(doc), doc.metadata
 
@@ -223,6 +223,9 @@ def test_selection_keeps_listed_codes_above_each_files_language_score() -> None:
     everything = MultilingualConfig(configs=str(CONFIGS))
     assert selected(everything, "fr", 0.99)[0] is True
     assert selected(everything, "xx", 0.99)[0] == (False, "no_language_config")
+    # a document no stage identified (a JSONL source entering here) is identified first
+    verdict_, meta = selected(listed, None, 0.0, article(GERMAN_ARTICLES[0]))
+    assert verdict_ is True and (meta["language"], meta["attributes"][CODE]) == ("de", "deu_Latn")
 
 
 # ------------------------------------------------------------------------------------------ through the CLI
