@@ -128,15 +128,24 @@ class LanguageSettings:
     stopwords: tuple[str, ...]
 
 
-FRACTIONS = ("language_score", "dup_line_frac", "line_punct_thr", "max_non_alpha_words_ratio")
-NUMBERS = ("new_line_ratio", "min_avg_word_length", "max_avg_word_length")
+# bounds as FineWeb-2's files use them: thresholds above 1 (a share that cannot exceed it) and a
+# line_punct_thr of -1 (a ratio never below it) switch a rule off
+BOUNDS: dict[str, tuple[float, float]] = {
+    "language_score": (0, 1),
+    "max_non_alpha_words_ratio": (0, 1),
+    "dup_line_frac": (0, math.inf),
+    "line_punct_thr": (-1, math.inf),
+    "new_line_ratio": (0, math.inf),
+    "min_avg_word_length": (0, math.inf),
+    "max_avg_word_length": (0, math.inf),
+}
 NGRAMS = ("top_n_grams", "dup_n_grams")
-FIELDS = (*FRACTIONS, *NUMBERS, *NGRAMS, "stopwords")
+FIELDS = (*BOUNDS, *NGRAMS, "stopwords")
 
 
-def _number(value: Any, path: Path, name: str, upper: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= upper:
-        bound = "between 0 and 1" if upper == 1 else "a number >= 0"
+def _number(value: Any, path: Path, name: str, lower: float = 0, upper: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lower <= value <= upper:
+        bound = f"between {lower} and {upper}" if upper < math.inf else f"a number >= {lower}"
         raise LanguageConfigError("configs", f"{path}: field {name}: expected {bound}, got {value!r}")
     return value
 
@@ -147,7 +156,7 @@ def _ngrams(value: Any, path: Path, name: str) -> tuple[tuple[int, float], ...]:
         ok = isinstance(item, list) and len(item) == 2 and isinstance(item[0], int) and not isinstance(item[0], bool)
         if not ok or item[0] < 1:
             raise LanguageConfigError("configs", f"{path}: field {name}: expected [n, fraction] pairs, got {value!r}")
-        pairs.append((item[0], _number(item[1], path, f"{name}[{len(pairs)}][1]", 1)))
+        pairs.append((item[0], _number(item[1], path, f"{name}[{len(pairs)}][1]")))
     return tuple(pairs)
 
 
@@ -167,8 +176,7 @@ def read_settings(path: Path) -> LanguageSettings:
     stopwords = data["stopwords"]
     if not isinstance(stopwords, list) or not all(isinstance(w, str) for w in stopwords):
         raise LanguageConfigError("configs", f"{path}: field stopwords: expected a list of words, got {stopwords!r}")
-    values: dict[str, Any] = {f: _number(data[f], path, f, 1) for f in FRACTIONS}
-    values |= {f: _number(data[f], path, f) for f in NUMBERS}
+    values: dict[str, Any] = {f: _number(data[f], path, f, *BOUNDS[f]) for f in BOUNDS}
     values |= {f: _ngrams(data[f], path, f) for f in NGRAMS}
     return LanguageSettings(code=path.stem, stopwords=tuple(stopwords), **values)
 

@@ -290,8 +290,8 @@ def test_the_recipe_judges_each_page_by_its_language(tmp_path: Path, winnow_cli:
         ("not_mapping", "- 1\n- 2\n", "expected a mapping of settings, got list"),
         ("missing", None, "field stopwords: missing"),
         ("unknown", "extra_setting: 1\n", "field extra_setting: not a FineWeb-2 setting"),
-        ("fraction", "dup_line_frac: 1.5\n", "field dup_line_frac: expected between 0 and 1, got 1.5"),
-        ("text", "line_punct_thr: high\n", "field line_punct_thr: expected between 0 and 1, got 'high'"),
+        ("fraction", "language_score: 1.5\n", "field language_score: expected between 0 and 1, got 1.5"),
+        ("text", "line_punct_thr: high\n", "field line_punct_thr: expected a number >= -1, got 'high'"),
         ("ngrams", "top_n_grams: [[2, 0.2], [3]]\n", "field top_n_grams: expected [n, fraction] pairs"),
     ],
 )
@@ -319,6 +319,15 @@ def test_a_settings_file_that_does_not_parse_is_exit_2_naming_file_and_field(
     assert result.returncode == 2, result.stderr
     message = " ".join(result.stderr.split())
     assert f"stages.heuristics.multilingual.configs: {broken}: {expected}" in message, message
+
+
+@needs_shared
+def test_every_shared_settings_file_parses() -> None:
+    """All 1,929 of FineWeb-2's files are read (1,613 switch the punctuation rule off with line_punct_thr -1)."""
+    files = config_files(str(CONFIGS))
+    settings = [read_settings(path) for path in files.values()]
+    assert len(settings) == 1929
+    assert sum(s.line_punct_thr == -1 for s in settings) == 1613
 
 
 @needs_shared
