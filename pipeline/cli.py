@@ -57,6 +57,37 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+def _located(run_dir: str) -> Path:
+    """The run folder a read command works on: ``run_dir`` itself, or for an object store URL a temporary folder
+    of the run's records pulled from it (the commands' views then read its committed Parquet objects in place)."""
+    from winnow.pipeline.store import StoreError, is_url, pull_records
+
+    if not is_url(run_dir):
+        return Path(run_dir)
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="winnow-store-"))
+    atexit.register(shutil.rmtree, folder, True)
+    try:
+        return pull_records(run_dir, folder)
+    except FileNotFoundError as exc:
+        _fail(str(exc), 2)
+    except StoreError as exc:
+        _fail(str(exc), 3)
+    raise AssertionError("unreachable")
+
+
+RunArgument = Annotated[
+    str,
+    typer.Argument(
+        help="Run folder (<output>/<name>) or an object store URL of one (s3://bucket/prefix/<name>), refresh "
+        "corpus, or release folder."
+    ),
+]
+
+
 def _checked_manifest(verb: str, manifest: Path, set_: list[str] | None) -> tuple[Manifest, str]:
     """The manifest with its overrides, checked before anything runs (exit 2 if it is wrong), and the
     ``winnow <verb> ...`` command line that repeats this invocation (recorded so a run says how to resume)."""
@@ -125,7 +156,8 @@ def run(
         loaded.run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         _fail(f"cannot create the run folder {loaded.run_dir}: {exc.strerror or exc} (set --set output=...)", 2)
-    out.print(f"winnow: running '{loaded.name}' into {loaded.run_dir}")
+    stored = f" (stored at {loaded.store_url})" if loaded.store_url else ""
+    out.print(f"winnow: running '{loaded.name}' into {loaded.run_dir}{stored}")
     if not verbose:
         quiet_console()
     try:
@@ -153,7 +185,8 @@ def run(
                 f"Final corpus: {len(list(final.glob('*.parquet')))} shard(s) in {final} (view `final`); "
                 f"plots: winnow mix report {result.run_dir}"
             )
-        out.print(f'Inspect: winnow inspect {result.run_dir}    Query: winnow sql {result.run_dir} "SELECT ..."')
+        where = loaded.store_url or result.run_dir
+        out.print(f'Inspect: winnow inspect {where}    Query: winnow sql {where} "SELECT ..."')
     if result.release is not None:
         state = "published" if result.released_now else "unchanged, still"
         out.print(f"Release: {state} {result.release.version} ({result.release.path}; releases/latest points at it)")
@@ -164,9 +197,7 @@ def run(
 
 @app.command()
 def inspect(
-    run_dir: Annotated[
-        Path, typer.Argument(help="Run folder (<output>/<name>), refresh corpus, or release (releases/v0001, latest).")
-    ],
+    run_dir: RunArgument,
     stage: Annotated[str | None, typer.Option(help="Show only this stage.")] = None,
     reasons: Annotated[int, typer.Option(help="How many reject/error reasons to list per stage.")] = 10,
 ) -> None:
@@ -174,7 +205,7 @@ def inspect(
     in / out / rejected / errored per stage and source with the top reasons, and the final corpus. A corpus
     shows each refresh batch and its latest release; a release, its rows per source."""
     try:
-        _print_funnel(run_dir, stage, reasons)
+        _print_funnel(_located(run_dir), stage, reasons)
     except FileNotFoundError as exc:
         _fail(str(exc), 2)
 
@@ -248,7 +279,9 @@ def refresh(
 
 @app.command()
 def status(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder (<output>/<name>).")],
+    run_dir: Annotated[
+        str, typer.Argument(help="Run folder (<output>/<name>), or an object store URL of one (s3://.../<name>).")
+    ],
     json_: Annotated[bool, typer.Option("--json", help="Print the status as one JSON object instead.")] = False,
 ) -> None:
     """Show per stage and phase how many tasks are done, running, failed or not started, why a task
@@ -256,7 +289,7 @@ def status(
     from winnow.pipeline.status import run_status
 
     try:
-        state = run_status(run_dir)
+        state = run_status(_located(run_dir))
     except FileNotFoundError as exc:
         _fail(str(exc), 2)
     if json_:
@@ -312,7 +345,7 @@ def report(
 
 @app.command()
 def sql(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder (<output>/<name>), refresh corpus or release folder.")],
+    run_dir: RunArgument,
     query: Annotated[
         str,
         typer.Argument(help="DuckDB SQL; views: <stage>, <stage>_rejects, <stage>_errors, final; release (corpus)."),
@@ -339,7 +372,7 @@ def sql(
     if format_ not in ("table", "csv", "json", "line"):
         _fail(f"--format must be table, csv, json or line, not {format_!r}", 2)
     try:
-        con = connect(run_dir, memory_limit)
+        con = connect(_located(run_dir), memory_limit)
     except FileNotFoundError as exc:
         _fail(str(exc), 2)
     except duckdb.Error as exc:

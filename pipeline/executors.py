@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -38,10 +39,13 @@ from datatrove.executor.local import LocalPipelineExecutor
 from datatrove.executor.ray import RayPipelineExecutor
 from datatrove.executor.slurm import SlurmPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
-from datatrove.utils.stats import PipelineStats
+from datatrove.utils.logging import add_task_logger, close_task_logger, log_pipeline, logger
+from datatrove.utils.stats import PipelineStats, Stats
 
+from winnow.pipeline.commits import TaskCommits, UnitReader, unit_key, unit_scope
 from winnow.pipeline.logs import quiet_console
 from winnow.pipeline.manifest import LocalExecutor, RayExecutor, SlurmExecutor
+from winnow.pipeline.store import RunStore
 
 ExecutorConfig = LocalExecutor | SlurmExecutor | RayExecutor
 
@@ -73,7 +77,7 @@ class RecordsAttempts(PipelineExecutor):
         rss_source = "vmhwm" if _reset_peak_rss() else "ru_maxrss"
         cpu0, wall0, ok = _cpu_seconds(), time.perf_counter(), False
         try:
-            stats = super()._run_for_rank(rank, local_rank, node_rank)
+            stats = self._run_units(rank, local_rank, node_rank)
             ok = True
             return stats
         finally:
@@ -88,6 +92,58 @@ class RecordsAttempts(PipelineExecutor):
             end["peak_rss_mb"], end["rss_source"] = _peak_rss_mb(rss_source)
             with self.logging_dir.open(f"attempts/{rank:05d}.jsonl", "a") as fh:
                 fh.write(json.dumps(end) + "\n")
+
+    def _run_units(self, rank: int, local_rank: int, node_rank: int) -> PipelineStats:
+        """datatrove's task body (task log, piping, stats, completion marker), with the pipeline run once per
+        unit the task has not committed (:mod:`winnow.pipeline.commits`): each unit's shards and stats are
+        committed when its run ends, and the task's stats are the sum over every committed unit."""
+        self._set_distributed_environment(node_rank)
+        logfile = add_task_logger(self.logging_dir, rank, local_rank, node_rank=node_rank)
+        log_pipeline(self.pipeline)
+        try:
+            steps = [step for step in self.pipeline if isinstance(step, PipelineStep)]
+            reader = next((step for step in steps if isinstance(step, UnitReader)), None)
+            units: list[tuple[int | None, str | None]] = [(None, None)]
+            if reader is not None:  # a task without inputs still runs its pipeline once, reading nothing
+                units = list(reader.task_units(rank, self.world_size)) or units
+            store_url = getattr(self, "store_url", None)
+            store = RunStore(store_url) if store_url else None
+            commits = TaskCommits(self.logging_dir, rank, Path(getattr(self, "run_dir", ".")), store)
+            resumed = 0
+            for index, source in units:
+                key = unit_key(index)
+                if key in commits.records:
+                    resumed += 1
+                    continue
+                for step in steps:
+                    step.stats = Stats(str(step))
+                if reader is not None:
+                    reader.unit = index
+                with unit_scope(rank, key, commits.kept_paths()) as scope:
+                    data = None
+                    for step in self.pipeline:
+                        data = step(data, rank, self.world_size)
+                    if data:
+                        deque(data, maxlen=0)
+                commits.commit(key, source, scope.written, [step.stats.to_dict() for step in steps])
+            for step, total in zip(steps, commits.merged_stats([str(step) for step in steps]), strict=True):
+                step.stats = total
+            if reader is not None:  # this attempt's own counts: what it read, what earlier attempts had committed
+                reader.stat_update("units_read", value=len(units) - resumed)
+                reader.stat_update("units_resumed", value=resumed)
+            logger.success(f"Processing done for {rank=}")
+            stats = PipelineStats(self.pipeline)
+            if node_rank <= 0:
+                with self.logging_dir.open(f"stats/{rank:05d}.json", "w") as fh:
+                    stats.save_to_disk(fh)
+                logger.info(stats.get_repr(f"Task {rank}"))
+                self.mark_rank_as_completed(rank)
+            return stats
+        except Exception as exc:
+            logger.exception(exc)
+            raise
+        finally:
+            close_task_logger(logfile)
 
 
 def _cpu_seconds() -> float:
@@ -224,8 +280,23 @@ class ExecutorSession:
             ray.shutdown()
             self._ray_started = False
 
-    def executor(self, steps: list[PipelineStep], tasks: int, logging_dir: Path, job: str) -> PipelineExecutor:
-        """datatrove's executor for one phase; ``job`` names it (Slurm job name)."""
+    def executor(
+        self,
+        steps: list[PipelineStep],
+        tasks: int,
+        logging_dir: Path,
+        job: str,
+        run_dir: Path,
+        store_url: str | None = None,
+    ) -> PipelineExecutor:
+        """datatrove's executor for one phase; ``job`` names it (Slurm job name); its commit records name files
+        relative to ``run_dir``, and are uploaded with them to ``store_url`` (an object store output)."""
+        executor = self._executor(steps, tasks, logging_dir, job)
+        executor.run_dir = str(Path(run_dir).absolute())  # type: ignore[attr-defined]
+        executor.store_url = store_url  # type: ignore[attr-defined]
+        return executor
+
+    def _executor(self, steps: list[PipelineStep], tasks: int, logging_dir: Path, job: str) -> PipelineExecutor:
         config = self.config
         if isinstance(config, LocalExecutor):
             executor_class = VerboseLocalExecutor if self.verbose else QuietLocalExecutor

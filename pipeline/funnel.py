@@ -4,7 +4,10 @@ A **run** folder (``run.json``) has a view per stage dataset, named after the st
 output), ``extract_rejects`` and ``extract_errors``; the same for every other stage, plus ``final``
 once a mix is written. Other Parquet folders of a stage become ``<stage>_<folder path with _>``
 views, e.g. ``dedup_clusters``, ``dedup_decisions``, ``dedup_index_docs``. A dataset with no files
-yet is an empty view with the right columns, so queries never fail on a quiet stage.
+yet is an empty view with the right columns, so queries never fail on a quiet stage. A view reads a
+task's shard only once a commit record names it (:mod:`winnow.pipeline.commits`): what a killed task
+left behind is not part of the run. Records pulled from an object store (``store.json``) have the same
+views over the committed objects, read in place through DuckDB's registered fsspec filesystem.
 
 A **corpus** folder (what ``winnow refresh`` keeps: ``releases/``, ``batches/<id>/``, no ``run.json``)
 has ``release`` (the latest release's documents) and the same stage views as a run, each the union
@@ -31,8 +34,10 @@ from typing import Literal
 import duckdb
 import pyarrow as pa
 
+from winnow.pipeline.commits import SINK_SHARD, committed_files
 from winnow.pipeline.schema import document_schema, outcome_schema
 from winnow.pipeline.stage_order import STAGE_ORDER
+from winnow.pipeline.store import committed_objects, store_of
 
 
 def stage_names(run_dir: Path) -> list[str]:
@@ -85,6 +90,8 @@ def connect(folder: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyCon
     con = duckdb.connect()
     if memory_limit:
         con.execute(f"SET memory_limit = '{memory_limit}'")
+    if (store := store_of(folder)) is not None:  # the views read the store's objects through fsspec
+        con.register_filesystem(store.fs)
     if kind == "run":
         for view, (files, is_data, attributes) in _run_views(folder).items():
             _register(con, view, [(None, files)], is_data, attributes)
@@ -103,20 +110,36 @@ def connect(folder: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyCon
     return con
 
 
+def _parquet_folders(run_dir: Path) -> dict[str, list[str]]:
+    """Folder (relative to the run) -> the Parquet files in it that are part of the run, sorted: local paths,
+    or for records pulled from an object store (:mod:`winnow.pipeline.store`) the committed objects' URLs."""
+    grouped: dict[str, list[str]] = {}
+    store = store_of(run_dir)
+    if store is not None:
+        for relative in committed_objects(run_dir, store):
+            grouped.setdefault(relative.rpartition("/")[0], []).append(store.url_of(relative))
+        return grouped
+    committed = committed_files(run_dir)
+    for path in sorted([*run_dir.glob("stages/**/*.parquet"), *run_dir.glob("final/*.parquet")]):
+        relative = path.relative_to(run_dir).as_posix()
+        if not SINK_SHARD.search(path.name) or relative in committed:
+            grouped.setdefault(relative.rpartition("/")[0], []).append(str(path))
+    return grouped
+
+
 def _run_views(run_dir: Path) -> dict[str, tuple[list[str], bool, dict[str, pa.DataType]]]:
     """View name -> (Parquet files, whether it holds documents, attribute columns) of one run folder."""
     views: dict[str, tuple[list[str], bool, dict[str, pa.DataType]]] = {}
+    folders = _parquet_folders(run_dir)
     for stage in stage_names(run_dir):
-        stage_dir = run_dir / "stages" / stage
-        attributes = _stage_attributes(stage_dir)
+        attributes = _stage_attributes(run_dir / "stages" / stage)
         for dataset, suffix in (("data", ""), ("rejects", "_rejects"), ("errors", "_errors")):
-            views[f"{stage}{suffix}"] = (_files(stage_dir / dataset), dataset == "data", attributes)
-        for sub in sorted(p for p in stage_dir.rglob("*") if p.is_dir()):
-            relative = sub.relative_to(stage_dir)
-            if relative.parts[0] not in ("data", "rejects", "errors", "tmp") and _files(sub):
-                views[f"{stage}_{'_'.join(relative.parts)}"] = (_files(sub), False, {})
-    final = _files(run_dir / "final")
-    if final:
+            views[f"{stage}{suffix}"] = (folders.get(f"stages/{stage}/{dataset}", []), dataset == "data", attributes)
+        for folder, files in sorted(folders.items()):
+            parts = folder.split("/")[2:] if folder.startswith(f"stages/{stage}/") else []
+            if parts and parts[0] not in ("data", "rejects", "errors", "tmp"):
+                views[f"{stage}_{'_'.join(parts)}"] = (files, False, {})
+    if final := folders.get("final"):
         views["final"] = (final, True, {})
     return views
 
@@ -318,7 +341,7 @@ def final_counts(run_dir: Path, con: duckdb.DuckDBPyConnection) -> dict[str, Fin
     result: dict[str, FinalCounts] = {}
     for source, written in (json.loads(manifest_path.read_text()).get("sources") or {}).items():
         result[source] = FinalCounts(manifest_rows=written.get("rows"), manifest_tokens=written.get("tokens"))
-    if not _files(Path(run_dir) / "final"):
+    if not _parquet_folders(Path(run_dir)).get("final"):
         return result
     query = 'SELECT source, count(*), count(DISTINCT id), coalesce(sum(tokens), 0) FROM "final" GROUP BY 1'
     for source, rows, documents, tokens in con.execute(query).fetchall():

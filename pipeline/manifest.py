@@ -848,7 +848,15 @@ class Manifest(Strict):
     name: str = Field(
         pattern=r"^[A-Za-z0-9_.-]+$", description="the run's name (its folder under output): letters, digits, _ . -"
     )
-    output: str = Field(description="folder under which the run folder <output>/<name> is created")
+    output: str = Field(
+        description="folder under which the run folder <output>/<name> is created, or an object store URL "
+        "(s3://bucket/prefix, any fsspec URL): the run is then stored at <output>/<name> and runs in work_dir"
+    )
+    work_dir: str | None = Field(
+        None,
+        description="with an object store output: the run's local working copy (default: under $WINNOW_WORK_DIR, "
+        "else ~/.cache/winnow/work)",
+    )
     executor: Executor = Field(default_factory=LocalExecutor, description="where tasks run: local, slurm or ray")
     shard_target_mb: int = Field(128, ge=1, description="target size of one output Parquet shard")
     sources: list[Source] = Field(min_length=1, description="the inputs, each a mapping with a `kind`")
@@ -946,7 +954,19 @@ class Manifest(Strict):
         return next((s for s in enabled if s not in SOURCE_STAGES and s != "heuristics"), None)
 
     @property
+    def store_url(self) -> str | None:
+        """Where the run is stored when ``output`` is an object store URL (else None)."""
+        from winnow.pipeline.store import is_url
+
+        return f"{self.output.rstrip('/')}/{self.name}" if is_url(self.output) else None
+
+    @property
     def run_dir(self) -> Path:
+        """The run folder; with an object store output, its local working copy."""
+        from winnow.pipeline.store import default_work_dir
+
+        if (url := self.store_url) is not None:
+            return Path(self.work_dir) if self.work_dir else default_work_dir(url)
         return Path(self.output) / self.name
 
 

@@ -1,11 +1,13 @@
 """Atomic, sharded Parquet writing with an explicit schema.
 
 A :class:`ParquetSink` writes the rows one task produces for one dataset (a stage's ``data``,
-``rejects`` or ``errors``) to ``<folder>/<prefix>-<rank:05d>-<shard:04d>.parquet``. Each shard is
-written under a hidden temporary name and renamed into place when it reaches the target size or the
-task ends, so a reader never sees a half-written file. :func:`remove_rank_files` clears a rank's
-files from an earlier, interrupted attempt (called by ``BeginTask`` at the start of every task), so a
-rerun of a task replaces its output instead of adding to it.
+``rejects`` or ``errors``) to ``<folder>/<prefix>-<rank:05d>-<shard:04d>.parquet``, or, inside a unit
+of a task (:mod:`winnow.pipeline.commits`), ``<prefix>-<rank:05d>-<unit>-<shard:04d>.parquet``, and
+reports each finished shard to the unit, whose commit record names it. Each shard is written under a
+hidden temporary name and renamed into place when it reaches the target size or the unit ends, so a
+reader never sees a half-written file. :func:`remove_rank_files` clears a rank's files from an
+earlier, interrupted attempt (called by ``BeginTask`` at the start of every unit), so a rerun replaces
+its output instead of adding to it; inside a unit it spares the files earlier units committed.
 """
 
 from __future__ import annotations
@@ -18,17 +20,22 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from winnow.pipeline.commits import current_scope
+
 ROW_GROUP_BYTES = 32 * 1024 * 1024
 ROW_GROUP_ROWS = 20_000
 
 
 def remove_rank_files(folder: Path, rank: int) -> None:
-    """Delete every shard and temporary file of ``rank`` in ``folder`` (start of a task attempt)."""
+    """Delete every shard and temporary file of ``rank`` in ``folder`` (start of a task attempt or unit),
+    except those the current unit's task has committed."""
     if not folder.is_dir():
         return
+    scope = current_scope()
+    keep = scope.keep if scope is not None else frozenset()
     tag = f"-{rank:05d}-"
     for entry in folder.iterdir():
-        if tag in entry.name and entry.name.endswith((".parquet", ".tmp")):
+        if tag in entry.name and entry.name.endswith((".parquet", ".tmp")) and str(entry.resolve()) not in keep:
             entry.unlink(missing_ok=True)
 
 
@@ -110,7 +117,9 @@ class ParquetSink:
 
     def _open_shard(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        name = f"{self.prefix}-{self.rank:05d}-{self._shard_index:04d}.parquet"
+        scope = current_scope()
+        unit = f"-{scope.key}" if scope is not None else ""
+        name = f"{self.prefix}-{self.rank:05d}{unit}-{self._shard_index:04d}.parquet"
         self._tmp_path = self.folder / f".{name}.tmp"
         self._file = pa.OSFile(str(self._tmp_path), "wb")
         self._writer = pq.ParquetWriter(self._file, self.schema, compression="zstd")
@@ -123,5 +132,7 @@ class ParquetSink:
         final = self._tmp_path.with_name(self._tmp_path.name[1:].removesuffix(".tmp"))
         os.replace(self._tmp_path, final)
         self.shards.append(final)
+        if (scope := current_scope()) is not None:
+            scope.written.append(final)
         self._writer = None
         self._shard_index += 1

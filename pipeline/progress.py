@@ -3,9 +3,10 @@
 Tasks may run in pool workers, Slurm jobs or Ray actors, so progress travels through the run folder:
 each task's reader owns a :class:`TaskProgress` that rewrites ``logs/<stage>/progress/<rank>.json``
 (atomically, at most twice a second) with documents read and work units done (input bytes for
-archives, rows for Parquet). :class:`ProgressMonitor` sums those files in a thread of the launching
-process and shows documents/s (or the phase's own unit: steps, runs) and an ETA from units done
-against the stage's known total.
+archives, rows for Parquet); a reader made for the next unit of a task goes on from the counts
+there. :class:`ProgressMonitor` sums those files in a thread of the launching process and shows
+documents/s (or the phase's own unit: steps, runs) and an ETA from units done against the stage's
+known total.
 
 What it shows never goes backwards: a task's units never decrease (an input's last reported position
 may pass its size, and a retried task restarts its file from zero), the monitor keeps each task
@@ -34,9 +35,8 @@ class TaskProgress:
     def __init__(self, folder: Path, rank: int, interval_s: float = 0.5) -> None:
         self.path = Path(folder) / f"{rank:05d}.json"
         self.interval_s = interval_s
-        self.docs = 0
-        self.units = 0
-        self._base_units = 0
+        self.docs, self.units = _counts(self.path)  # a task cut into units goes on from its last unit's counts
+        self._base_units = self.units
         self._last = 0.0
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -60,6 +60,15 @@ class TaskProgress:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"docs": self.docs, "units": self.units}))
         os.replace(tmp, self.path)
+
+
+def _counts(path: Path) -> tuple[int, int]:
+    """(docs, units) a task's counter file shows; zeros when there is none (or it cannot be read)."""
+    try:
+        data = json.loads(path.read_text())
+        return int(data.get("docs", 0)), int(data.get("units", 0))
+    except (OSError, ValueError, AttributeError):
+        return 0, 0
 
 
 def read_progress(folder: Path, highest: dict[str, tuple[int, int]] | None = None) -> tuple[int, int]:

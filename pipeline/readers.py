@@ -1,6 +1,7 @@
 """datatrove reader steps: web archives into raw-HTML documents; stage outputs and JSONL/Parquet sources into documents.
 
-Both shard their inputs across tasks by file (file ``i`` goes to rank ``i % world_size``), count
+Both shard their inputs across tasks by file (file ``i`` goes to rank ``i % world_size``), read one
+file per run of the pipeline when the executor cuts a task into units (:class:`UnitReader`), count
 every document they emit as ``in:<source>`` (the independent side of the funnel's accounting), and
 report progress. The archive reader turns unreadable stretches of a file into error records instead
 of stopping, and counts (but does not emit) records that are not HTML responses. Its counters, per
@@ -33,6 +34,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from winnow.extract.web_archives import ArchiveRecord, ReadError, iter_archive
 from winnow.filters.archive_urls import unwrap
+from winnow.pipeline.commits import UnitReader
 from winnow.pipeline.manifest import DocumentSource
 from winnow.pipeline.outcomes import OutcomeWriter, StageLayout
 from winnow.pipeline.progress import TaskProgress
@@ -68,7 +70,7 @@ def skip_content_type(record: ArchiveRecord) -> str:
     return (declared or "").split(";")[0].strip().lower()[:100] or "-"
 
 
-class WarcDocumentReader(PipelineStep):
+class WarcDocumentReader(UnitReader, PipelineStep):
     """Reads WARC/ARC inputs; emits one document per HTML response, payload bytes in ``metadata['payload']``."""
 
     name = "📦 read web archives"
@@ -79,13 +81,16 @@ class WarcDocumentReader(PipelineStep):
         self.inputs = list(inputs)
         self.layout = layout
 
+    def unit_inputs(self) -> list[str]:
+        return [item.path for item in self.inputs]
+
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:
             yield from data
         progress = TaskProgress(self.layout.progress_dir, rank)
         with OutcomeWriter(self.layout, "read", kind="errors") as errors:
             for index, item in enumerate(self.inputs):
-                if index % world_size != rank:
+                if not self.reads(index, rank, world_size):
                     continue
                 yield from self._read_file(item, errors, progress, rank)
                 progress.next_input(item.size)
@@ -190,7 +195,7 @@ class DocumentFile:
         return DocumentFile(item.path, source.kind, units, source.name, attributes=attributes, **fields)
 
 
-class DocumentReader(PipelineStep):
+class DocumentReader(UnitReader, PipelineStep):
     """Reads document files (stage outputs, JSONL and Parquet sources) in a fixed order.
 
     Each document carries ``metadata["position"] = (file index, row index)``, the same on every run,
@@ -210,13 +215,16 @@ class DocumentReader(PipelineStep):
         self.layout = layout
         self.record = record
 
+    def unit_inputs(self) -> list[str]:
+        return [file.path for file in self.files]
+
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:
             yield from data
         progress = TaskProgress(self.layout.progress_dir, rank)
         with OutcomeWriter(self.layout, "read", kind="errors") as errors:
             for index, file in enumerate(self.files):
-                if index % world_size != rank:
+                if not self.reads(index, rank, world_size):
                     continue
                 for row_index, doc in enumerate(read_document_file(file)):
                     if self.record:

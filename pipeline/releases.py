@@ -29,6 +29,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from winnow.mixers.tokens import file_sha256
+from winnow.pipeline.commits import committed_files, visible_parquet
 from winnow.pipeline.json_records import read_json, write_json
 
 VERSION = re.compile(r"^v(\d{4,})$")
@@ -219,7 +220,9 @@ def run_contents(stages: list[str], run_dir: Path) -> tuple[list[NewShard], tupl
         paths = sorted((run_dir / "final").glob("*.parquet"))
         shards = [NewShard(p, known.get(p.name)) for p in paths]
     else:
-        shards = [NewShard(p) for p in sorted((run_dir / "stages" / stages[-1] / "data").glob("*.parquet"))]
+        committed = committed_files(run_dir)
+        data = visible_parquet(run_dir / "stages" / stages[-1] / "data", run_dir, committed)
+        shards = [NewShard(p, committed.get(f"stages/{stages[-1]}/data/{p.name}", {}).get("sha256")) for p in data]
     dedup_dir = run_dir / "stages" / "dedup"
     dedup = (dedup_dir / "index", dedup_dir / "clusters") if "dedup" in stages else None
     return shards, dedup

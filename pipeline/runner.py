@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from datatrove.utils.stats import PipelineStats
 from rich.progress import track
 
+from winnow.pipeline.commits import visible_parquet
 from winnow.pipeline.executors import ExecutorSession
 from winnow.pipeline.funnel import SourceFunnel, connect, count_outcomes, stage_funnel
 from winnow.pipeline.json_records import read_json, write_json
@@ -43,6 +44,7 @@ from winnow.pipeline.progress import ProgressMonitor
 from winnow.pipeline.releases import Release, publish, run_contents
 from winnow.pipeline.sources import InputFile, checksum, resolve_inputs
 from winnow.pipeline.stages import BUILDERS, Phase, StagePlan
+from winnow.pipeline.store import RunStore, StoreError
 from winnow.pipeline.version import winnow_version
 
 # datatrove's local executor starts task processes from a forkserver; importing winnow there once
@@ -90,8 +92,9 @@ def _input_records(inputs: list[InputFile], previous: dict[str, Any] | None, pro
     return records
 
 
-def _shards(folder: Path) -> list[dict[str, Any]]:
-    return [{"path": str(p), "rows": pq.ParquetFile(p).metadata.num_rows} for p in sorted(folder.glob("*.parquet"))]
+def _shards(folder: Path, run_dir: Path) -> list[dict[str, Any]]:
+    """The committed shards of a stage's dataset folder, with their rows."""
+    return [{"path": str(p), "rows": pq.ParquetFile(p).metadata.num_rows} for p in visible_parquet(folder, run_dir)]
 
 
 def _merge_stats(logs_dir: Path) -> tuple[dict[str, int], list[dict[str, Any]]]:
@@ -104,18 +107,39 @@ def _merge_stats(logs_dir: Path) -> tuple[dict[str, int], list[dict[str, Any]]]:
     for step in merged.stats:
         for key, value in step.stats.items():
             if key.startswith("in:"):
-                # datatrove loads a counter from JSON as a plain int; only adding two tasks makes it a MetricStats
-                total = value.total if hasattr(value, "total") else value
+                # datatrove loads a counter from JSON as it was written (a plain int, or a dict with its total);
+                # only adding two tasks makes it a MetricStats
+                total = (
+                    value.total
+                    if hasattr(value, "total")
+                    else value.get("total", 0)
+                    if isinstance(value, dict)
+                    else value
+                )
                 rows_in[key[3:]] = rows_in.get(key[3:], 0) + int(total)
     return rows_in, steps
 
 
+# the standard variables an object store client reads its endpoint and credentials from
+STORE_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+)
+
+
 def secret_env_names(manifest: Manifest) -> list[str]:
-    """Environment variables the stages read API keys from (passed to Ray workers)."""
+    """Environment variables the stages read API keys from, and with an object store output the store's
+    (passed to Ray workers)."""
     configs = [getattr(manifest.stages, name) for name in STAGE_ORDER]
     found = [c for c in configs if isinstance(c, EndpointConfig)]
     found += [c.vlm for c in configs if isinstance(getattr(c, "vlm", None), EndpointConfig)]
-    return sorted({c.api_key_env for c in found if c.api_key_env})
+    names = {c.api_key_env for c in found if c.api_key_env}
+    return sorted(names | set(STORE_ENV if manifest.store_url else ()))
 
 
 @dataclass
@@ -151,6 +175,7 @@ class Runner:
         self.publish = publish
         self.inputs = inputs
         self.session = ExecutorSession(manifest.executor, manifest.name, verbose, secret_env_names(manifest))
+        self.store = RunStore(manifest.store_url) if manifest.store_url else None
 
     def run(self) -> RunResult:
         """Run every enabled stage; raises StageFailed if a stage does not complete."""
@@ -168,6 +193,7 @@ class Runner:
             "stages": {},
         }
         write_json(self.run_dir / "run.json", record)
+        self._sync()
         results = []
         with self.session:
             for stage in self._planned(inputs, record["inputs"]):
@@ -177,15 +203,26 @@ class Runner:
                     "fingerprint": stage.phase_fps[-1],
                     "seconds": round(result.seconds, 3),
                     "skipped": result.skipped,
-                    "outputs": _shards(stage.plan.layout.dataset_dir("data")),
+                    "outputs": _shards(stage.plan.layout.dataset_dir("data"), self.run_dir),
                 }
                 write_json(self.run_dir / "run.json", record)
+                self._sync()
         record["finished_at"] = datetime.now(UTC).isoformat()
         write_json(self.run_dir / "run.json", record)
+        self._sync()
         result = RunResult(self.run_dir, results)
         if self.publish and results:
             result.release, result.released_now = self._publish(record)
         return result
+
+    def _sync(self) -> None:
+        """With an object store output: upload what the store lacks (StageFailed when it cannot be written)."""
+        if self.store is None:
+            return
+        try:
+            self.store.sync(self.run_dir)
+        except StoreError as exc:
+            raise StageFailed(f"{exc}. Rerun the same `winnow run` command to resume.") from exc
 
     def _publish(self, record: dict[str, Any]) -> tuple[Release, bool]:
         """Publish the run's output as a full release (it covers exactly this run's inputs)."""
@@ -219,7 +256,10 @@ class Runner:
                     yield f"  {phase.name}: done ({tasks} task(s)), skipped"
                     continue
                 layout = self._phase_layout(stage.plan, phase)
-                executor = self.session.executor(phase.steps, tasks, layout.logs_dir, self._job_name(stage.plan, phase))
+                job = self._job_name(stage.plan, phase)
+                executor = self.session.executor(
+                    phase.steps, tasks, layout.logs_dir, job, self.run_dir, self.manifest.store_url
+                )
                 if record.get("fingerprint") == fp:
                     verb, incomplete = "resume", len(executor.get_incomplete_ranks())
                 else:
@@ -331,9 +371,16 @@ class Runner:
             targets = [p for p in stage_dir.iterdir() if p.name != "stage.json"] if stage_dir.is_dir() else []
         else:
             targets = [stage_dir / name for name in phase.outputs]
+        logs = self._phase_layout(plan, phase).logs_dir
         for target in targets:
             shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
-        shutil.rmtree(self._phase_layout(plan, phase).logs_dir, ignore_errors=True)
+        shutil.rmtree(logs, ignore_errors=True)
+        if self.store is not None:
+            try:
+                for path in [*targets, logs]:
+                    self.store.remove(path.relative_to(self.run_dir).as_posix())
+            except StoreError as exc:
+                raise StageFailed(str(exc)) from exc
 
     @staticmethod
     def _phase_layout(plan: StagePlan, phase: Phase) -> StageLayout:
@@ -361,7 +408,11 @@ class Runner:
         for phase, _ in pending:
             layout = self._phase_layout(plan, phase)
             tasks = phase.tasks or self.manifest.executor.tasks
-            executors.append(self.session.executor(phase.steps, tasks, layout.logs_dir, self._job_name(plan, phase)))
+            job = self._job_name(plan, phase)
+            executor = self.session.executor(
+                phase.steps, tasks, layout.logs_dir, job, self.run_dir, self.manifest.store_url
+            )
+            executors.append(executor)
         jobs: list[str | None] = [None] * len(pending)
         if self.session.submits_jobs:
             try:
@@ -391,6 +442,7 @@ class Runner:
                 raise StageFailed(self._failure_message(layout, f"tasks {missing} did not complete"))
             records[phase.name]["completed"] = True
             save()
+            self._sync()
 
     def _funnel(self, stage: str) -> dict[str, SourceFunnel]:
         with connect(self.run_dir) as con:

@@ -46,6 +46,7 @@ from winnow.mixers.tokens import (
     file_sha256,
 )
 from winnow.ocr.stage import PdfReader
+from winnow.pipeline.commits import visible_parquet
 from winnow.pipeline.manifest import (
     DedupConfig,
     DocumentSource,
@@ -113,12 +114,11 @@ def document_files(
     manifest: Manifest, run_dir: Path, stage: str, inputs: Sequence[InputFile], upstream: StageLayout | None
 ) -> list[DocumentFile]:
     """What a document stage reads, in a fixed order: the upstream output, the OCR stage's output when
-    it enters here, then entering sources' files."""
-    files = (
-        [DocumentFile.of_stage(p) for p in sorted(upstream.dataset_dir("data").glob("*.parquet"))] if upstream else []
-    )
+    it enters here (their committed shards), then entering sources' files."""
+    upstream_files = visible_parquet(upstream.dataset_dir("data"), run_dir) if upstream else []
+    files = [DocumentFile.of_stage(p) for p in upstream_files]
     if manifest.ocr_entry() == stage:
-        files += [DocumentFile.of_stage(p) for p in sorted((run_dir / "stages" / "ocr" / "data").glob("*.parquet"))]
+        files += [DocumentFile.of_stage(p) for p in visible_parquet(run_dir / "stages" / "ocr" / "data", run_dir)]
     sources = {s.name: s for s in manifest.sources}
     for item in inputs:
         source = sources[item.source]

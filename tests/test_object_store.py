@@ -1,22 +1,124 @@
-"""Run folders on an S3-compatible object store, against moto's standalone server (tests/s3_server.py)."""
+"""Run folders on an S3-compatible object store, against moto's standalone server (tests/s3_server.py).
+
+The demo manifest runs once into a local folder and once with ``output: s3://winnow/runs`` (the
+store; its working copy in a temporary folder); the store's views, read by ``winnow sql`` through
+DuckDB's registered fsspec filesystem, hold the same ids as the local run's. An object the tasks did
+not commit is never read; the credentials appear in no object, record or output.
+"""
 
 from __future__ import annotations
+
+import csv
+import io
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import s3fs
 
-from tests.s3_server import SECRET_KEY, MotoServer
+from tests.s3_server import ACCESS_KEY, SECRET_KEY, MotoServer, moto_available
+from winnow.pipeline.commits import committed_files
+from winnow.pipeline.funnel import connect
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO = REPO_ROOT / "manifests" / "demo.yaml"
+STORE = "s3://winnow/runs"
+VIEWS = ("extract", "extract_rejects", "extract_errors", "heuristics", "heuristics_rejects", "dedup", "dedup_rejects")
+ALL_IDS = " UNION ALL ".join(f"SELECT '{v}' AS view, id FROM {v}" for v in VIEWS) + " ORDER BY 1, 2"
+
+WinnowCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def demo_run(winnow_cli: WinnowCli, warcs: Path, output: str, *sets: str) -> subprocess.CompletedProcess[str]:
+    args = [
+        f"output={output}",
+        f"sources.0.paths=[{warcs}/*.warc.gz]",
+        "stages.extract.url_filter.use_integrated_lists=false",
+    ]
+    return winnow_cli("run", DEMO, *(a for s in [*args, *sets] for a in ("--set", s)), "--no-progress")
+
+
+def sql_rows(winnow_cli: WinnowCli, where: str, query: str) -> list[list[str]]:
+    result = winnow_cli("sql", where, query, "--format", "csv")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return list(csv.reader(io.StringIO(result.stdout)))[1:]
+
+
+@pytest.fixture(scope="module")
+def store_run(
+    tmp_path_factory: pytest.TempPathFactory, cli_demo_warcs: Path, winnow_cli: WinnowCli
+) -> Iterator[tuple[MotoServer, Path, Path, list[subprocess.CompletedProcess[str]]]]:
+    """(server, the local run folder, the store run's working copy, the CLI results of the store run)."""
+    if not moto_available():
+        pytest.skip("moto[server] and s3fs are not installed (pip install -e '.[dev]')")
+    work = tmp_path_factory.mktemp("store")
+    server = MotoServer()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in server.env().items():
+            patch.setenv(name, value)
+        server.make_bucket("winnow")
+        local = demo_run(winnow_cli, cli_demo_warcs, str(work / "local"))
+        assert local.returncode in (0, 1), local.stdout + local.stderr
+        stored = demo_run(winnow_cli, cli_demo_warcs, STORE, f"work_dir={work / 'copy'}")
+        assert stored.returncode in (0, 1), stored.stdout + stored.stderr
+        yield server, work / "local" / "demo", work / "copy", [stored]
+    server.stop()
 
 
 def test_moto_server_takes_objects_and_duckdb_reads_them_through_fsspec(s3_server: MotoServer) -> None:
     """The fixture's server, reached through the standard AWS variables only; DuckDB reads its objects through
     a registered fsspec filesystem (no httpfs extension, which would be downloaded at run time)."""
-    fs = s3fs.S3FileSystem()
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
     with fs.open("winnow/smoke/x.parquet", "wb") as fh:
         pq.write_table(pa.table({"n": [1, 2, 3]}), fh)
     con = duckdb.connect()
     con.register_filesystem(fs)
     assert con.execute("SELECT sum(n) FROM read_parquet('s3://winnow/smoke/x.parquet')").fetchone() == (6,)
     assert SECRET_KEY not in repr(fs)
+
+
+def test_demo_on_the_store_gives_the_local_runs_ids(store_run: tuple, winnow_cli: WinnowCli) -> None:
+    _, local, _, _ = store_run
+    with connect(local) as con:
+        expected = [[view, doc_id] for view, doc_id in con.execute(ALL_IDS).fetchall()]
+    assert len(expected) > 100
+    assert sql_rows(winnow_cli, f"{STORE}/demo", ALL_IDS) == expected
+    status = winnow_cli("status", f"{STORE}/demo")
+    assert status.returncode == 0 and "The run finished." in status.stdout, status.stdout + status.stderr
+    inspect = winnow_cli("inspect", f"{STORE}/demo")
+    assert inspect.returncode == 0 and "stage: dedup" in inspect.stdout, inspect.stdout + inspect.stderr
+
+
+def test_every_parquet_object_is_committed_and_an_uncommitted_one_is_not_read(
+    store_run: tuple, winnow_cli: WinnowCli
+) -> None:
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)  # the module's fixture keeps the AWS variables set
+    objects = [p.split("winnow/runs/demo/", 1)[1] for p in fs.find("winnow/runs/demo") if p.endswith(".parquet")]
+    committed = committed_files(store_run[2])
+    assert objects and sorted(objects) == sorted(committed)
+    before = sql_rows(winnow_cli, f"{STORE}/demo", "SELECT count(*) FROM dedup")
+    # what a task killed before its commit leaves: a shard object no commit record names
+    stray = "winnow/runs/demo/stages/dedup/data/part-00000-f00007-0000.parquet"
+    with fs.open(f"winnow/runs/demo/{objects[0]}", "rb") as fh:
+        table = pq.read_table(fh)
+    with fs.open(stray, "wb") as fh:
+        pq.write_table(table, fh)
+    try:
+        assert sql_rows(winnow_cli, f"{STORE}/demo", "SELECT count(*) FROM dedup") == before
+    finally:
+        fs.rm(stray)
+
+
+def test_credentials_are_in_no_object_record_or_output(store_run: tuple, winnow_cli: WinnowCli) -> None:
+    _, _, copy, results = store_run
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    blobs = [fs.cat_file(path) for path in fs.find("winnow/runs/demo")]
+    blobs += [p.read_bytes() for p in copy.rglob("*") if p.is_file()]
+    for secret in (SECRET_KEY.encode(), ACCESS_KEY.encode()):
+        assert not [b for b in blobs if secret in b]
+        for result in results:
+            assert secret.decode() not in result.stdout + result.stderr

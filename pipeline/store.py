@@ -1,0 +1,205 @@
+"""Run folders on object stores (any fsspec URL: ``s3://bucket/prefix``, ``gs://``...): the store holds the run.
+
+A manifest whose ``output`` is a URL runs in a local **working copy** (``work_dir``, by default under
+``$WINNOW_WORK_DIR`` or ``~/.cache/winnow/work``), where stages read and write as on any run folder, and
+the store at ``<output>/<name>`` holds the committed run, written through fsspec:
+
+- a task uploads each unit's shards, then the unit's commit record (:mod:`winnow.pipeline.commits`),
+  so what a killed task committed is in the store too;
+- the runner :meth:`RunStore.sync` s the working copy at the run's start, after every phase and at the end:
+  files written by DuckDB passes (not by a task's sinks) get a commit record of their own first
+  (``logs/store/commits/sync/<n>.json``); then every file the store lacks (or holds at another size) is
+  uploaded, data before commit records before the JSON records, ``run.json`` last.
+
+No object is renamed: a file is part of the run on the store when a commit record there names it at
+its size. :func:`pull_records` copies a store's records (everything but the Parquet data) into a
+local folder with a ``store.json`` naming the store; the views of such a folder
+(:func:`winnow.pipeline.funnel.connect`) read the committed Parquet objects in place, through DuckDB's
+registered fsspec filesystem (no DuckDB extension is downloaded). Credentials come from the
+environment or the standard configuration chain of the filesystem (AWS variables, ``~/.aws``); they
+are never part of a URL, a record or a message winnow writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from winnow.pipeline.commits import SINK_SHARD, committed_files, file_record
+
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+MARKER = "store.json"  # in a folder of records pulled from a store: {"url": ...}
+SYNC_RECORDS = "logs/store/commits/sync"
+
+
+class StoreError(Exception):
+    """The object store could not be read or written; the message names the store, never a credential."""
+
+
+def is_url(location: str) -> bool:
+    """Whether ``location`` is an fsspec URL other than a local ``file://`` one."""
+    return bool(URL.match(location)) and not location.startswith(("file://", "local://"))
+
+
+def default_work_dir(url: str) -> Path:
+    """The local working copy of the run stored at ``url``."""
+    root = Path(os.environ.get("WINNOW_WORK_DIR") or Path.home() / ".cache" / "winnow" / "work")
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    return root / f"{name}-{hashlib.sha1(url.encode()).hexdigest()[:12]}"
+
+
+class RunStore:
+    """The store of one run: ``url`` is ``<output>/<name>``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        self._sent: dict[str, tuple[int, int]] = {}  # relative path -> (size, mtime_ns) this process uploaded
+
+    def __reduce__(self) -> tuple[type[RunStore], tuple[str]]:
+        return RunStore, (self.url,)
+
+    def url_of(self, relative: str) -> str:
+        return f"{self.url}/{relative}"
+
+    def _path(self, relative: str) -> str:
+        return f"{self.root}/{relative}"
+
+    def listing(self) -> dict[str, int]:
+        """Relative path -> size of every object of the run."""
+        try:
+            found = self.fs.find(self.root, detail=True)
+        except FileNotFoundError:
+            return {}
+        except Exception as exc:
+            raise self._error("list", exc) from exc
+        prefix = self.root.rstrip("/") + "/"
+        return {
+            name[len(prefix) :]: int(info.get("size") or 0) for name, info in found.items() if name.startswith(prefix)
+        }
+
+    def put(self, local: Path, relative: str) -> None:
+        """Upload one file (one PUT or multipart upload: the object appears whole, or not at all)."""
+        try:
+            self.fs.put_file(str(local), self._path(relative))
+        except Exception as exc:
+            raise self._error(f"upload {relative} to", exc) from exc
+
+    def remove(self, relative: str) -> None:
+        """Delete an object or every object under a prefix (a phase that reruns from scratch)."""
+        try:
+            if self.fs.exists(self._path(relative)):
+                self.fs.rm(self._path(relative), recursive=True)
+        except FileNotFoundError:
+            return
+        except Exception as exc:
+            raise self._error(f"remove {relative} from", exc) from exc
+
+    def _error(self, what: str, exc: Exception) -> StoreError:
+        return StoreError(f"cannot {what} the object store {self.url}: {type(exc).__name__}: {exc}")
+
+    def sync(self, run_dir: Path) -> int:
+        """Make the store hold every file of the run folder that is part of the run; returns the uploads.
+        Records DuckDB-written Parquet files (those no commit record names yet) in a sync record first."""
+        run_dir = Path(run_dir)
+        committed = committed_files(run_dir)
+        loose = [p for p in _run_files(run_dir) if p.suffix == ".parquet" and not SINK_SHARD.search(p.name)]
+        fresh = [p for p in loose if _changed(p, run_dir, committed)]
+        if fresh:
+            folder = run_dir / SYNC_RECORDS
+            folder.mkdir(parents=True, exist_ok=True)
+            number = len(list(folder.glob("*.json"))) + 1
+            record = {"unit": f"sync-{number:05d}", "files": [file_record(p, run_dir) for p in fresh]}
+            tmp = folder / f".{number:05d}.json.tmp"
+            tmp.write_text(json.dumps(record))
+            os.replace(tmp, folder / f"{number:05d}.json")
+            committed = committed_files(run_dir)
+        present = self.listing()
+        uploads = 0
+        for path in sorted(_run_files(run_dir, committed), key=lambda p: _upload_order(p, run_dir)):
+            relative = path.relative_to(run_dir).as_posix()
+            stat = path.stat()
+            mutable = path.suffix in (".json", ".jsonl", ".log") and "/commits/" not in relative
+            if present.get(relative) == stat.st_size and (
+                not mutable or self._sent.get(relative) == (stat.st_size, stat.st_mtime_ns)
+            ):
+                continue  # in the store at its size; a record rewritten in place: unchanged since sent
+            self.put(path, relative)
+            self._sent[relative] = (stat.st_size, stat.st_mtime_ns)
+            uploads += 1
+        return uploads
+
+
+def _changed(path: Path, run_dir: Path, committed: dict[str, dict[str, Any]]) -> bool:
+    entry = committed.get(path.relative_to(run_dir).as_posix())
+    return entry is None or entry["bytes"] != path.stat().st_size
+
+
+def _upload_order(path: Path, run_dir: Path) -> tuple[int, str]:
+    """Data first, then commit records, then the other records, run.json last."""
+    relative = path.relative_to(run_dir).as_posix()
+    if relative == "run.json":
+        rank = 3
+    elif "/commits/" in relative:
+        rank = 1
+    elif path.suffix == ".json":
+        rank = 2
+    else:
+        rank = 0
+    return rank, relative
+
+
+def _run_files(run_dir: Path, committed: dict[str, dict[str, Any]] | None = None) -> list[Path]:
+    """The files of a run folder that are part of the run: not hidden, not scratch (``tmp/``), not releases
+    (local hard links), and, with ``committed``, a sink shard only when a commit record names it."""
+    found = []
+    for path in run_dir.rglob("*"):
+        relative = path.relative_to(run_dir)
+        if not path.is_file() or any(part.startswith(".") for part in relative.parts):
+            continue
+        if relative.parts[0] in ("releases", "batches") or "tmp" in relative.parts[:-1]:
+            continue
+        if committed is not None and SINK_SHARD.search(path.name) and relative.as_posix() not in committed:
+            continue
+        found.append(path)
+    return found
+
+
+def pull_records(url: str, folder: Path) -> Path:
+    """Copy the records of the run stored at ``url`` (JSON, logs, commit records; no Parquet) into
+    ``folder``, with a ``store.json`` naming the store; returns ``folder``. FileNotFoundError when no run
+    is stored there."""
+    store = RunStore(url)
+    listing = store.listing()
+    if "run.json" not in listing:
+        raise FileNotFoundError(f"{url} holds no winnow run (no run.json)")
+    for relative in sorted(listing):
+        if relative.endswith(".parquet"):
+            continue
+        target = folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            store.fs.get_file(store._path(relative), str(target))
+        except Exception as exc:
+            raise store._error(f"read {relative} from", exc) from exc
+    (folder / MARKER).write_text(json.dumps({"url": store.url}))
+    return folder
+
+
+def store_of(folder: Path) -> RunStore | None:
+    """The store a folder of pulled records came from (None for a run folder of its own)."""
+    marker = Path(folder) / MARKER
+    return RunStore(json.loads(marker.read_text())["url"]) if marker.exists() else None
+
+
+def committed_objects(folder: Path, store: RunStore) -> list[str]:
+    """Relative paths of the Parquet objects of a pulled run that a commit record names at their size."""
+    present = store.listing()
+    committed = committed_files(folder)
+    return sorted(p for p, e in committed.items() if p.endswith(".parquet") and present.get(p) == e["bytes"])
