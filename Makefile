@@ -35,7 +35,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench,multilingual]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,multilingual,embed]'
 	touch $@
 
 # llama.cpp's server for the tests that need a real LLM endpoint. There is no CPU wheel on PyPI: pip builds

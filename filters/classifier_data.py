@@ -16,17 +16,26 @@ unreadable (``bad_json``, ``missing_text``, ``input_unreadable``) are skipped an
 are documents whose text is only whitespace. Texts are kept up to ``winnow.filters.classifier_text.MAX_CHARS``
 characters (all the classifier ever sees); with ``limit``, a class keeps a uniform random sample of that
 many (reservoir sampling), so memory stays bounded however large the sources are.
+
+A labelled file (``--labels``: human judgments, LLM annotations) is read by :func:`read_labelled`: one
+document per JSONL line or Parquet row with its text in ``text_field`` and a number (or true/false) in
+``label_field``. Rows that are not JSON objects, lack a text, or whose label is missing or not a number
+are skipped and counted by reason; nothing is dropped unseen.
 """
 
 from __future__ import annotations
 
 import glob
+import json
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import fsspec
 
 from winnow.filters.classifier_text import MAX_CHARS
 from winnow.pipeline.readers import DocumentFile, read_document_file
@@ -174,3 +183,67 @@ def _read_file(file: DocumentFile | Path) -> Iterator[tuple[str, str | None]]:
             yield "", str(doc.metadata.get("reason"))
         else:
             yield doc.text, None
+
+
+@dataclass
+class LabelledTexts:
+    """The documents of a labelled file: texts, their label values, and the rows skipped (by reason)."""
+
+    path: str
+    texts: list[str]
+    values: list[float]
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "documents": len(self.texts), "skipped": dict(self.skipped)}
+
+
+def read_labelled(path: str | Path, text_field: str = "text", label_field: str = "label") -> LabelledTexts:
+    """Every document of a labelled ``.jsonl`` (optionally compressed) or ``.parquet`` file, texts cut to
+    ``MAX_CHARS``; :class:`SourceError` when the file is missing, of another type or holds no usable row."""
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file")
+    if not path.name.endswith((*JSONL_SUFFIXES, ".parquet")):
+        raise SourceError(f"{path}: unsupported labels file (use {', '.join((*JSONL_SUFFIXES, '.parquet'))})")
+    result = LabelledTexts(str(path), [], [])
+    for row in _labelled_rows(path, result.skipped):
+        text, value = row.get(text_field), row.get(label_field)
+        if not isinstance(text, str) or not text.strip():
+            result.skipped["missing_text"] += 1
+            continue
+        if isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            result.skipped["bad_label"] += 1
+            continue
+        result.texts.append(text[:MAX_CHARS])
+        result.values.append(float(value))
+    if not result.texts:
+        raise SourceError(
+            f"{path}: no document with a text in {text_field!r} and a number in {label_field!r} "
+            f"(skipped: {dict(result.skipped) or 'none'})"
+        )
+    return result
+
+
+def _labelled_rows(path: Path, skipped: Counter[str]) -> Iterator[dict[str, Any]]:
+    """The file's rows as dicts; lines that are not JSON objects are counted in ``skipped`` as ``bad_json``."""
+    if path.name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            yield from batch.to_pylist()
+        return
+    with fsspec.open(str(path), "rt", compression="infer", encoding="utf-8-sig") as lines:
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                row = None
+            if isinstance(row, dict):
+                yield row
+            else:
+                skipped["bad_json"] += 1

@@ -4,6 +4,12 @@ Precision / recall / F1 / accuracy at a threshold (a document is predicted posit
 is >= the threshold; a ratio whose denominator is 0 is 0), ROC AUC as the Mann-Whitney rank statistic
 (ties count one half), and a calibration table over score quantiles. :func:`evaluate` bundles them as
 the JSON-ready dict that model cards and ``winnow classifier eval --report`` hold.
+
+:func:`length_baseline` is the check against length: the AUC that ranking by document length alone reaches
+(``length_auc``), and the classifier's mean AUC within the three length terciles (``tercile_auc``: documents
+sorted by length, ties by position, cut into three groups of equal size as :func:`numpy.array_split` does;
+a tercile holding one class only is left out of the mean). A classifier that only knows length scores
+near 0.5 within terciles.
 """
 
 from __future__ import annotations
@@ -98,10 +104,44 @@ def calibration_table(labels: np.ndarray, scores: np.ndarray, bins: int = 10) ->
     return rows
 
 
-def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5, bins: int = 10) -> dict[str, Any]:
-    """Document counts, ROC AUC, threshold metrics and calibration rows as one JSON-ready dict."""
+def length_baseline(labels: np.ndarray, scores: np.ndarray, lengths: np.ndarray) -> dict[str, Any]:
+    """``length_auc`` (ROC AUC of the lengths as scores), ``tercile_auc`` (mean AUC of ``scores`` within the
+    length terciles, None when no tercile holds both classes) and one row per tercile."""
     labels = np.asarray(labels, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    rows = []
+    for members in np.array_split(np.argsort(lengths, kind="stable"), 3):
+        if len(members) == 0:
+            continue
+        rows.append(
+            {
+                "min_chars": int(lengths[members].min()),
+                "max_chars": int(lengths[members].max()),
+                "documents": len(members),
+                "positives": int(labels[members].sum()),
+                "roc_auc": roc_auc(labels[members], scores[members]),
+            }
+        )
+    aucs = [row["roc_auc"] for row in rows if row["roc_auc"] is not None]
     return {
+        "length_auc": roc_auc(labels, lengths),
+        "tercile_auc": float(np.mean(aucs)) if aucs else None,
+        "terciles": rows,
+    }
+
+
+def evaluate(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    threshold: float = 0.5,
+    bins: int = 10,
+    lengths: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Document counts, ROC AUC, threshold metrics and calibration rows as one JSON-ready dict; with the
+    documents' ``lengths`` (characters) also :func:`length_baseline`'s figures."""
+    labels = np.asarray(labels, dtype=bool)
+    result = {
         "documents": len(labels),
         "positives": int(labels.sum()),
         "negatives": int((~labels).sum()),
@@ -109,3 +149,6 @@ def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5, bin
         **asdict(threshold_metrics(labels, scores, threshold)),
         "calibration": [asdict(row) for row in calibration_table(labels, scores, bins)],
     }
+    if lengths is not None:
+        result |= length_baseline(labels, scores, lengths)
+    return result

@@ -1,4 +1,8 @@
-"""Scoring with a fastText quality classifier, and the up-front check that a model file is usable.
+"""Scoring with a quality classifier, and the up-front check that a model file is usable.
+
+A model is a fastText file (``.bin``/``.ftz``) or an embedding + head model (``.json``,
+:mod:`winnow.filters.classifier_embed`): :func:`load_classifier` and :func:`score_texts` take either, so the
+quality stage and ``winnow classifier eval`` treat them alike (an embedding model's ``label`` is unused).
 
 :func:`check_model` is what every user of a classifier (``winnow classifier eval``, the quality stage)
 calls before any work starts: it reads the file's structure in Python (magic number, format version,
@@ -12,6 +16,7 @@ the probability of that label, after the same normalisation that training used
 
 from __future__ import annotations
 
+import functools
 import mmap
 import struct
 from collections.abc import Sequence
@@ -57,12 +62,14 @@ def check_model(path: str | Path, label: str = POSITIVE_LABEL) -> None:
 
 
 def load_classifier(path: str | Path, label: str = POSITIVE_LABEL) -> Any:
-    """The fastText model at ``path``, checked as :func:`check_model` describes (cached per process)."""
+    """The model at ``path``, checked as :func:`check_model` describes (cached per process)."""
     path = Path(path)
     if not path.exists():
         raise ModelError(path, "no such file")
     if not path.is_file():
         raise ModelError(path, "not a file")
+    if path.suffix == ".json":
+        return _load_head_model(str(path.resolve()))
     check_structure(path)
     from winnow.filters.language import load_fasttext  # datatrove's filters come with it: not at import time
 
@@ -72,6 +79,18 @@ def load_classifier(path: str | Path, label: str = POSITIVE_LABEL) -> Any:
         raise ModelError(path, f"fastText cannot load it: {exc}") from None
     check_classifier(model, path, label)
     return model
+
+
+@functools.cache
+def _load_head_model(path: str) -> Any:
+    """An embedding + head model, loaded once per process (ModelError naming what is wrong)."""
+    from winnow.filters.classifier_embed import EmbeddingClassifier, EncoderError
+
+    try:
+        return EmbeddingClassifier(Path(path))
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        problem = str(exc) if isinstance(exc, EncoderError) else f"not an embedding classifier ({exc})"
+        raise ModelError(path, problem) from None
 
 
 def check_classifier(model: Any, path: str | Path, label: str = POSITIVE_LABEL) -> None:
@@ -158,6 +177,8 @@ def score_texts(model: Any, texts: Sequence[str], label: str = POSITIVE_LABEL) -
     A label fastText does not return for a text counts as probability 0."""
     import numpy as np  # imported here: `winnow --help` imports this module (for the classifier's defaults)
 
+    if hasattr(model, "score"):  # an embedding + head model
+        return model.score(list(texts))
     label = positive_label(label)
     scores = np.zeros(len(texts), dtype=np.float32)
     for start in range(0, len(texts), BATCH):

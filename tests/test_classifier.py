@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from winnow.filters.classifier_data import ClassTexts, SourceCount
-from winnow.filters.classifier_metrics import calibration_table, roc_auc, threshold_metrics
+from winnow.filters.classifier_metrics import calibration_table, length_baseline, roc_auc, threshold_metrics
 from winnow.filters.classifier_score import ModelError, check_model, load_classifier, score_texts
 from winnow.filters.classifier_train import TrainConfig, TrainingError, train_classifier
 from winnow.filters.language import default_lid_model
@@ -93,6 +93,7 @@ def toy_model(toy: Path, winnow_cli: WinnowCli) -> Path:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "ROC AUC" in result.stdout
+    assert "training seeds' own documents" in result.stdout and "--labels" in result.stdout  # says what held out means
     return toy / "model" / "toy.bin"
 
 
@@ -136,6 +137,71 @@ def test_eval_prints_metrics_and_calibration(toy_model: Path, toy: Path, winnow_
     assert 1 <= len(rows) <= 5 and sum(r["documents"] for r in rows) == 30
     assert sum(r["positives"] for r in rows) == 15
     assert all(r["low"] <= r["mean_score"] <= r["high"] for r in rows)
+
+
+def test_eval_labels_file_with_length_baseline(toy_model: Path, toy: Path, winnow_cli: WinnowCli) -> None:
+    """--labels with a configurable label field gives the same AUC as -p/-n on the same documents, plus the
+    length baseline and tercile figures; rows without a usable label or text are counted, not used."""
+    rows = [{"body": json.loads(line)["text"], "good": 1} for line in (toy / "heldout" / "positive.jsonl").open()]
+    rows += [{"body": json.loads(line)["text"], "good": False} for line in (toy / "heldout" / "negative.jsonl").open()]
+    labels = toy / "labels.jsonl"
+    write_jsonl(labels, [*rows, {"body": "no label here"}, {"body": "x", "good": "yes"}, {"good": 1}])
+    with labels.open("a") as handle:
+        handle.write("{broken\n")
+    report = toy / "labels_report.json"
+    result = winnow_cli(
+        "classifier", "eval", toy_model, "--labels", labels, "--label-field", "good", "--text-field", "body",
+        "--report", report, "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "length-only baseline ROC AUC" in result.stdout and "within length terciles" in result.stdout
+    assert "2 bad_label" in result.stdout and "1 missing_text" in result.stdout and "1 bad_json" in result.stdout
+    metrics = json.loads(report.read_text())
+    assert metrics["sources"]["labels"]["skipped"] == {"bad_label": 2, "missing_text": 1, "bad_json": 1}
+    assert metrics["documents"] == 30 and metrics["positives"] == 15
+    card = json.loads(toy_model.with_suffix(".card.json").read_text())
+    assert metrics["roc_auc"] == pytest.approx(card["held_out"]["roc_auc"], abs=1e-9)
+    lengths = np.array([len(r["body"]) for r in rows])
+    assert metrics["length_auc"] == pytest.approx(roc_auc(np.array([bool(r["good"]) for r in rows]), lengths))
+    assert [t["documents"] for t in metrics["terciles"]] == [10, 10, 10]
+    assert "training seeds" in card["held_out"]["note"]
+
+
+def test_eval_labels_scores_and_bad_arguments(
+    toy_model: Path, toy: Path, tmp_path: Path, winnow_cli: WinnowCli
+) -> None:
+    """0-5 scores with --positive-at; giving both -p and --labels, or a labels file of another type, exits 2."""
+    rows = [{"text": json.loads(line)["text"], "score": 4} for line in (toy / "heldout" / "positive.jsonl").open()]
+    rows += [{"text": json.loads(line)["text"], "score": 1} for line in (toy / "heldout" / "negative.jsonl").open()]
+    labels = write_jsonl(tmp_path / "scores.jsonl", rows)
+    report = tmp_path / "r.json"
+    args = ["--label-field", "score", "--positive-at", "3", "--report", report, "--no-progress"]
+    result = winnow_cli("classifier", "eval", toy_model, "--labels", labels, *args)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(report.read_text())["positives"] == 15
+    both = winnow_cli("classifier", "eval", toy_model, "--labels", labels, "-p", labels)
+    assert both.returncode == 2 and "or --labels" in one_line(both.stderr)
+    wrong = winnow_cli("classifier", "eval", toy_model, "--labels", toy / "pos_extra.txt")
+    assert wrong.returncode == 2 and "unsupported labels file" in one_line(wrong.stderr)
+
+
+def test_length_baseline_terciles() -> None:
+    """Labels that follow length overall but not within terciles: length AUC high, tercile AUC of a
+    length-only score 0.5-ish, of a score that knows the label within each tercile 1.0."""
+    rng = np.random.default_rng(1)
+    lengths = np.arange(300) * 10 + 5
+    labels = rng.random(300) < np.repeat([0.2, 0.5, 0.8], 100)
+    result = length_baseline(labels, labels.astype(float) + rng.random(300) * 0.1, lengths)
+    assert result["length_auc"] == pytest.approx(roc_auc(labels, lengths)) and result["length_auc"] > 0.7
+    assert result["tercile_auc"] == 1.0
+    assert [(t["min_chars"], t["max_chars"], t["documents"]) for t in result["terciles"]] == [
+        (5, 995, 100), (1005, 1995, 100), (2005, 2995, 100),
+    ]  # fmt: skip
+    by_length = length_baseline(labels, lengths.astype(float), lengths)
+    assert abs(by_length["tercile_auc"] - 0.5) < 0.15
+    one_class = length_baseline(np.array([True] * 3 + [False] * 3), np.arange(6.0), np.arange(6))
+    assert [t["roc_auc"] for t in one_class["terciles"]] == [None, 0.0, None]  # one-class terciles left out
+    assert one_class["tercile_auc"] == 0.0
 
 
 # ---------------------------------------------------------------- bad models and arguments
