@@ -3,7 +3,8 @@
 The demo manifest runs once into a local folder and once with ``output: s3://winnow/runs`` (the
 store; its working copy in a temporary folder); the store's views, read by ``winnow sql`` through
 DuckDB's registered fsspec filesystem, hold the same ids as the local run's. An object the tasks did
-not commit is never read; the credentials appear in no object, record or output.
+not commit is never read; the credentials appear in no object, record or output. A server killed
+mid-run stops the run with exit 3, and the rerun after its restart ends with the same ids.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import csv
 import io
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,7 +25,7 @@ import s3fs
 
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, MotoServer, moto_available
 from winnow.pipeline.commits import committed_files
-from winnow.pipeline.funnel import connect
+from winnow.pipeline.funnel import connect, stage_counters
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO = REPO_ROOT / "manifests" / "demo.yaml"
@@ -122,3 +125,52 @@ def test_credentials_are_in_no_object_record_or_output(store_run: tuple, winnow_
         assert not [b for b in blobs if secret in b]
         for result in results:
             assert secret.decode() not in result.stdout + result.stderr
+
+
+def test_store_killed_mid_run_stops_with_exit_3_and_the_rerun_ends_identical(
+    store_run: tuple, cli_demo_warcs: Path, tmp_path: Path, winnow_cli: WinnowCli
+) -> None:
+    """The S3 server is SIGKILLed once the first commit record is stored: the run stops cleanly (exit 3);
+    restarted (empty: moto keeps objects in memory), the rerun resumes from its working copy, uploads the
+    whole run again and its views hold the same ids as the local run."""
+    _, local, _, _ = store_run
+    server = MotoServer()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in server.env().items():
+                patch.setenv(name, value)
+            server.make_bucket("winnow")
+            fs = s3fs.S3FileSystem(skip_instance_cache=True)
+            sets = [f"output={STORE}", f"sources.0.paths=[{cli_demo_warcs}/*.warc.gz]", f"work_dir={tmp_path / 'copy'}"]
+            sets.append("stages.extract.url_filter.use_integrated_lists=false")
+            args = ["run", str(DEMO), *(a for s in sets for a in ("--set", s)), "--no-progress"]
+            proc = subprocess.Popen(
+                [str(Path(sys.executable).with_name("winnow")), *args],
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            deadline = time.monotonic() + 300
+            while not fs.glob("winnow/runs/demo/logs/extract/commits/*/*.json"):
+                assert proc.poll() is None, f"the run ended before a commit was stored: {proc.communicate()}"
+                assert time.monotonic() < deadline, "no commit record stored within 300 s"
+                time.sleep(0.05)
+                fs.invalidate_cache()
+            server.kill()
+            stdout, stderr = proc.communicate(timeout=300)
+            assert proc.returncode == 3, stdout + stderr
+            assert "object store" in stderr and "winnow run" in stderr, stderr
+
+            server.start()
+            server.make_bucket("winnow")
+            rerun = winnow_cli(*args, cwd=tmp_path)
+            assert rerun.returncode in (0, 1), rerun.stdout + rerun.stderr
+            with connect(local) as con:
+                expected = [[view, doc_id] for view, doc_id in con.execute(ALL_IDS).fetchall()]
+            assert sql_rows(winnow_cli, f"{STORE}/demo", ALL_IDS) == expected
+            for stage in ("extract", "heuristics", "dedup"):  # nothing counted twice across the two attempts
+                resumed, whole = stage_counters(tmp_path / "copy", stage), stage_counters(local, stage)
+                assert resumed["in:cc"] == whole["in:cc"], stage
+    finally:
+        server.stop()
