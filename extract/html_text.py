@@ -1,7 +1,13 @@
-"""The function the extraction sandbox runs in its worker: trafilatura on one decoded HTML page.
+"""The function the extraction sandbox runs in its worker: one decoded HTML page through the pre-pass
+(:mod:`winnow.extract.prepass`), the exact word pre-rejection and trafilatura, with the fallback cascade.
 
-Kept apart from :mod:`winnow.extract.stage` so that the worker imports trafilatura and nothing else of
-winnow (a small process under the sandbox's memory cap).
+Kept apart from :mod:`winnow.extract.stage` so that the worker imports trafilatura, selectolax and
+datatrove's punctuation set and nothing else of winnow (a small process under the sandbox's memory cap).
+
+The cascade (``fallback: auto``): trafilatura runs in its fast mode; when what it found is under
+:data:`FALLBACK_SHARE` of the page's visible text, the main-text heuristics most likely missed (a
+page not laid out as an article), and trafilatura runs again with its fallback extractors
+(readability and jusText compared with its own result), whose answer is kept.
 """
 
 from __future__ import annotations
@@ -10,7 +16,29 @@ from typing import Any
 
 import trafilatura
 
+from winnow.extract.prepass import prepass
 
-def extract_html(html: str, url: str | None, options: dict[str, Any]) -> str | None:
-    """trafilatura's main text of ``html`` as plain text, or None when it finds none."""
-    return trafilatura.extract(html, url=url, output_format="txt", **options)
+FALLBACK_SHARE = 0.1  # fast output under this share of the visible text's characters -> run the fallbacks
+
+
+def extract_page(
+    html: str, url: str | None, options: dict[str, Any], plan: dict[str, Any]
+) -> tuple[str | None, str, int | None]:
+    """(text or None, how, word bound) for one page. ``options`` are trafilatura's; ``plan`` says
+    ``prepass`` (bool), ``min_words`` (reject below this bound without extracting; None: never) and
+    ``fallback`` (True, False or ``"auto"``, the cascade; auto needs the pre-pass). ``how`` is
+    ``too_few_words`` (nothing extracted), ``trafilatura`` or ``trafilatura-fallback``."""
+    words = visible = None
+    if plan["prepass"]:
+        page = prepass(html)
+        html, words, visible = page.html, page.words, page.visible_chars
+        if plan["min_words"] is not None and words < plan["min_words"]:
+            return None, "too_few_words", words
+    fallback = plan["fallback"]
+    text = trafilatura.extract(html, url=url, output_format="txt", fast=fallback is not True, **options)
+    if fallback is True:
+        return text, "trafilatura-fallback", words
+    if fallback == "auto" and visible is not None and len(text or "") < FALLBACK_SHARE * visible:
+        text = trafilatura.extract(html, url=url, output_format="txt", fast=False, **options)
+        return text, "trafilatura-fallback", words
+    return text, "trafilatura", words

@@ -4,12 +4,16 @@ Cheap checks run first, so trafilatura (most of the CPU of the stage) sees only 
 kept: non-2xx status, empty payload, oversize page, binary payload, and (after decoding) a page whose
 visible text is confidently in a language the run does not keep. Then the bytes are decoded
 (declared charset, then ``<meta charset>``, then UTF-8, then charset detection; a last-resort lossy
-decode is noted in ``meta.decode``), and trafilatura runs in a :class:`~winnow.pipeline.sandbox.Sandbox` with a
-per-page timeout and memory cap. Every page leaves as a document, a reject with a reason
-(``http_status``, ``empty_payload``, ``too_large``, ``not_html``, ``language_precheck``,
-``extract_timeout``, ``no_text``)
-or an error (``extract_failed``, ``extract_worker_died``). WARC revisit stubs (:mod:`winnow.pipeline.revisits`)
-pass on unextracted when a dedup stage will resolve them, else are rejected as ``revisit``.
+decode is noted in ``meta.decode``), and the page goes to a :class:`~winnow.pipeline.sandbox.Sandbox`
+with a per-page timeout and memory cap, whose worker (:mod:`winnow.extract.html_text`) parses it with
+lexbor (:mod:`winnow.extract.prepass`), rejects it when it has fewer words than the heuristics stage's
+shortest keepable document (:func:`min_kept_words`), and runs trafilatura (with the fallback cascade).
+Every page leaves as a document, a reject with a reason (``http_status``, ``empty_payload``,
+``too_large``, ``not_html``, ``language_precheck``, ``too_few_words``, ``extract_timeout``,
+``no_text``) or an error (``extract_failed``, ``extract_worker_died``); ``meta.extractor`` says which
+extraction gave the text (``trafilatura`` or ``trafilatura-fallback``). WARC revisit stubs
+(:mod:`winnow.pipeline.revisits`) pass on unextracted when a dedup stage will resolve them, else are
+rejected as ``revisit``.
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
 from winnow.filters.language import default_lid_model, load_fasttext, precheck_language
-from winnow.pipeline.manifest import ExtractConfig
+from winnow.pipeline.manifest import ExtractConfig, HeuristicsConfig
 from winnow.pipeline.outcomes import OutcomeWriter, StageLayout
 from winnow.pipeline.revisits import is_revisit_stub
 from winnow.pipeline.sandbox import Sandbox, SandboxCrashed, SandboxTimeout
 
-TRAFILATURA = "winnow.extract.html_text:extract_html"  # what the extraction sandbox's worker runs
+TRAFILATURA = "winnow.extract.html_text:extract_page"  # what the extraction sandbox's worker runs
 
 META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 SNIFF_BYTES = 4096
@@ -80,6 +84,17 @@ def decode_html(payload: bytes, declared: str | None) -> tuple[str, str]:
     return payload.decode("utf-8", errors="replace"), "utf-8 (lossy)"
 
 
+def min_kept_words(heuristics: HeuristicsConfig | None) -> int | None:
+    """The fewest words a document the heuristics stage keeps can have (Gopher quality's ``min_doc_words``,
+    counted by the regex tokenizer), or None when no such floor is known: no heuristics stage, Gopher
+    quality off, spaCy's tokenizer (it splits inside a run of letters: "cannot") or FineWeb-2's
+    per-language settings (their own tokenizers and thresholds)."""
+    if heuristics is None or heuristics.multilingual is not None or heuristics.tokenizer != "fast":
+        return None
+    gopher = heuristics.gopher_quality
+    return gopher.min_doc_words if gopher.enabled and gopher.min_doc_words else None
+
+
 def looks_binary(payload: bytes) -> bool:
     """NUL bytes near the start, or no markup at all: not an HTML page whatever its content type says."""
     head = payload[:SNIFF_BYTES]
@@ -92,12 +107,20 @@ class HtmlExtractor(PipelineStep):
     name = "🛢 trafilatura (sandboxed)"
     type = "WINNOW"
 
-    def __init__(self, config: ExtractConfig, layout: StageLayout, resolve_revisits: bool = False) -> None:
-        """``resolve_revisits``: a dedup stage follows, so revisit stubs pass on instead of being rejected."""
+    def __init__(
+        self,
+        config: ExtractConfig,
+        layout: StageLayout,
+        resolve_revisits: bool = False,
+        min_words: int | None = None,
+    ) -> None:
+        """``resolve_revisits``: a dedup stage follows, so revisit stubs pass on instead of being rejected;
+        ``min_words``: pages whose word bound is below it are rejected unextracted (:func:`min_kept_words`)."""
         super().__init__()
         self.config = config
         self.layout = layout
         self.resolve_revisits = resolve_revisits
+        self.min_words = min_words if config.prepass else None
 
     @property
     def trafilatura_options(self) -> dict[str, Any]:
@@ -105,7 +128,6 @@ class HtmlExtractor(PipelineStep):
         return {
             "favor_precision": c.focus == "precision",
             "favor_recall": c.focus == "recall",
-            "fast": not c.fallback,
             "include_comments": c.include_comments,
             "include_tables": c.include_tables,
             "deduplicate": False,
@@ -114,6 +136,7 @@ class HtmlExtractor(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         c = self.config
         options = self.trafilatura_options
+        plan = {"prepass": c.prepass, "min_words": self.min_words, "fallback": c.fallback}
         keep = set(c.language.keep or [])
         precheck = bool(keep) and c.language.precheck_min_score is not None
         lid_model = load_fasttext(c.language.model or str(default_lid_model())) if precheck else None
@@ -162,7 +185,7 @@ class HtmlExtractor(PipelineStep):
                     continue
                 with self.track_time():
                     try:
-                        text = sandbox.call(html, doc.metadata.get("url"), options)
+                        text, method, words = sandbox.call(html, doc.metadata.get("url"), options, plan)
                     except SandboxTimeout as exc:
                         self.stat_update("rejected_extract_timeout")
                         rejects.write(doc, rank, reason="extract_timeout", detail=str(exc))
@@ -175,12 +198,19 @@ class HtmlExtractor(PipelineStep):
                         self.stat_update("errored_extract_failed")
                         errors.write(doc, rank, reason="extract_failed", detail=str(exc))
                         continue
+                if method == "too_few_words":
+                    self.stat_update("rejected_too_few_words")
+                    detail = f"at most {words} words < {self.min_words} (heuristics.gopher_quality.min_doc_words)"
+                    rejects.write(doc, rank, reason="too_few_words", detail=detail)
+                    continue
                 text = (text or "").strip()
                 if len(text) < max(c.min_text_chars, 1):
                     self.stat_update("rejected_no_text")
                     rejects.write(doc, rank, reason="no_text", detail=f"{len(text)} chars extracted")
                     continue
                 doc.text = text
-                meta["extractor"] = "trafilatura"
+                meta["extractor"] = method
                 self.stat_update("extracted")
+                if method == "trafilatura-fallback":
+                    self.stat_update("extracted_with_fallback")
                 yield doc

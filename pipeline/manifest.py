@@ -259,7 +259,16 @@ class ExtractConfig(Strict):
     focus: Literal["recall", "balanced", "precision"] = Field(
         "recall", description="trafilatura's mode: favor_recall, neither, or favor_precision (FineWeb's)"
     )
-    fallback: bool = Field(False, description="run trafilatura's fallback extractors (about 2x slower)")
+    fallback: bool | Literal["auto"] = Field(
+        "auto",
+        description="trafilatura's fallback extractors (readability, jusText): auto runs them only on pages whose "
+        "fast extraction found under a tenth of the visible text (needs prepass); true on every page",
+    )
+    prepass: bool = Field(
+        True,
+        description="parse with lexbor first: drop scripts, styles, comments and unread elements, bound the words "
+        "(pages under the heuristics' min_doc_words are rejected as too_few_words without extraction)",
+    )
     include_tables: bool = Field(True, description="keep the text of HTML tables")
     include_comments: bool = Field(False, description="keep comment sections under articles")
     url_filter: UrlFilterConfig = Field(default_factory=UrlFilterConfig)

@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
-from winnow.extract.stage import HtmlExtractor
+from winnow.extract.stage import HtmlExtractor, min_kept_words
 from winnow.filters.decontam import ATTRIBUTES as DECONTAM_ATTRIBUTES
 from winnow.filters.dedup import DedupSelect, DedupSignatures
 from winnow.filters.dedup_clusters import DedupClusters
@@ -158,11 +158,12 @@ def build_extract(
     layout = _layout(manifest, run_dir, "extract", upstream)
     archives = {s.name for s in manifest.sources if isinstance(s, WarcSource)}
     warcs = [f for f in inputs if f.source in archives]
+    min_words = min_kept_words(manifest.stages.heuristics) if config.prepass else None  # too_few_words below
     steps: list[PipelineStep] = [
         BeginTask(layout),
         WarcDocumentReader(warcs, layout),
         *url_filter(config.url_filter, layout),
-        HtmlExtractor(config, layout, resolve_revisits=manifest.stages.dedup is not None),
+        HtmlExtractor(config, layout, resolve_revisits=manifest.stages.dedup is not None, min_words=min_words),
         LanguageAnnotator(config.language.model, layout),
         DocumentWriter(layout),
     ]
@@ -172,6 +173,7 @@ def build_extract(
         "config": settings,
         "inputs": [(f.path, f.size) for f in warcs],
         "revisits_to_dedup": manifest.stages.dedup is not None,
+        "min_words": min_words,
     }
     return StagePlan(layout, [Phase("extract", steps, sum(f.size for f in warcs))], fingerprint)
 

@@ -11,23 +11,29 @@ from winnow.pipeline.sandbox import Sandbox, SandboxCrashed, SandboxTimeout
 
 ARTICLE = "<html><body><article>" + "<p>The quick brown fox jumps over the lazy dog again and again.</p>" * 30
 ARTICLE += "</article></body></html>"
+PLAN = {"prepass": True, "min_words": None, "fallback": False}
+
+
+def extracted(sandbox: Sandbox, options: dict[str, object], url: str | None = None) -> str:
+    """The text the worker extracts from ARTICLE (empty when none)."""
+    text, _, _ = sandbox.call(ARTICLE, url, options, PLAN)
+    return text or ""
 
 
 def test_extracts_and_survives_timeout_and_crash() -> None:
     with Sandbox(TRAFILATURA, timeout_s=10, memory_limit_mb=1024) as sandbox:
-        text = sandbox.call(ARTICLE, "https://example.org/a", {"fast": True})
-        assert text and "quick brown fox" in text
+        assert "quick brown fox" in extracted(sandbox, {}, "https://example.org/a")
 
         sandbox.timeout_s = 1e-4  # nothing finishes that fast: the worker is killed
         with pytest.raises(SandboxTimeout):
-            sandbox.call(ARTICLE, None, {"fast": True})
+            extracted(sandbox, {})
 
         sandbox.timeout_s = 10
-        assert "quick brown fox" in (sandbox.call(ARTICLE, None, {"fast": True}) or "")
+        assert "quick brown fox" in extracted(sandbox, {})
 
         sandbox._proc.kill()  # the worker dies (as under the OOM killer) before the next page
         sandbox._proc.wait()
-        assert "quick brown fox" in (sandbox.call(ARTICLE, None, {"fast": True}) or "")
+        assert "quick brown fox" in extracted(sandbox, {})
 
 
 def test_worker_dying_mid_page_is_reported() -> None:
@@ -38,21 +44,21 @@ def test_worker_dying_mid_page_is_reported() -> None:
     dies = [sys.executable, "-c", ready + "sys.stdin.buffer.read(4); sys.exit(9)"]
     with Sandbox(TRAFILATURA, timeout_s=20, memory_limit_mb=1024, command=dies) as sandbox:
         with pytest.raises(SandboxCrashed, match="exit code 9"):
-            sandbox.call(ARTICLE, None, {"fast": True})
+            extracted(sandbox, {})
         with pytest.raises(SandboxCrashed):  # and the next page gets a fresh worker, which dies again
-            sandbox.call(ARTICLE, None, {"fast": True})
+            extracted(sandbox, {})
         assert sandbox.restarts == 2
 
 
 def test_bad_option_is_a_clean_error() -> None:
     with Sandbox(TRAFILATURA, timeout_s=20, memory_limit_mb=1024) as sandbox:
         with pytest.raises(RuntimeError, match="TypeError"):
-            sandbox.call(ARTICLE, None, {"no_such_option": True})
-        assert "quick brown fox" in (sandbox.call(ARTICLE, None, {"fast": True}) or "")
+            extracted(sandbox, {"no_such_option": True})
+        assert "quick brown fox" in extracted(sandbox, {})
 
 
 def test_worker_that_cannot_start_is_reported() -> None:
     broken = [sys.executable, "-c", "import sys; sys.exit(7)"]
     sandbox = Sandbox(TRAFILATURA, timeout_s=5, memory_limit_mb=1024, command=broken)
     with sandbox, pytest.raises(SandboxCrashed, match=r"while starting.*exit code 7"):
-        sandbox.call(ARTICLE, None, {"fast": True})
+        extracted(sandbox, {})

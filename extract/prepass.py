@@ -1,0 +1,67 @@
+"""The HTML pre-pass before trafilatura: one lexbor parse (selectolax) that bounds the page's words and
+hands trafilatura a smaller, well-formed document.
+
+Owns: :func:`prepass` and the word bound it computes. The page is parsed once by lexbor (an HTML5
+parser in C); scripts (except ``application/ld+json``, whose article bodies trafilatura's baseline
+reads), styles and comments go, then the text that is left is measured, then elements trafilatura
+deletes unread anyway (``noscript``, ``template``, ``svg``, ``iframe``, ``object``, ``embed``,
+``link``, ``meta``) go, and the tree is serialised for trafilatura.
+
+The bound: :func:`max_words` of everything trafilatura could read, that is all text nodes after
+scripts, styles and comments are gone, every ``application/ld+json`` script, every ``<template>``'s
+content and Discourse's ``data-preloaded`` attribute, each text node apart from its neighbours. A word
+the filters count (a token with a character outside datatrove's ``PUNCTUATION_SET``, split at
+whitespace by :mod:`winnow.filters.word_tokenizer`) holds a run of ``\\w`` characters or a symbol
+outside that set; extraction only drops text, joins neighbouring nodes and adds whitespace or
+punctuation between them, so it can never have more such runs and symbols than the page. A page
+whose bound is under the shortest document the heuristic filters keep cannot be kept: the extract
+stage rejects it (``too_few_words``) without running trafilatura.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from datatrove.utils.text import PUNCTUATION_SET
+from selectolax.lexbor import LexborHTMLParser
+
+SCRIPTS = "script:not([type='application/ld+json' i]), style"
+UNREAD = "noscript, template, svg, iframe, object, embed, link, meta"  # trafilatura deletes these unread
+# a run of word characters, or one character that is neither a word character, whitespace nor punctuation
+_PUNCT = "".join(sorted(PUNCTUATION_SET))
+WORD_OR_SYMBOL = re.compile(r"\w+|[^\w\s" + re.escape(_PUNCT) + "]")
+TAG = re.compile(r"<[^>]*>")  # on lexbor's own serialisation, where text never holds a raw "<"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The pruned page for trafilatura, the bound on its words and its visible text's length."""
+
+    html: str
+    words: int
+    visible_chars: int
+
+
+def max_words(text: str) -> int:
+    """Runs of word characters plus symbols outside the punctuation set: at least the filters' word count."""
+    return len(WORD_OR_SYMBOL.findall(text))
+
+
+def prepass(html: str) -> Prepared:
+    """Parse ``html`` with lexbor, bound its words, drop what trafilatura never reads; see the module doc."""
+    tree = LexborHTMLParser(html)
+    for node in tree.css(SCRIPTS):
+        node.decompose()
+    for node in [n for n in tree.root.traverse(include_text=False) if n.is_comment_node] if tree.root else []:
+        node.decompose()
+    text = tree.root.text(separator=" ") if tree.root else ""
+    words = max_words(text)
+    for node in tree.css("template"):  # lexbor keeps a template's content out of the tree's text
+        words += max_words(TAG.sub(" ", node.html or ""))
+    for node in tree.css("[data-preloaded]"):
+        words += max_words(node.attributes.get("data-preloaded") or "")
+    for node in tree.css(UNREAD):
+        node.decompose()
+    visible = len(" ".join(text.split()))
+    return Prepared(tree.html or "", words, visible)
