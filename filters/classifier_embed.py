@@ -11,7 +11,8 @@ and what the score means. The encoder is
   batches of ``batch_size``, mean pooled and L2-normalised; CUDA when torch sees one, else CPU;
 - ``{"kind": "static", "path": P}``: a static table made by :func:`distill_static` (model2vec's idea: each
   word piece of the encoder's vocabulary embedded once, alone, the table centred; a document is the mean
-  of its pieces' rows, L2-normalised). ``P`` is relative to the model file's folder. Scoring is a tokenizer call and a mean.
+  of its pieces' rows, L2-normalised). ``P`` is relative to the model file's folder. Scoring is a tokenizer
+  call and a mean.
 
 The head sees the normalised embedding ``x``: logistic ``score = sigmoid(w.x + b)`` (P(good), like
 fastText's ``score_<name>``), ridge ``score = clip(w.x + b, low, high)`` (a predicted 0-5 grade, as the

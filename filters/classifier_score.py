@@ -1,8 +1,9 @@
 """Scoring with a quality classifier, and the up-front check that a model file is usable.
 
-A model is a fastText file (``.bin``/``.ftz``) or an embedding + head model (``.json``,
-:mod:`winnow.filters.classifier_embed`): :func:`load_classifier` and :func:`score_texts` take either, so the
-quality stage and ``winnow classifier eval`` treat them alike (an embedding model's ``label`` is unused).
+A model is a fastText file (``.bin``/``.ftz``), an embedding + head model (``.json``,
+:mod:`winnow.filters.classifier_embed`) or an ensemble of models (``.json``,
+:mod:`winnow.filters.classifier_ensemble`): :func:`load_classifier` and :func:`score_texts` take each, so the
+quality stage and ``winnow classifier eval`` treat them alike (``label`` only matters to fastText).
 
 :func:`check_model` is what every user of a classifier (``winnow classifier eval``, the quality stage)
 calls before any work starts: it reads the file's structure in Python (magic number, format version,
@@ -17,6 +18,7 @@ the probability of that label, after the same normalisation that training used
 from __future__ import annotations
 
 import functools
+import json
 import mmap
 import struct
 from collections.abc import Sequence
@@ -83,11 +85,20 @@ def load_classifier(path: str | Path, label: str = POSITIVE_LABEL) -> Any:
 
 @functools.cache
 def _load_head_model(path: str) -> Any:
-    """An embedding + head model, loaded once per process (ModelError naming what is wrong)."""
+    """An embedding + head model or an ensemble, loaded once per process (ModelError naming what is wrong)."""
     from winnow.filters.classifier_embed import EmbeddingClassifier, EncoderError
+    from winnow.filters.classifier_ensemble import ENSEMBLE_FORMAT, EnsembleClassifier
 
     try:
+        document = json.loads(Path(path).read_text())
+        if isinstance(document, dict) and document.get("format") == ENSEMBLE_FORMAT:
+            try:
+                return EnsembleClassifier(Path(path), document)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ModelError(path, f"not a usable ensemble ({exc})") from None
         return EmbeddingClassifier(Path(path))
+    except ModelError:
+        raise
     except (ValueError, KeyError, TypeError, OSError) as exc:
         problem = str(exc) if isinstance(exc, EncoderError) else f"not an embedding classifier ({exc})"
         raise ModelError(path, problem) from None

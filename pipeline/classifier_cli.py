@@ -392,6 +392,63 @@ def eval_(
 
 
 @classifier_app.command()
+def ensemble(
+    member: Annotated[
+        list[Path],
+        typer.Option("--member", "-m", help="A member model (.bin/.ftz fastText, .json embedding). Repeatable."),
+    ],
+    reference: Annotated[
+        list[str],
+        typer.Option(
+            "--reference",
+            "-r",
+            metavar="SOURCE",
+            help="Documents whose scores fix each member's buckets (same forms as --positive). Repeatable.",
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Ensemble file to write (.json).")],
+    buckets: Annotated[int, typer.Option(help="Buckets per member (equal shares of the reference's scores).")] = 20,
+    combine: Annotated[str, typer.Option(help="max or mean: how the members' buckets become the score.")] = "mean",
+    label: Annotated[str, typer.Option(help="fastText members' positive label.")] = "__label__hq",
+    max_reference: Annotated[int, typer.Option(help="Use at most this many reference documents (random).")] = 5000,
+    text_field: TextFieldOption = "text",
+    stage: StageOption = None,
+    seed: SeedOption = 0,
+    progress: ProgressOption = True,
+) -> None:
+    """Combine classifiers Nemotron-CC style: each member's score in buckets; the max or mean bucket is the score."""
+    from winnow.filters.classifier_data import SourceError, read_texts, resolve_source
+    from winnow.filters.classifier_ensemble import COMBINE, bucket_edges, write_ensemble
+    from winnow.filters.classifier_score import ModelError, load_classifier, positive_label, score_texts
+
+    if output.suffix != ".json":
+        _fail(f"--output {output}: the ensemble's file name must end in .json")
+    if combine not in COMBINE:
+        _fail(f"--combine {combine}: must be one of {', '.join(COMBINE)}")
+    if not 2 <= buckets <= 1000 or max_reference < 1:
+        _fail("--buckets must be 2 to 1000 and --max-reference positive")
+    try:
+        models = [(path, load_classifier(path, label)) for path in member]
+        sources = [resolve_source(arg, text_field, stage) for arg in reference]
+    except (ModelError, SourceError) as exc:
+        _fail(str(exc))
+    texts = read_texts(sources, max_reference, random.Random(seed)).texts
+    if not texts:
+        _fail(f"no reference documents in {', '.join(reference)}")
+    rows = []
+    with _bar(progress) as bar:
+        task = bar.add_task(f"scoring {len(texts):,} reference documents", total=len(models))
+        for path, model in models:
+            scores = score_texts(model, texts, label)
+            rows.append((path, positive_label(label), bucket_edges(scores, buckets)))
+            bar.advance(task)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_ensemble(output, rows, buckets, combine, {"reference": {"sources": reference, "documents": len(texts)}})
+    out.print(f"ensemble: {output} ({len(rows)} members, {buckets} buckets each, {combine} bucket; "
+              f"edges from {len(texts):,} reference documents)")  # fmt: skip
+
+
+@classifier_app.command()
 def distill(
     output: Annotated[Path, typer.Option("--output", "-o", help="Static table to write (.npz).")],
     encoder: Annotated[

@@ -204,6 +204,44 @@ def test_length_baseline_terciles() -> None:
     assert one_class["tercile_auc"] == 0.0
 
 
+def test_ensemble_of_buckets(toy_model: Path, toy: Path, tmp_path: Path, winnow_cli: WinnowCli) -> None:
+    """`ensemble`: members' buckets fixed on a reference set; the ensemble loads and evaluates like any model."""
+    other = tmp_path / "other.bin"
+    result = winnow_cli(
+        "classifier", "train", "-p", toy / "pos" / "*.jsonl.gz", "-n", toy / "neg.parquet", "--text-field", "body",
+        "-o", other, "--seed", "3", "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    ensemble = tmp_path / "sub" / "ens.json"
+    reference = ["-r", toy / "heldout" / "positive.jsonl", "-r", toy / "heldout" / "negative.jsonl"]
+    result = winnow_cli(
+        "classifier", "ensemble", "-m", toy_model, "-m", other, *reference, "-o", ensemble, "--buckets", "5",
+        "--combine", "max", "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads(ensemble.read_text())
+    members = [(ensemble.parent / m["model"]).resolve() for m in document["members"]]
+    assert members == [toy_model.resolve(), other.resolve()]  # stored relative to the ensemble's folder
+    assert all(len(m["edges"]) == 4 for m in document["members"])
+    model = load_classifier(ensemble)
+    texts = [json.loads(line)["text"] for line in (toy / "heldout" / "positive.jsonl").open()]
+    texts += [json.loads(line)["text"] for line in (toy / "heldout" / "negative.jsonl").open()]
+    scores = score_texts(model, texts)
+    first = np.searchsorted(document["members"][0]["edges"], score_texts(load_classifier(toy_model), texts), "right")
+    second = np.searchsorted(document["members"][1]["edges"], score_texts(load_classifier(other), texts), "right")
+    assert np.array_equal(scores, np.maximum(first, second).astype(np.float32))
+    assert np.bincount(first, minlength=5).tolist() == [6] * 5  # the reference cut into equal shares
+    report = tmp_path / "r.json"
+    result = winnow_cli("classifier", "eval", ensemble, "-p", toy / "heldout" / "positive.jsonl",
+                        "-n", toy / "heldout" / "negative.jsonl", "--report", report, "--no-progress")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(report.read_text())["roc_auc"] >= 0.9
+    broken = tmp_path / "broken_ens.json"
+    broken.write_text(json.dumps({**document, "members": [{**document["members"][0], "model": "gone.bin"}]}))
+    with pytest.raises(ModelError, match=r"gone\.bin"):
+        load_classifier(broken)
+
+
 # ---------------------------------------------------------------- bad models and arguments
 
 
