@@ -52,6 +52,18 @@ What it measures:
    removed), not winnow's normalisation, so its probabilities differ; their held-out AUC is printed,
    not in RESULT.
 
+6. Classifier kinds (in this process; CPU = this process's user+sys, all threads): the same held-out
+   sample (``--kind-docs`` documents, default 2,000; ``--quick`` 300) scored by the fastText model, by an
+   embedding + head model (``winnow.filters.classifier_embed``: the bundled all-MiniLM-L6-v2, a logistic head
+   fitted on 200 training documents; only the first ``--embed-docs`` of the sample, default 256, ``--quick``
+   64, as the transformer is slow on CPU) and by a static distillation of that encoder with its own head
+   (the table made once by ``winnow classifier distill`` into ``--static-table``, default
+   ``~/.cache/winnow/bench-minilm-static.npz``, and reused). ``fasttext_docs_per_cpu_s``,
+   ``embedding_docs_per_cpu_s``, ``static_docs_per_cpu_s``: documents / CPU-seconds of the scoring call alone.
+   Human judgment: the fastText model of step 1 scores ``--labels`` (default the DCLM agreement set in
+   ``quality_labels/``, evaluation only): ``auc_human`` (ROC AUC), ``auc_length`` (length alone) and
+   ``tercile_auc`` (mean AUC within length terciles), as ``winnow classifier eval --labels`` prints them.
+
 ``ratio`` = winnow / datatrove documents per CPU-second (target >= 1.5). Also printed: wall times, the
 per-step time stats (datatrove's, wall, summed over tasks) of both sides, and the held-out AUC of the
 scores each side wrote. Ends with one ``RESULT`` line. Exit 2 when the shared data is missing.
@@ -66,7 +78,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +97,8 @@ from winnow.filters.classifier_metrics import roc_auc  # noqa: E402
 from winnow.filters.classifier_text import normalize  # noqa: E402
 
 DEFAULT_SHARED = ROOT.parent / "shared" / "data"
+STATIC_TABLE = Path.home() / ".cache" / "winnow" / "bench-minilm-static.npz"
+HEAD_TRAIN_DOCS = 200  # training documents of the embedding and static heads (throughput, not quality)
 # file stem -> label; positives are edited prose, negatives chat/SMS/forum lines
 CORPUS_FILES = {
     "wikipedia_wikitext2": "hq",
@@ -449,6 +463,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--top-fraction", type=float, default=0.3, help="stages.quality.keep.top_fraction")
     parser.add_argument("--reselect-fraction", type=float, default=0.1, help="top_fraction of the rerun")
     parser.add_argument("--keep", type=Path, help="work in this (new) folder and keep it")
+    parser.add_argument("--kind-docs", type=int, help="held-out documents scored per kind (2,000; --quick 300)")
+    parser.add_argument("--embed-docs", type=int, help="of those, scored by the transformer (256; --quick 64)")
+    parser.add_argument("--static-table", type=Path, default=STATIC_TABLE, help="static table, made once if absent")
+    parser.add_argument("--labels", type=Path, help="human labels (default: quality_labels/dclm_agreement_data.jsonl)")
     parser.add_argument("--side", choices=["train", "datatrove"], help="internal: one child process's job")
     parser.add_argument("--train-file", type=Path, help="internal: training file of --side train")
     parser.add_argument("--model", type=Path, help="internal: model file of --side")
@@ -456,6 +474,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help="internal: output folder of --side datatrove")
     args = parser.parse_args(argv)
     args.docs = args.docs or (10_000 if args.quick else 1_000_000)
+    args.kind_docs = args.kind_docs or (300 if args.quick else 2_000)
+    args.embed_docs = args.embed_docs or (64 if args.quick else 256)
+    args.labels = args.labels or args.shared_data / "quality_labels" / "dclm_agreement_data.jsonl"
     return args
 
 
@@ -466,6 +487,58 @@ def heldout_auc(scores: dict[str, float], held: Sequence[Doc], keys: Sequence[st
         return float("nan"), 0
     labels, values = zip(*pairs, strict=True)
     return roc_auc(np.array(labels), np.array(values)), len(pairs)
+
+
+def cpu_rate(score: Callable[[list[str]], np.ndarray], texts: list[str]) -> float:
+    """Documents per CPU-second (this process, all threads) of ``score(texts)``."""
+    start = time.process_time()
+    result = score(texts)
+    spent = time.process_time() - start
+    if len(result) != len(texts) or not np.isfinite(result).all():
+        raise SystemExit("a classifier gave missing or non-finite scores")
+    return len(texts) / max(spent, 1e-9)
+
+
+def classifier_kinds(
+    args: argparse.Namespace, model: Path, train: Sequence[Doc], held: Sequence[Doc]
+) -> dict[str, float]:
+    """Step 6: scoring throughput per kind on one held-out sample, and the fastText model against human labels."""
+    from winnow.filters.classifier_data import read_labelled
+    from winnow.filters.classifier_embed import BUNDLED, SentenceEncoder, StaticEncoder, distill_static, fit_head
+    from winnow.filters.classifier_metrics import evaluate
+    from winnow.filters.classifier_score import load_classifier, score_texts
+
+    rng = random.Random(args.seed)
+    sample = [d.text for d in rng.sample(list(held), min(args.kind_docs, len(held)))]
+    head_docs = rng.sample(list(train), min(HEAD_TRAIN_DOCS, len(train)))
+    labels = np.array([d.label for d in head_docs], float)
+    fasttext = load_classifier(model, "hq")
+    rates = {"fasttext": cpu_rate(lambda texts: score_texts(fasttext, texts, "hq"), sample)}
+    if not args.static_table.is_file():
+        print(f"making the static table {args.static_table} (once)...", flush=True)
+        distill_static(BUNDLED, args.static_table)
+    for kind, encoder in (
+        ("embedding", SentenceEncoder(BUNDLED, device="cpu")),
+        ("static", StaticEncoder(args.static_table)),
+    ):
+        head = fit_head("logistic", encoder.encode([d.text for d in head_docs]), labels)
+        texts = sample[: args.embed_docs] if kind == "embedding" else sample
+        rates[kind] = cpu_rate(lambda texts, e=encoder, h=head: h.apply(e.encode(texts)), texts)
+        print(f"  {kind}: {rates[kind]:,.1f} docs per CPU-second over {len(texts):,} documents", flush=True)
+    print(f"  fasttext: {rates['fasttext']:,.1f} docs per CPU-second over {len(sample):,} documents")
+    human = read_labelled(args.labels)
+    truth = np.array(human.values) >= 0.5
+    metrics = evaluate(truth, score_texts(fasttext, human.texts, "hq"), lengths=np.array([len(t) for t in human.texts]))
+    print(
+        f"human labels ({args.labels.name}, {len(truth)} documents): ROC AUC {metrics['roc_auc']:.4f}, "
+        f"length alone {metrics['length_auc']:.4f}, within length terciles {metrics['tercile_auc']:.4f}"
+    )
+    return {
+        **{f"{kind}_docs_per_cpu_s": rate for kind, rate in rates.items()},
+        "auc_human": metrics["roc_auc"],
+        "auc_length": metrics["length_auc"],
+        "tercile_auc": metrics["tercile_auc"],
+    }
 
 
 def benchmark(args: argparse.Namespace, work: Path) -> str:
@@ -552,8 +625,14 @@ def benchmark(args: argparse.Namespace, work: Path) -> str:
         f"{max_diff:.1e}); datatrove metadata {dt_auc:.4f} ({dt_n:,} docs; raw text, not normalised)"
     )
     print(f"winnow / datatrove documents per CPU-second: {ratio:.2f}x (target >= 1.5x)")
+    print("\nclassifier kinds (scoring in this process):", flush=True)
+    kinds = classifier_kinds(args, model, train, held)
     return (
-        f"RESULT winnow_docs_per_cpu_s={rate['winnow']:.1f} datatrove_docs_per_cpu_s={rate['datatrove']:.1f} "
+        f"RESULT fasttext_docs_per_cpu_s={kinds['fasttext_docs_per_cpu_s']:.1f} "
+        f"embedding_docs_per_cpu_s={kinds['embedding_docs_per_cpu_s']:.1f} "
+        f"static_docs_per_cpu_s={kinds['static_docs_per_cpu_s']:.1f} auc_human={kinds['auc_human']:.4f} "
+        f"auc_length={kinds['auc_length']:.4f} tercile_auc={kinds['tercile_auc']:.4f} "
+        f"winnow_docs_per_cpu_s={rate['winnow']:.1f} datatrove_docs_per_cpu_s={rate['datatrove']:.1f} "
         f"ratio={ratio:.2f} auc={auc:.4f} reselect_share={phase_share:.4f} reselect_command_share={cpu_share:.4f} "
         f"reselect_wall_share={wall_share:.4f} "
         f"docs={n} winnow_score_docs_per_cpu_s={n / score_cpu:.1f}"
@@ -570,8 +649,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     text_dir = args.shared_data / "text"
     missing = [f"{stem}.jsonl" for stem in CORPUS_FILES if not (text_dir / f"{stem}.jsonl").is_file()]
+    missing += [str(args.labels)] if not args.labels.is_file() else []
     if missing:
-        print(f"shared data not found: {text_dir} lacks {', '.join(missing)} (give --shared-data)", file=sys.stderr)
+        print(f"shared data not found: {', '.join(missing)} (give --shared-data or --labels)", file=sys.stderr)
         return 2
     return run_benchmark(benchmark, args, "winnow-quality-bench-")
 

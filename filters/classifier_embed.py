@@ -141,11 +141,12 @@ def distill_static(
     ``[CLS] piece [SEP]``), centre the table (the mean row, shared by every piece, is taken off, as model2vec's
     PCA does) and write it with the tokenizer and the token limit to ``output`` (.npz)."""
     import torch
-    from transformers import AutoModel
-    from transformers import AutoTokenizer as _AutoTokenizer
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()
     folder = resolve_encoder(encoder_path)
-    tokenizer = _AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     model = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
     size = len(tokenizer)
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id

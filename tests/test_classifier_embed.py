@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from winnow.filters.classifier_embed import (
@@ -114,6 +115,42 @@ def test_train_eval_cache_and_stage_scoring(sets: Path, tmp_path: Path, winnow_c
     texts = [json.loads(line)["text"] for line in (sets / "human.jsonl").open()]
     cached = EmbeddingCache(cache).embed(classifier.encoder, texts)
     assert np.allclose(cached, classifier.encoder.encode(texts), atol=1e-5)  # the cache returns what it stored
+
+
+def test_quality_stage_selects_by_an_embedding_model(sets: Path, tmp_path: Path, winnow_cli: WinnowCli) -> None:
+    """`stages.quality` takes the .json model like a fastText file: score_<name> as score_texts gives it, and
+    a top fraction keeps the best-scored half."""
+    model = tmp_path / "emb.json"
+    args = ["--kind", "embedding", "-p", sets / "good.jsonl", "-n", sets / "bad.jsonl", "-o", model, "--no-progress"]
+    assert winnow_cli("classifier", "train", *args).returncode == 0
+    rows = [{"id": f"d{i}", "text": r["text"]} for i, r in enumerate(map(json.loads, (sets / "human.jsonl").open()))]
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", rows)
+    manifest = tmp_path / "m.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                "name": "q",
+                "output": str(tmp_path / "out"),
+                "executor": {"kind": "local", "tasks": 1, "workers": 1},
+                "sources": [{"name": "web", "kind": "jsonl", "paths": [str(corpus)]}],
+                "stages": {
+                    "extract": None, "heuristics": None, "dedup": None,
+                    "quality": {"classifiers": [{"name": "emb", "model": str(model)}], "keep": {"top_fraction": 0.5}},
+                },
+            }
+        )
+    )  # fmt: skip
+    result = winnow_cli("run", manifest, "--no-progress", timeout=600)
+    assert result.returncode == 0, result.stderr
+    stage = tmp_path / "out" / "q" / "stages" / "quality"
+    kept = pq.read_table(sorted((stage / "data").glob("*.parquet"))).to_pylist()
+    dropped = pq.read_table(sorted((stage / "rejects").glob("*.parquet"))).to_pylist()
+    assert len(kept) == len(dropped) == 10
+    expected = score_texts(load_classifier(model), [r["text"] for r in rows])
+    by_text = {r["text"]: r["score_emb"] for r in kept + dropped}  # the stage's ids are its own hashes
+    assert np.allclose([by_text[r["text"]] for r in rows], expected, atol=1e-5)
+    assert min(r["score_emb"] for r in kept) >= max(r["score_emb"] for r in dropped)
+    assert {r["reason"] for r in dropped} == {"below_top_fraction"}
 
 
 def test_ridge_head_on_scores(sets: Path, tmp_path: Path, winnow_cli: WinnowCli) -> None:
