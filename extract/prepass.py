@@ -5,7 +5,10 @@ Owns: :func:`prepass` and the word bound it computes. The page is parsed once by
 parser in C); scripts (except ``application/ld+json``, whose article bodies trafilatura's baseline
 reads), styles and comments go, then the text that is left is measured, then elements trafilatura
 deletes unread anyway (``noscript``, ``template``, ``svg``, ``iframe``, ``object``, ``embed``,
-``link``, ``meta``) go, and the tree is serialised for trafilatura.
+``link``, ``meta``) go, then the containers its tree cleaning deletes (``nav``, ``aside``,
+``footer``, form controls, media: :data:`CLEANED`, trafilatura's ``MANUALLY_CLEANED`` less ``form``,
+``figure``, ``time`` and ``math``, which it treats apart) unless no ``<p>`` would be left (in recall mode
+trafilatura then keeps them), and the tree is serialised for trafilatura.
 
 The bound: :func:`max_words` of everything trafilatura could read, that is all text nodes after
 scripts, styles and comments are gone, every ``application/ld+json`` script, every ``<template>``'s
@@ -28,6 +31,12 @@ from selectolax.lexbor import LexborHTMLParser
 
 SCRIPTS = "script:not([type='application/ld+json' i]), style"
 UNREAD = "noscript, template, svg, iframe, object, embed, link, meta"  # trafilatura deletes these unread
+CLEANED = (
+    "aside, footer, nav, menu, menuitem, applet, audio, canvas, map, picture, video, source, track, area, blink, "
+    "button, datalist, dialog, fieldset, input, ins, label, legend, marquee, optgroup, option, output, param, "
+    "progress, rp, rt, rtc, select, textarea, use, frame, frameset"
+)
+CLEANED_P = ", ".join(f"{tag.strip()} p" for tag in CLEANED.split(","))  # the <p> inside them
 # a run of word characters, or one character that is neither a word character, whitespace nor punctuation
 _PUNCT = "".join(sorted(PUNCTUATION_SET))
 WORD_OR_SYMBOL = re.compile(r"\w+|[^\w\s" + re.escape(_PUNCT) + "]")
@@ -64,4 +73,8 @@ def prepass(html: str) -> Prepared:
     for node in tree.css(UNREAD):
         node.decompose()
     visible = len(" ".join(text.split()))
+    # trafilatura's recall mode keeps these containers when deleting them would leave no <p>: so do we
+    if len(tree.css("p")) > len({node.mem_id for node in tree.css(CLEANED_P)}):
+        for node in tree.css(CLEANED):
+            node.decompose()
     return Prepared(tree.html or "", words, visible)
