@@ -1,8 +1,9 @@
 """Scoring with a quality classifier, and the up-front check that a model file is usable.
 
 A model is a fastText file (``.bin``/``.ftz``), an embedding + head model (``.json``,
-:mod:`winnow.filters.classifier_embed`) or an ensemble of models (``.json``,
-:mod:`winnow.filters.classifier_ensemble`): :func:`load_classifier` and :func:`score_texts` take each, so the
+:mod:`winnow.filters.classifier_embed`), an ensemble of models (``.json``,
+:mod:`winnow.filters.classifier_ensemble`) or a Hugging Face sequence-classification folder
+(:mod:`winnow.filters.classifier_hf`): :func:`load_classifier` and :func:`score_texts` take each, so the
 quality stage and ``winnow classifier eval`` treat them alike (``label`` only matters to fastText).
 
 :func:`check_model` is what every user of a classifier (``winnow classifier eval``, the quality stage)
@@ -68,8 +69,10 @@ def load_classifier(path: str | Path, label: str = POSITIVE_LABEL) -> Any:
     path = Path(path)
     if not path.exists():
         raise ModelError(path, "no such file")
+    if path.is_dir() and (path / "config.json").is_file():
+        return _load_hf_model(str(path.resolve()), label)
     if not path.is_file():
-        raise ModelError(path, "not a file")
+        raise ModelError(path, "not a file (nor a Hugging Face model folder with a config.json)")
     if path.suffix == ".json":
         return _load_head_model(str(path.resolve()))
     check_structure(path)
@@ -81,6 +84,17 @@ def load_classifier(path: str | Path, label: str = POSITIVE_LABEL) -> Any:
         raise ModelError(path, f"fastText cannot load it: {exc}") from None
     check_classifier(model, path, label)
     return model
+
+
+@functools.cache
+def _load_hf_model(path: str, label: str) -> Any:
+    """A Hugging Face sequence-classification folder, loaded once per process and label."""
+    from winnow.filters.classifier_hf import HFClassifier
+
+    try:
+        return HFClassifier(Path(path), label)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise ModelError(path, f"not a usable sequence-classification model ({exc})") from None
 
 
 @functools.cache

@@ -309,7 +309,13 @@ def _train_head(
 
 @classifier_app.command("eval")
 def eval_(
-    model: Annotated[Path, typer.Argument(help="Model to evaluate: fastText (.bin/.ftz) or embedding + head (.json).")],
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="Model to evaluate: fastText (.bin/.ftz), embedding + head or ensemble (.json), or a Hugging Face "
+            "sequence-classification folder."
+        ),
+    ],
     positive: PositiveOption = None,
     negative: NegativeOption = None,
     labels: LabelsOption = None,
@@ -376,7 +382,9 @@ def eval_(
             bar.advance(task, len(parts[-1]))
         scores = np.concatenate(parts)
     metrics = evaluate(truth, scores, threshold, bins, lengths=np.array([len(t) for t in texts]))
-    described = "embedding + head" if model.suffix == ".json" else f"positive label {positive_label(label)}"
+    described = {".json": "embedding + head or ensemble", "": "Hugging Face folder"}.get(
+        model.suffix, f"positive label {positive_label(label)}"
+    )
     out.print(f"model: {model} ({described})")
     if labels is not None:
         skipped = ", ".join(f"{n} {reason}" for reason, n in labelled.skipped.items()) or "none"
@@ -395,7 +403,7 @@ def eval_(
 def ensemble(
     member: Annotated[
         list[Path],
-        typer.Option("--member", "-m", help="A member model (.bin/.ftz fastText, .json embedding). Repeatable."),
+        typer.Option("--member", "-m", help="A member model (any kind `eval` takes). Repeatable."),
     ],
     reference: Annotated[
         list[str],

@@ -586,10 +586,13 @@ class DedupConfig(Strict):
 
 
 class ClassifierConfig(Strict):
-    """One fastText classifier: its probability of ``label`` becomes the column ``score_<name>``."""
+    """One classifier: its score (fastText: the probability of ``label``) becomes the column ``score_<name>``."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="the score column is score_<name>")
-    model: str = Field(description="fastText model (.bin/.ftz), e.g. from `winnow classifier train`")
+    model: str = Field(
+        description="fastText model (.bin/.ftz), embedding or ensemble model (.json) from `winnow classifier`, "
+        "or a Hugging Face sequence-classification folder"
+    )
     label: str = Field("hq", description="the positive label, without __label__")
 
 
