@@ -7,7 +7,7 @@ visible text is confidently in a language the run does not keep. Then the bytes 
 decode is noted in ``meta.decode``), and the page goes to a :class:`~winnow.pipeline.sandbox.Sandbox`
 with a per-page timeout and memory cap, whose worker (:mod:`winnow.extract.html_text`) parses it with
 lexbor (:mod:`winnow.extract.prepass`), rejects it when it has fewer words than the heuristics stage's
-shortest keepable document (:func:`min_kept_words`), and runs trafilatura (with the fallback cascade).
+shortest keepable document (:func:`prerejection_floor`), and runs trafilatura (with the fallback cascade).
 Every page leaves as a document, a reject with a reason (``http_status``, ``empty_payload``,
 ``too_large``, ``not_html``, ``language_precheck``, ``too_few_words``, ``extract_timeout``,
 ``no_text``) or an error (``extract_failed``, ``extract_worker_died``); ``meta.extractor`` says which
@@ -95,6 +95,16 @@ def min_kept_words(heuristics: HeuristicsConfig | None) -> int | None:
     return gopher.min_doc_words if gopher.enabled and gopher.min_doc_words else None
 
 
+def prerejection_floor(config: ExtractConfig, heuristics: HeuristicsConfig | None) -> int | None:
+    """The word bound under which a page is rejected unextracted (``too_few_words``): the lower of
+    ``extract.min_words`` and :func:`min_kept_words`, so raising a filter's threshold leaves the extract
+    stage's output (and fingerprint) as it was; None when the pre-pass is off or no floor is known."""
+    floor = min_kept_words(heuristics)
+    if not config.prepass or config.min_words is None or floor is None:
+        return None
+    return min(floor, config.min_words)
+
+
 def looks_binary(payload: bytes) -> bool:
     """NUL bytes near the start, or no markup at all: not an HTML page whatever its content type says."""
     head = payload[:SNIFF_BYTES]
@@ -115,7 +125,7 @@ class HtmlExtractor(PipelineStep):
         min_words: int | None = None,
     ) -> None:
         """``resolve_revisits``: a dedup stage follows, so revisit stubs pass on instead of being rejected;
-        ``min_words``: pages whose word bound is below it are rejected unextracted (:func:`min_kept_words`)."""
+        ``min_words``: pages whose word bound is below it are rejected unextracted (:func:`prerejection_floor`)."""
         super().__init__()
         self.config = config
         self.layout = layout
@@ -200,7 +210,7 @@ class HtmlExtractor(PipelineStep):
                         continue
                 if method == "too_few_words":
                     self.stat_update("rejected_too_few_words")
-                    detail = f"at most {words} words < {self.min_words} (heuristics.gopher_quality.min_doc_words)"
+                    detail = f"at most {words} words < {self.min_words} (the filters keep none shorter)"
                     rejects.write(doc, rank, reason="too_few_words", detail=detail)
                     continue
                 text = (text or "").strip()

@@ -269,6 +269,12 @@ class ExtractConfig(Strict):
         description="parse with lexbor first: drop scripts, styles, comments and unread elements, bound the words "
         "(pages under the heuristics' min_doc_words are rejected as too_few_words without extraction)",
     )
+    min_words: int | None = Field(
+        50,
+        ge=1,
+        description="too_few_words floor: the lower of this and the heuristics' gopher_quality.min_doc_words (a "
+        "higher min_doc_words then never re-extracts); null: no pre-rejection",
+    )
     include_tables: bool = Field(True, description="keep the text of HTML tables")
     include_comments: bool = Field(False, description="keep comment sections under articles")
     url_filter: UrlFilterConfig = Field(default_factory=UrlFilterConfig)

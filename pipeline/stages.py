@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 from datatrove.pipeline.base import PipelineStep
 
-from winnow.extract.stage import HtmlExtractor, min_kept_words
+from winnow.extract.stage import HtmlExtractor, prerejection_floor
 from winnow.filters.decontam import ATTRIBUTES as DECONTAM_ATTRIBUTES
 from winnow.filters.dedup import DedupSelect, DedupSignatures
 from winnow.filters.dedup_clusters import DedupClusters
@@ -158,7 +158,7 @@ def build_extract(
     layout = _layout(manifest, run_dir, "extract", upstream)
     archives = {s.name for s in manifest.sources if isinstance(s, WarcSource)}
     warcs = [f for f in inputs if f.source in archives]
-    min_words = min_kept_words(manifest.stages.heuristics) if config.prepass else None  # too_few_words below
+    min_words = prerejection_floor(config, manifest.stages.heuristics)  # too_few_words below
     steps: list[PipelineStep] = [
         BeginTask(layout),
         WarcDocumentReader(warcs, layout),

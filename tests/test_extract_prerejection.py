@@ -20,7 +20,7 @@ from datatrove.data import Document
 
 from winnow.extract.html_text import extract_page
 from winnow.extract.prepass import max_words, prepass
-from winnow.extract.stage import HtmlExtractor, decode_html, looks_binary, min_kept_words
+from winnow.extract.stage import HtmlExtractor, decode_html, looks_binary, min_kept_words, prerejection_floor
 from winnow.extract.web_archives import ArchiveRecord, iter_archive
 from winnow.filters.heuristics import heuristic_filters
 from winnow.pipeline.manifest import ExtractConfig, HeuristicsConfig, LanguageConfig, Manifest
@@ -103,6 +103,17 @@ def test_min_kept_words_follows_the_filters() -> None:
     assert min_kept_words(HeuristicsConfig(gopher_quality=False)) is None
     assert min_kept_words(HeuristicsConfig(tokenizer="spacy")) is None
     assert min_kept_words(HeuristicsConfig(gopher_quality={"min_doc_words": 80})) == 80
+
+
+def test_floor_never_moves_up_with_a_filter_threshold() -> None:
+    # a higher min_doc_words must not re-extract (the extract stage's fingerprint holds the floor); a lower one must
+    extract = ExtractConfig()
+    assert prerejection_floor(extract, HeuristicsConfig()) == 50
+    assert prerejection_floor(extract, HeuristicsConfig(gopher_quality={"min_doc_words": 10_000})) == 50
+    assert prerejection_floor(extract, HeuristicsConfig(gopher_quality={"min_doc_words": 30})) == 30
+    assert prerejection_floor(ExtractConfig(min_words=None), HeuristicsConfig()) is None
+    assert prerejection_floor(ExtractConfig(prepass=False), HeuristicsConfig()) is None
+    assert prerejection_floor(extract, None) is None
 
 
 def test_stage_counts_too_few_words_rejects(tmp_path: Path) -> None:
