@@ -457,6 +457,84 @@ def ensemble(
 
 
 @classifier_app.command()
+def annotate(
+    source: Annotated[
+        list[str],
+        typer.Argument(help="Documents to sample: a run folder (with --stage), a stage folder, files or globs."),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Labelled JSONL to write.")],
+    endpoint: Annotated[str, typer.Option(help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1.")],
+    model: Annotated[str, typer.Option(help="Model name the server serves.")],
+    rubric: Annotated[
+        str, typer.Option(help="Shipped rubric (fineweb_edu, general_quality) or a rubric YAML file.")
+    ] = "fineweb_edu",
+    samples: Annotated[int, typer.Option(help="Documents to label, stratified by source.")] = 1000,
+    constrain: Annotated[
+        str, typer.Option(help="How the answer is constrained: grammar (GBNF, llama.cpp), json_schema or none.")
+    ] = "grammar",
+    concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 4,
+    timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 120,
+    retries: Annotated[int, typer.Option(help="Retries (with backoff) on connection errors, 429 and 5xx.")] = 2,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the API key (never the key itself).")
+    ] = None,
+    cache: Annotated[
+        Path | None, typer.Option(help="Answer cache folder (default: OUTPUT's name + .cache beside it).")
+    ] = None,
+    text_field: TextFieldOption = "text",
+    stage: StageOption = None,
+    seed: SeedOption = 0,
+    progress: ProgressOption = True,
+) -> None:
+    """Label a seeded, source-stratified sample with an LLM and a rubric -> id, text, score, rationale, model, hash.
+
+    Answers are cached as they arrive: a rerun (after a crash or a dead server) asks only for the rest."""
+    from winnow.filters.classifier_annotate import (
+        CONSTRAINTS,
+        AnnotateConfig,
+        RubricError,
+        load_rubric,
+        sample_documents,
+    )
+    from winnow.filters.classifier_annotate import annotate as run_annotation
+    from winnow.filters.classifier_data import SourceError, resolve_source
+    from winnow.pipeline.rephrase.client import EndpointDown
+
+    if constrain not in CONSTRAINTS:
+        _fail(f"--constrain {constrain}: must be one of {', '.join(CONSTRAINTS)}")
+    if samples < 1 or concurrency < 1:
+        _fail("--samples and --concurrency must be positive")
+    try:
+        chosen = load_rubric(rubric)
+        sources = [resolve_source(arg, text_field, stage) for arg in source]
+    except (RubricError, SourceError) as exc:
+        _fail(str(exc))
+    sample = sample_documents(sources, samples, seed)
+    if not sample.documents:
+        _fail(f"no documents in {', '.join(source)}")
+    config = AnnotateConfig(
+        endpoint=endpoint, model=model, cache=cache or output.with_name(output.name + ".cache"), constrain=constrain,
+        concurrency=concurrency, timeout_s=timeout, max_retries=retries, seed=seed, api_key_env=api_key_env,
+    )  # fmt: skip
+    with _bar(progress) as bar:
+        task = bar.add_task(f"labelling {len(sample.documents):,} documents", total=len(sample.documents))
+        try:
+            done = run_annotation(sample.documents, chosen, config, output, lambda: bar.advance(task))
+        except EndpointDown as exc:
+            _fail(f"the server went away ({exc}); answers so far are cached in {config.cache}: rerun to resume", 1)
+    strata = ", ".join(f"{s} {n:,}" for s, n in sorted(sample.per_source.items()))
+    out.print(f"labelled: {output} ({len(sample.documents):,} documents sampled from: {strata})")
+    failed = ", ".join(f"{n} {reason}" for reason, n in done.failed.items() if n) or "none"
+    out.print(
+        f"rubric {chosen.id} v{chosen.version} ({chosen.hash[:12]}), model {model}: {done.requested:,} requested, "
+        f"{done.cached:,} from the cache; tokens in {done.prompt_tokens:,}, out {done.completion_tokens:,}; "
+        f"without a score: {failed}"
+    )
+    if any(done.failed.values()):
+        raise typer.Exit(1)
+
+
+@classifier_app.command()
 def distill(
     output: Annotated[Path, typer.Option("--output", "-o", help="Static table to write (.npz).")],
     encoder: Annotated[
