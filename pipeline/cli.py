@@ -60,10 +60,12 @@ def _fail(message: str, code: int) -> None:
 def _located(run_dir: str) -> Path:
     """The run folder a read command works on: ``run_dir`` itself, or for an object store URL a temporary folder
     of the run's records pulled from it (the commands' views then read its committed Parquet objects in place)."""
+    from winnow.pipeline import remote
     from winnow.pipeline.store import StoreError, is_url, pull_records
 
     if not is_url(run_dir):
         return Path(run_dir)
+    remote.install()
     import atexit
     import shutil
     import tempfile

@@ -42,6 +42,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import add_task_logger, close_task_logger, log_pipeline, logger
 from datatrove.utils.stats import PipelineStats, Stats
 
+from winnow.pipeline import remote
 from winnow.pipeline.commits import TaskCommits, UnitReader, unit_key, unit_scope
 from winnow.pipeline.logs import quiet_console
 from winnow.pipeline.manifest import LocalExecutor, RayExecutor, SlurmExecutor
@@ -101,6 +102,7 @@ class RecordsAttempts(PipelineExecutor):
         logfile = add_task_logger(self.logging_dir, rank, local_rank, node_rank=node_rank)
         log_pipeline(self.pipeline)
         try:
+            remote.install()
             steps = [step for step in self.pipeline if isinstance(step, PipelineStep)]
             reader = next((step for step in steps if isinstance(step, UnitReader)), None)
             units: list[tuple[int | None, str | None]] = [(None, None)]
@@ -119,12 +121,15 @@ class RecordsAttempts(PipelineExecutor):
                     step.stats = Stats(str(step))
                 if reader is not None:
                     reader.unit = index
+                retried = remote.retries()
                 with unit_scope(rank, key, commits.kept_paths()) as scope:
                     data = None
                     for step in self.pipeline:
                         data = step(data, rank, self.world_size)
                     if data:
                         deque(data, maxlen=0)
+                if retried := remote.retries() - retried:  # S3 requests this unit had to repeat
+                    (reader or steps[0]).stat_update("remote_retries", value=retried)
                 commits.commit(key, source, scope.written, [step.stats.to_dict() for step in steps])
             for step, total in zip(steps, commits.merged_stats([str(step) for step in steps]), strict=True):
                 step.stats = total

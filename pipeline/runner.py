@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from datatrove.utils.stats import PipelineStats
 from rich.progress import track
 
+from winnow.pipeline import remote
 from winnow.pipeline.commits import visible_parquet
 from winnow.pipeline.executors import ExecutorSession
 from winnow.pipeline.funnel import SourceFunnel, connect, count_outcomes, stage_funnel
@@ -176,6 +177,7 @@ class Runner:
         self.inputs = inputs
         self.session = ExecutorSession(manifest.executor, manifest.name, verbose, secret_env_names(manifest))
         self.store = RunStore(manifest.store_url) if manifest.store_url else None
+        remote.install()
 
     def run(self) -> RunResult:
         """Run every enabled stage; raises StageFailed if a stage does not complete."""
@@ -208,6 +210,7 @@ class Runner:
                 write_json(self.run_dir / "run.json", record)
                 self._sync()
         record["finished_at"] = datetime.now(UTC).isoformat()
+        record["remote_retries"] = remote.retries()  # the driver's own S3 requests (the tasks': stats.json)
         write_json(self.run_dir / "run.json", record)
         self._sync()
         result = RunResult(self.run_dir, results)

@@ -4,13 +4,15 @@ The demo manifest runs once into a local folder and once with ``output: s3://win
 store; its working copy in a temporary folder); the store's views, read by ``winnow sql`` through
 DuckDB's registered fsspec filesystem, hold the same ids as the local run's. An object the tasks did
 not commit is never read; the credentials appear in no object, record or output. A server killed
-mid-run stops the run with exit 3, and the rerun after its restart ends with the same ids.
+mid-run stops the run with exit 3, and the rerun after its restart ends with the same ids. Behind a
+proxy throttling 20% of requests (tests/throttle_proxy.py) the run completes, its retries counted.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import subprocess
 import sys
 import time
@@ -24,6 +26,7 @@ import pytest
 import s3fs
 
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, MotoServer, moto_available
+from tests.throttle_proxy import ThrottleProxy
 from winnow.pipeline.commits import committed_files
 from winnow.pipeline.funnel import connect, stage_counters
 
@@ -173,4 +176,46 @@ def test_store_killed_mid_run_stops_with_exit_3_and_the_rerun_ends_identical(
                 resumed, whole = stage_counters(tmp_path / "copy", stage), stage_counters(local, stage)
                 assert resumed["in:cc"] == whole["in:cc"], stage
     finally:
+        server.stop()
+
+
+def test_throttled_store_run_completes_with_the_same_ids_and_counts_its_retries(
+    store_run: tuple, cli_demo_warcs: Path, tmp_path: Path, winnow_cli: WinnowCli
+) -> None:
+    """Inputs and output on the store behind a proxy that answers 503 SlowDown to a seeded 20% of requests:
+    the run completes, its views hold the local run's ids, and its retries are in stats.json and run.json."""
+    _, local, _, _ = store_run
+    server = MotoServer()
+    proxy = ThrottleProxy(server.port, share=0.2, seed=19)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in server.env().items():
+                patch.setenv(name, value)
+            server.make_bucket("winnow")
+            direct = s3fs.S3FileSystem(skip_instance_cache=True)
+            for warc in sorted(cli_demo_warcs.glob("*.warc.gz")):
+                direct.put_file(str(warc), f"winnow/inputs/{warc.name}")
+            patch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+            sets = [
+                f"output={STORE}",
+                "sources.0.paths=[s3://winnow/inputs/*.warc.gz]",
+                f"work_dir={tmp_path / 'copy'}",
+            ]
+            sets.append("stages.extract.url_filter.use_integrated_lists=false")
+            throttled = proxy.throttled
+            result = winnow_cli("run", DEMO, *(a for s in sets for a in ("--set", s)), "--no-progress", cwd=tmp_path)
+            assert result.returncode in (0, 1), result.stdout + result.stderr
+            throttled = proxy.throttled - throttled
+            copy = tmp_path / "copy"
+            retried = sum(
+                stage_counters(copy, stage).get("remote_retries", 0) for stage in ("extract", "heuristics", "dedup")
+            )
+            retried += json.loads((copy / "run.json").read_text())["remote_retries"]
+            assert throttled > 20 and 0 < retried <= throttled, (retried, throttled)
+            assert stage_counters(copy, "extract").get("remote_retries", 0) > 0, "the tasks' reads of the inputs"
+            with connect(local) as con:
+                expected = [[view, doc_id] for view, doc_id in con.execute(ALL_IDS).fetchall()]
+            assert sql_rows(winnow_cli, f"{STORE}/demo", ALL_IDS) == expected
+    finally:
+        proxy.close()
         server.stop()
