@@ -6,8 +6,9 @@ datatrove's punctuation set and nothing else of winnow (a small process under th
 
 The cascade (``fallback: auto``): trafilatura runs in its fast mode; when what it found is under
 :data:`FALLBACK_SHARE` of the page's visible text, the main-text heuristics most likely missed (a
-page not laid out as an article), and trafilatura runs again with its fallback extractors
-(readability and jusText compared with its own result), whose answer is kept.
+page not laid out as an article), and unless the page is mostly links (a navigation or listing page,
+:data:`MAX_LINK_SHARE`, where the fallbacks found the same text) trafilatura runs again with its
+fallback extractors (readability and jusText compared with its own result), whose answer is kept.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 
 import trafilatura
 
-from winnow.extract.prepass import prepass
+from winnow.extract.prepass import link_share, prepass
 
 FALLBACK_SHARE = 0.1  # fast output under this share of the visible text's characters -> run the fallbacks
+MAX_LINK_SHARE = 0.5  # ... unless at least this share of the page's text is link text
 
 
 def extract_page(
@@ -38,7 +40,8 @@ def extract_page(
     text = trafilatura.extract(html, url=url, output_format="txt", fast=fallback is not True, **options)
     if fallback is True:
         return text, "trafilatura-fallback", words
-    if fallback == "auto" and visible is not None and len(text or "") < FALLBACK_SHARE * visible:
+    short = fallback == "auto" and visible is not None and len(text or "") < FALLBACK_SHARE * visible
+    if short and link_share(html) < MAX_LINK_SHARE:
         text = trafilatura.extract(html, url=url, output_format="txt", fast=False, **options)
         return text, "trafilatura-fallback", words
     return text, "trafilatura", words

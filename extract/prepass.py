@@ -57,6 +57,15 @@ def max_words(text: str) -> int:
     return len(WORD_OR_SYMBOL.findall(text))
 
 
+def link_share(html: str) -> float:
+    """The share of a page's visible body text (whitespace folded) that is link text; 0 for an empty page."""
+    tree = LexborHTMLParser(html)
+    body = " ".join((tree.body.text(separator=" ") if tree.body else "").split())
+    if not body:
+        return 0.0
+    return min(1.0, sum(len(" ".join(a.text(separator=" ").split())) for a in tree.css("a")) / len(body))
+
+
 def prepass(html: str) -> Prepared:
     """Parse ``html`` with lexbor, bound its words, drop what trafilatura never reads; see the module doc."""
     tree = LexborHTMLParser(html)
