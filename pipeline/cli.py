@@ -328,18 +328,27 @@ def status(
 
 @app.command()
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder (<output>/<name>), refresh corpus or release folder.")],
+    run_dir: RunArgument,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Where to write the page (default <run>/report.html).")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write the page (default <run>/report.html; for an object store URL, "
+            "<name>-report.html in the current folder).",
+        ),
     ] = None,
 ) -> None:
     """Write a self-contained HTML report of a run (no network needed to view it): the funnel with rejects by
     reason, quality score histograms, dedup cluster sizes, OCR routes, rephrase costs, the mix, timings, and
     the Parquet folders with DuckDB queries."""
     from winnow.pipeline.report import write_report
+    from winnow.pipeline.store import is_url
 
+    if output is None and is_url(run_dir):
+        output = Path(f"{run_dir.rstrip('/').rsplit('/', 1)[-1]}-report.html")
     try:
-        path = write_report(run_dir, output)
+        path = write_report(_located(run_dir), output)
     except (FileNotFoundError, ValueError) as exc:  # not a run, or a damaged record
         _fail(str(exc), 2)
     out.print(f"Report: {path}  (open it in a browser: file://{path.absolute()})")

@@ -235,7 +235,14 @@ class Runner:
         fingerprints = {name: stage["fingerprint"] for name, stage in record["stages"].items()}
         content_key = fingerprint({"run": run, "stages": fingerprints})
         summary = {"kind": "run", "run": run, "stages": fingerprints, "inputs": record["inputs"]}
-        return publish(self.run_dir, content_key, shards, dedup, summary)
+        release, released_now = publish(self.run_dir, content_key, shards, dedup, summary)
+        if self.store is not None:  # the same release on the store: a manifest of the run's objects
+            try:
+                sources = [shard.source for shard in shards]
+                self.store.publish_release(self.run_dir, release.version, release.manifest, sources)
+            except StoreError as exc:
+                raise StageFailed(f"{exc}. Rerun the same `winnow run` command to publish.") from exc
+        return release, released_now
 
     def dry_run(self) -> Iterator[str]:
         """Lines describing what `run` would do now: per stage and phase, done / resume / run, and the

@@ -135,6 +135,54 @@ class RunStore:
             uploads += 1
         return uploads
 
+    def publish_release(self, run_dir: Path, version: str, manifest: dict[str, Any], sources: list[Path]) -> bool:
+        """Publish release ``version`` on the store as a manifest of the run's committed objects (its data
+        shards and dedup index, never copied) and move ``releases/latest.json`` to it by a conditional write;
+        returns False when ``latest`` already names it. The manifest is written only if absent (If-None-Match),
+        ``latest`` only if unchanged since read (If-Match on its ETag, or If-None-Match for the first), so of
+        two publishers one wins and the other gets a StoreError. ``sources``: the run's files the release's
+        shards were made from. S3 only (the conditions are S3's)."""
+        committed = committed_files(run_dir)
+        shards = [_relative_to(Path(run_dir), source) for source in sources]
+        index = sorted(p for p in committed if p.startswith(("stages/dedup/index/", "stages/dedup/clusters/")))
+        stored = {k: v for k, v in manifest.items() if k not in ("shards", "dedup_indexes")}
+        stored["shards"] = [committed[path] for path in shards]
+        stored["dedup_index"] = [committed[path] for path in index]
+        path = f"releases/{version}/_manifest.json"
+        latest = self._read_latest()
+        if latest is not None and latest[0].get("version") == version:
+            return False
+        try:
+            if not self.fs.exists(self._path(path)):
+                self.fs.pipe_file(self._path(path), json.dumps(stored, indent=1).encode(), mode="create")
+            pointer = json.dumps({"version": version, "manifest": path}).encode()
+            if latest is None:
+                self.fs.pipe_file(self._path("releases/latest.json"), pointer, mode="create")
+            else:
+                self.fs.pipe_file(self._path("releases/latest.json"), pointer, IfMatch=latest[1])
+        except Exception as exc:
+            refused = ("PreconditionFailed", "pre-conditions you specified did not hold")  # boto's, s3fs's words
+            if any(text in str(exc) for text in refused) or isinstance(exc, FileExistsError):
+                moved = f"{self.url}: another publisher moved releases/latest first; rerun to publish"
+                raise StoreError(moved) from exc
+            raise self._error(f"publish release {version} to", exc) from exc
+        return True
+
+    def _read_latest(self) -> tuple[dict[str, Any], str] | None:
+        """(``releases/latest.json``, its ETag), or None before the first release."""
+        path = self._path("releases/latest.json")
+        try:
+            self.fs.invalidate_cache(path)
+            return json.loads(self.fs.cat_file(path)), self.fs.info(path)["ETag"]
+        except FileNotFoundError:
+            return None
+        except Exception as exc:
+            raise self._error("read releases/latest.json from", exc) from exc
+
+
+def _relative_to(run_dir: Path, path: Path) -> str:
+    return path.resolve().relative_to(run_dir.resolve()).as_posix()
+
 
 def _changed(path: Path, run_dir: Path, committed: dict[str, dict[str, Any]]) -> bool:
     entry = committed.get(path.relative_to(run_dir).as_posix())

@@ -11,6 +11,7 @@ proxy throttling 20% of requests (tests/throttle_proxy.py) the run completes, it
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import subprocess
@@ -29,6 +30,7 @@ from tests.s3_server import ACCESS_KEY, SECRET_KEY, MotoServer, moto_available
 from tests.throttle_proxy import ThrottleProxy
 from winnow.pipeline.commits import committed_files
 from winnow.pipeline.funnel import connect, stage_counters
+from winnow.pipeline.store import RunStore, StoreError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO = REPO_ROOT / "manifests" / "demo.yaml"
@@ -97,6 +99,10 @@ def test_demo_on_the_store_gives_the_local_runs_ids(store_run: tuple, winnow_cli
     assert status.returncode == 0 and "The run finished." in status.stdout, status.stdout + status.stderr
     inspect = winnow_cli("inspect", f"{STORE}/demo")
     assert inspect.returncode == 0 and "stage: dedup" in inspect.stdout, inspect.stdout + inspect.stderr
+    page = store_run[2].parent / "store-report.html"
+    report = winnow_cli("report", f"{STORE}/demo", "-o", page)
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert "near_duplicate" in page.read_text()  # the dedup funnel, counted from the store's objects
 
 
 def test_every_parquet_object_is_committed_and_an_uncommitted_one_is_not_read(
@@ -219,3 +225,36 @@ def test_throttled_store_run_completes_with_the_same_ids_and_counts_its_retries(
     finally:
         proxy.close()
         server.stop()
+
+
+def test_release_on_the_store_is_a_manifest_of_committed_objects_and_latest_moves_conditionally(
+    store_run: tuple, cli_demo_warcs: Path, winnow_cli: WinnowCli
+) -> None:
+    """The run's release on the store names the run's own shard objects (size and SHA-256 checked here); a
+    rerun with nothing new leaves ``latest`` as it is; a publisher holding a stale ``latest`` loses."""
+    _, _, copy, _ = store_run
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    root = "winnow/runs/demo"
+    latest = json.loads(fs.cat_file(f"{root}/releases/latest.json"))
+    assert latest == {"version": "v0001", "manifest": "releases/v0001/_manifest.json"}
+    manifest = json.loads(fs.cat_file(f"{root}/{latest['manifest']}"))
+    assert manifest["shards"] and all(s["path"].startswith("stages/dedup/data/") for s in manifest["shards"])
+    assert sum(s["rows"] for s in manifest["shards"]) == manifest["rows"]
+    for shard in manifest["shards"]:
+        data = fs.cat_file(f"{root}/{shard['path']}")
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (shard["bytes"], shard["sha256"])
+    assert manifest["dedup_index"], "the dedup index a later run can dedup against"
+
+    etag = fs.info(f"{root}/releases/latest.json")["ETag"]
+    rerun = demo_run(winnow_cli, cli_demo_warcs, STORE, f"work_dir={copy}")
+    assert rerun.returncode in (0, 1), rerun.stdout + rerun.stderr
+    fs.invalidate_cache()
+    assert fs.info(f"{root}/releases/latest.json")["ETag"] == etag, "nothing new: latest not rewritten"
+
+    store = RunStore(f"{STORE}/demo")
+    stale = store._read_latest()
+    assert store.publish_release(copy, "v0002", {"version": "v0002", "shards": []}, [])
+    store._read_latest = lambda: stale  # a second publisher that read latest before the first moved it
+    with pytest.raises(StoreError, match="another publisher"):
+        store.publish_release(copy, "v0003", {"version": "v0003", "shards": []}, [])
+    assert json.loads(fs.cat_file(f"{root}/releases/latest.json"))["version"] == "v0002"
