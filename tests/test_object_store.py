@@ -231,7 +231,8 @@ def test_release_on_the_store_is_a_manifest_of_committed_objects_and_latest_move
     store_run: tuple, cli_demo_warcs: Path, winnow_cli: WinnowCli
 ) -> None:
     """The run's release on the store names the run's own shard objects (size and SHA-256 checked here); a
-    rerun with nothing new leaves ``latest`` as it is; a publisher holding a stale ``latest`` loses."""
+    rerun and a refresh with nothing new leave ``latest`` as it is (the refresh decides from the working
+    copy's ledger); a publisher holding a stale ``latest`` loses."""
     _, _, copy, _ = store_run
     fs = s3fs.S3FileSystem(skip_instance_cache=True)
     root = "winnow/runs/demo"
@@ -248,6 +249,9 @@ def test_release_on_the_store_is_a_manifest_of_committed_objects_and_latest_move
     etag = fs.info(f"{root}/releases/latest.json")["ETag"]
     rerun = demo_run(winnow_cli, cli_demo_warcs, STORE, f"work_dir={copy}")
     assert rerun.returncode in (0, 1), rerun.stdout + rerun.stderr
+    sets = [f"output={STORE}", f"sources.0.paths=[{cli_demo_warcs}/*.warc.gz]", f"work_dir={copy}"]
+    refresh = winnow_cli("refresh", DEMO, *(a for s in sets for a in ("--set", s)), "--no-progress")
+    assert refresh.returncode == 0 and "nothing new" in refresh.stdout, refresh.stdout + refresh.stderr
     fs.invalidate_cache()
     assert fs.info(f"{root}/releases/latest.json")["ETag"] == etag, "nothing new: latest not rewritten"
 
