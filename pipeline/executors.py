@@ -56,7 +56,8 @@ class ExecutorError(Exception):
 
 
 class RecordsAttempts(PipelineExecutor):
-    """Records every task attempt in ``attempts/<rank>.jsonl`` in the logging folder, wherever it runs.
+    """Runs a task unit by unit with commit records (:meth:`_run_units`), and records every task attempt in
+    ``attempts/<rank>.jsonl`` in the logging folder, wherever it runs.
 
     A line (host, pid, ``started``) when the task starts, so `winnow status` tells a retried task, and one
     whose worker was killed before it could write a log, from one that never started. A second line when

@@ -6,10 +6,12 @@ the store at ``<output>/<name>`` holds the committed run, written through fsspec
 
 - a task uploads each unit's shards, then the unit's commit record (:mod:`winnow.pipeline.commits`),
   so what a killed task committed is in the store too;
-- the runner :meth:`RunStore.sync` s the working copy at the run's start, after every phase and at the end:
-  files written by DuckDB passes (not by a task's sinks) get a commit record of their own first
-  (``logs/store/commits/sync/<n>.json``); then every file the store lacks (or holds at another size) is
-  uploaded, data before commit records before the JSON records, ``run.json`` last.
+- the runner syncs the working copy (:meth:`RunStore.sync`) at the run's start, after every phase and
+  at the end: files written by DuckDB passes (not by a task's sinks) get a commit record of their own
+  first (``logs/store/commits/sync/<n>.json``); then every file the store lacks (or holds at another
+  size) is uploaded, data before commit records before the JSON records, ``run.json`` last;
+- a release is a manifest of the run's committed objects, ``releases/latest.json`` moved by a
+  conditional write (:meth:`RunStore.publish_release`).
 
 No object is renamed: a file is part of the run on the store when a commit record there names it at
 its size. :func:`pull_records` copies a store's records (everything but the Parquet data) into a
