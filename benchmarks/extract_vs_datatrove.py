@@ -179,12 +179,13 @@ def run_datatrove(warc: Path, workdir: Path, timeout: float, filters: bool) -> N
     LocalPipelineExecutor(pipeline=pipeline, tasks=1, workers=1, logging_dir=str(workdir / "logs")).run()
 
 
-def run_winnow(warc: Path, workdir: Path, filters: bool) -> None:
-    """winnow's default extract stage, and with ``filters`` its default heuristics stage, on the WARC."""
+def run_winnow(warc: Path, workdir: Path, filters: bool, extract: dict[str, Any]) -> None:
+    """winnow's extract stage (default settings updated by ``extract``), and with ``filters`` its default
+    heuristics stage, on the WARC."""
     from winnow.pipeline.manifest import Manifest
     from winnow.pipeline.runner import Runner
 
-    stages: dict[str, Any] = {"dedup": None}
+    stages: dict[str, Any] = {"dedup": None, "extract": extract}
     if not filters:
         stages["heuristics"] = None
     manifest = Manifest.model_validate(
@@ -205,10 +206,10 @@ class Timing:
     wall_s: float
 
 
-def measure(side: str, warc: Path, workdir: Path, timeout: float) -> Timing:
+def measure(side: str, warc: Path, workdir: Path, timeout: float, extract: str) -> Timing:
     """Run one side in a child process; CPU = user+sys of that process tree."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--side", side, "--warc", str(warc)]
-    cmd += ["--workdir", str(workdir), "--timeout", str(timeout)]
+    cmd += ["--workdir", str(workdir), "--timeout", str(timeout), "--extract-settings", extract]
     before = cpu_children()
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -287,7 +288,7 @@ def winnow_extract_counts(workdir: Path) -> dict[str, float]:
     counts: dict[str, float] = {}
     for step in stats["steps"]:
         for key, value in (step.get("stats") or {}).items():
-            if key.startswith(("extracted", "rejected_", "errored_", "cascade_", "prepass_")):
+            if key.startswith(("extracted", "rejected_", "errored_")):
                 counts[key] = counts.get(key, 0) + (value.get("total", 0) if isinstance(value, dict) else value)
     return counts
 
@@ -312,6 +313,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=ExtractConfig().timeout_s,
         help="datatrove's per-page Trafilatura timeout in s (default: winnow's extract.timeout_s)",
     )
+    parser.add_argument(
+        "--extract-settings",
+        default="{}",
+        help="winnow's stages.extract settings as JSON, to measure a lever (e.g. '{\"prepass\": false}'); "
+        "default: none, winnow's defaults",
+    )
     parser.add_argument("--keep", type=Path, help="build the input and outputs here and keep them")
     parser.add_argument("--side", choices=SIDES, help="internal: run one side (child process)")
     parser.add_argument("--warc", type=Path, help="internal: the input WARC of --side")
@@ -326,12 +333,13 @@ def report(
     steps: dict[str, list[tuple[str, float]]],
     kept: dict[str, set[str]],
     counts: dict[str, float],
+    settings: dict[str, Any],
 ) -> str:
     rate = {side: n / t.cpu_s for side, t in timings.items()}
-    c = ExtractConfig()
+    c = ExtractConfig(**settings)
     print(f"\n{n} HTML pages, one WARC; each run in its own child process (CPU = user+sys of its tree)")
     print("datatrove trafilatura: favor_precision=True, fallback on (fast=False), deduplicate=True")
-    print(f"winnow trafilatura:    focus={c.focus}, fallback={c.fallback}, deduplicate=False\n")
+    print(f"winnow trafilatura:    focus={c.focus}, fallback={c.fallback}, prepass={c.prepass}, deduplicate=False\n")
     print(f"{'run':<18} {'CPU s':>8} {'wall s':>8} {'pages/CPU-s':>12} {'kept':>6}")
     for side, t in timings.items():
         print(f"{side:<18} {t.cpu_s:>8.2f} {t.wall_s:>8.2f} {rate[side]:>12.2f} {len(kept[side]):>6}")
@@ -367,7 +375,7 @@ def run_side(args: argparse.Namespace) -> None:
     if args.side.startswith("datatrove"):
         run_datatrove(args.warc, args.workdir, args.timeout, filters)
     else:
-        run_winnow(args.warc, args.workdir, filters)
+        run_winnow(args.warc, args.workdir, filters, json.loads(args.extract_settings))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="winnow-bench-") as tmp:
         base = args.keep or Path(tmp)
         gold = gold_sets(shared)
+        settings = json.loads(args.extract_settings)
         pages = choose_pages(collect_pages(shared, gold), args.quick_pages if args.quick else None, args.min_pages)
         if args.quick:
             gold = {name: set_[:: args.quick_gold_step] for name, set_ in gold.items()}
@@ -392,16 +401,19 @@ def main(argv: list[str] | None = None) -> int:
         timings, steps = {}, {}
         for side in SIDES:
             print(f"running {side} ...", flush=True)
-            timings[side] = measure(side, warc, base / side, args.timeout)
+            timings[side] = measure(side, warc, base / side, args.timeout, args.extract_settings)
             steps[side] = load_steps(base / side, side)
         sizes = ", ".join(f"{name} {len(set_)}" for name, set_ in gold.items())
         print(f"extraction quality on the ground-truth sets ({sizes} pages) ...", flush=True)
         f1 = {
-            "winnow": {name: mean_f1(extract_stage_texts(p, base / f"f1-{name}"), p) for name, p in gold.items()},
+            "winnow": {
+                name: mean_f1(extract_stage_texts(p, base / f"f1-{name}", settings), p) for name, p in gold.items()
+            },
             "datatrove": {name: mean_f1(datatrove_texts(p, args.timeout), p) for name, p in gold.items()},
         }
         kept = {side: kept_urls(base / side, side) for side in timings}
-        result = report(len(pages), timings, f1, steps, kept, winnow_extract_counts(base / "winnow_extract"))
+        counts = winnow_extract_counts(base / "winnow_extract")
+        result = report(len(pages), timings, f1, steps, kept, counts, settings)
     print()
     print(result)
     return 0

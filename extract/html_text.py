@@ -32,7 +32,7 @@ def extract_page(
     ``too_few_words`` (nothing extracted), ``trafilatura`` or ``trafilatura-fallback``."""
     words = visible = None
     if plan["prepass"]:
-        page = prepass(html)
+        page = prepass(html, count_to=plan["min_words"] or 1)  # without a floor the word count is not needed
         html, words, visible = page.html, page.words, page.visible_chars
         if plan["min_words"] is not None and words < plan["min_words"]:
             return None, "too_few_words", words

@@ -36,7 +36,6 @@ CLEANED = (
     "button, datalist, dialog, fieldset, input, ins, label, legend, marquee, optgroup, option, output, param, "
     "progress, rp, rt, rtc, select, textarea, use, frame, frameset"
 )
-CLEANED_P = ", ".join(f"{tag.strip()} p" for tag in CLEANED.split(","))  # the <p> inside them
 # a run of word characters, or one character that is neither a word character, whitespace nor punctuation
 _PUNCT = "".join(sorted(PUNCTUATION_SET))
 WORD_OR_SYMBOL = re.compile(r"\w+|[^\w\s" + re.escape(_PUNCT) + "]")
@@ -52,9 +51,16 @@ class Prepared:
     visible_chars: int
 
 
-def max_words(text: str) -> int:
-    """Runs of word characters plus symbols outside the punctuation set: at least the filters' word count."""
-    return len(WORD_OR_SYMBOL.findall(text))
+def max_words(text: str, limit: int | None = None) -> int:
+    """Runs of word characters plus symbols outside the punctuation set: at least the filters' word count.
+    With ``limit`` the count stops there (only whether a page is under a floor matters)."""
+    if limit is None:
+        return len(WORD_OR_SYMBOL.findall(text))
+    count = 0
+    for count, _ in enumerate(WORD_OR_SYMBOL.finditer(text), 1):
+        if count >= limit:
+            break
+    return count
 
 
 def link_share(html: str) -> float:
@@ -66,24 +72,36 @@ def link_share(html: str) -> float:
     return min(1.0, sum(len(" ".join(a.text(separator=" ").split())) for a in tree.css("a")) / len(body))
 
 
-def prepass(html: str) -> Prepared:
-    """Parse ``html`` with lexbor, bound its words, drop what trafilatura never reads; see the module doc."""
+def _parsed_without_scripts(html: str) -> LexborHTMLParser:
+    """``html`` parsed, without scripts (but JSON-LD), styles and comments."""
     tree = LexborHTMLParser(html)
     for node in tree.css(SCRIPTS):
         node.decompose()
     for node in [n for n in tree.root.traverse(include_text=False) if n.is_comment_node] if tree.root else []:
         node.decompose()
-    text = tree.root.text(separator=" ") if tree.root else ""
-    words = max_words(text)
-    for node in tree.css("template"):  # lexbor keeps a template's content out of the tree's text
-        words += max_words(TAG.sub(" ", node.html or ""))
-    for node in tree.css("[data-preloaded]"):
-        words += max_words(node.attributes.get("data-preloaded") or "")
-    for node in tree.css(UNREAD):
+    return tree
+
+
+def _drop(tree: LexborHTMLParser, selector: str) -> None:
+    for node in tree.css(selector):
         node.decompose()
+
+
+def prepass(html: str, count_to: int | None = None) -> Prepared:
+    """Parse ``html`` with lexbor, bound its words, drop what trafilatura never reads; see the module doc.
+    ``count_to``: the words are counted up to about this many (exact below it); None: all of them."""
+    tree = _parsed_without_scripts(html)
+    text = tree.root.text(separator=" ") if tree.root else ""
+    words = max_words(text, count_to)
+    for node in tree.css("template"):  # lexbor keeps a template's content out of the tree's text
+        words += max_words(TAG.sub(" ", node.html or ""), count_to)
+    for node in tree.css("[data-preloaded]"):
+        words += max_words(node.attributes.get("data-preloaded") or "", count_to)
+    _drop(tree, UNREAD)
     visible = len(" ".join(text.split()))
-    # trafilatura's recall mode keeps these containers when deleting them would leave no <p>: so do we
-    if len(tree.css("p")) > len({node.mem_id for node in tree.css(CLEANED_P)}):
-        for node in tree.css(CLEANED):
-            node.decompose()
+    if tree.css_first("p") is not None:
+        _drop(tree, CLEANED)
+        if tree.css_first("p") is None:  # every <p> was in them: trafilatura's recall mode keeps them, so do we
+            tree = _parsed_without_scripts(html)
+            _drop(tree, UNREAD)
     return Prepared(tree.html or "", words, visible)
