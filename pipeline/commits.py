@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow.parquet as pq
-from datatrove.io import DataFolder
 from datatrove.utils.stats import MetricStats, Stats, TimingStats
 
 if TYPE_CHECKING:
+    from datatrove.io import DataFolder
+
     from winnow.pipeline.store import RunStore
 
 SINK_SHARD = re.compile(r"-\d{5}-(?:f\d{5,}|task)-\d{4}\.parquet$")
@@ -114,6 +114,8 @@ def file_record(path: Path, run_dir: Path) -> dict[str, Any]:
         "sha256": sha256_of(path),
     }
     if path.suffix == ".parquet":
+        import pyarrow.parquet as pq  # here, not at import: the read-only commands load this module
+
         record["rows"] = pq.ParquetFile(path).metadata.num_rows
     return record
 

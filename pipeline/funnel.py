@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import Literal
 
 import duckdb
-import pyarrow as pa
 
+from winnow.pipeline.columns import DUCKDB_TYPES, duckdb_columns
 from winnow.pipeline.commits import SINK_SHARD, committed_files
-from winnow.pipeline.schema import document_schema, outcome_schema
 from winnow.pipeline.stage_order import STAGE_ORDER
 from winnow.pipeline.store import committed_objects, store_of
 
@@ -99,7 +98,7 @@ def connect(folder: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyCon
     release = folder if kind == "release" else latest_release_dir(folder)
     _register(con, "release", [(None, _files(release / "data") if release else [])], True)
     if kind == "corpus":
-        views: dict[str, tuple[list[tuple[str | None, list[str]]], bool, dict[str, pa.DataType]]] = {}
+        views: dict[str, tuple[list[tuple[str | None, list[str]]], bool, dict[str, str]]] = {}
         for batch in batch_dirs(folder):
             for view, (files, is_data, attributes) in _run_views(batch).items():
                 parts, _, known = views.setdefault(view, ([], is_data, {}))
@@ -127,9 +126,9 @@ def _parquet_folders(run_dir: Path) -> dict[str, list[str]]:
     return grouped
 
 
-def _run_views(run_dir: Path) -> dict[str, tuple[list[str], bool, dict[str, pa.DataType]]]:
+def _run_views(run_dir: Path) -> dict[str, tuple[list[str], bool, dict[str, str]]]:
     """View name -> (Parquet files, whether it holds documents, attribute columns) of one run folder."""
-    views: dict[str, tuple[list[str], bool, dict[str, pa.DataType]]] = {}
+    views: dict[str, tuple[list[str], bool, dict[str, str]]] = {}
     folders = _parquet_folders(run_dir)
     for stage in stage_names(run_dir):
         attributes = _stage_attributes(run_dir / "stages" / stage)
@@ -150,13 +149,14 @@ def views(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [name for (name,) in rows if not name.startswith("_")]
 
 
-def _stage_attributes(stage_dir: Path) -> dict[str, pa.DataType]:
-    """The attribute columns a stage declared (recorded in stage.json when it completed)."""
+def _stage_attributes(stage_dir: Path) -> dict[str, str]:
+    """The attribute columns a stage declared (recorded in stage.json when it completed): name -> type name;
+    none when the record is unreadable or names a type the views cannot declare."""
     try:
         recorded = json.loads((stage_dir / "stage.json").read_text()).get("attributes") or {}
-        return {name: pa.type_for_alias(dtype) for name, dtype in recorded.items()}
     except (OSError, ValueError):
         return {}
+    return recorded if all(kind in DUCKDB_TYPES for kind in recorded.values()) else {}
 
 
 def _register(
@@ -164,7 +164,7 @@ def _register(
     view: str,
     parts: list[tuple[str | None, list[str]]],
     is_data: bool,
-    attributes: dict[str, pa.DataType] | None = None,
+    attributes: dict[str, str] | None = None,
 ) -> None:
     """A view over the files of ``parts`` ((batch or None, files) each; a named batch adds a ``batch``
     column); without files, an empty view with the dataset's columns (attributes included)."""
@@ -175,10 +175,8 @@ def _register(
             label = "" if batch is None else ", '" + batch.replace("'", "''") + "' AS batch"
             selects.append(f"SELECT *{label} FROM read_parquet([{listing}], union_by_name = true)")
     if not selects:
-        empty = (document_schema(attributes) if is_data else outcome_schema(attributes)).empty_table()
-        relation = con.from_arrow(empty)
         columns = ", ".join(
-            f'CAST(NULL AS {dtype}) AS "{name}"' for name, dtype in zip(relation.columns, relation.types, strict=True)
+            f'CAST(NULL AS {dtype}) AS "{name}"' for name, dtype in duckdb_columns(attributes or {}, not is_data)
         )
         selects.append(f"SELECT {columns} WHERE false")  # a plain view: no registered table to list or keep alive
     con.execute(f'CREATE VIEW "{view}" AS ' + " UNION ALL BY NAME ".join(selects))

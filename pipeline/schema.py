@@ -19,25 +19,11 @@ from typing import Any
 import pyarrow as pa
 from datatrove.data import Document
 
-CORE_FIELDS: tuple[pa.Field, ...] = (
-    pa.field("id", pa.string(), nullable=False),
-    pa.field("text", pa.string(), nullable=False),
-    pa.field("source", pa.string(), nullable=False),
-    pa.field("url", pa.string()),
-    pa.field("crawl", pa.string()),
-    pa.field("language", pa.string()),
-    pa.field("language_score", pa.float32()),
-    pa.field("synthetic_of", pa.string()),
-    pa.field("style", pa.string()),
-    pa.field("meta", pa.string()),
-)
-CORE_COLUMNS: tuple[str, ...] = tuple(f.name for f in CORE_FIELDS)
+from winnow.pipeline.columns import CORE, OUTCOME
 
-OUTCOME_FIELDS: tuple[pa.Field, ...] = (
-    pa.field("stage", pa.string(), nullable=False),
-    pa.field("reason", pa.string(), nullable=False),
-    pa.field("detail", pa.string()),
-)
+CORE_FIELDS: tuple[pa.Field, ...] = tuple(pa.field(n, pa.type_for_alias(t), nullable=ok) for n, t, ok in CORE)
+CORE_COLUMNS: tuple[str, ...] = tuple(f.name for f in CORE_FIELDS)
+OUTCOME_FIELDS: tuple[pa.Field, ...] = tuple(pa.field(n, pa.type_for_alias(t), nullable=ok) for n, t, ok in OUTCOME)
 
 ATTRIBUTE_NAME = re.compile(r"^(score_[a-z0-9_]+|[a-z][a-z0-9_]*)$")
 ATTRIBUTE_TYPES = {"float32": pa.float32(), "bool": pa.bool_(), "int64": pa.int64(), "string": pa.string()}

@@ -31,8 +31,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import fsspec
-
 from winnow.pipeline.commits import SINK_SHARD, committed_files, file_record
 
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -61,6 +59,8 @@ class RunStore:
 
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
+        import fsspec  # here, not at import: commands on local runs never need it
+
         self.fs, self.root = fsspec.core.url_to_fs(self.url)
         self._sent: dict[str, tuple[int, int]] = {}  # relative path -> (size, mtime_ns) this process uploaded
 
