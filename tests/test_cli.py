@@ -7,6 +7,7 @@ import io
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -351,3 +352,39 @@ def test_inspect_sql_and_report_on_a_release(name: str, corpus: Path, winnow_cli
     assert report.returncode == 0, report.stderr
     written = corpus / "releases" / "report-v0001.html"
     assert "Release v0001" in written.read_text() and not (corpus / "releases" / "v0001" / "report.html").exists()
+
+
+HEAVY_MODULES = ("pyarrow", "torch", "openai", "matplotlib", "huggingface_hub", "fsspec", "datatrove.io")
+LOADED_BY_COMMAND = """
+import sys
+from winnow.pipeline.cli import main
+sys.argv = ["winnow", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print("LOADED:", *(m for m in {heavy!r} if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("command", ["inspect", "sql", "status", "validate", "--help"])
+def test_read_only_commands_load_no_heavy_module(
+    command: str, demo_run: tuple[Path, subprocess.CompletedProcess[str]], cli_demo_warcs: Path
+) -> None:
+    """Start-up under a second rests on this: the everyday commands import none of the heavy libraries."""
+    run_dir, _ = demo_run
+    args = {
+        "inspect": [str(run_dir)],
+        "sql": [str(run_dir), "SELECT count(*) FROM heuristics_errors"],
+        "status": [str(run_dir)],
+        "validate": [
+            str(REPO_ROOT / "manifests" / "demo.yaml"),
+            "--set",
+            f"sources.0.paths=[{cli_demo_warcs}/*.warc.gz]",
+        ],
+        "--help": [],
+    }[command]
+    script = LOADED_BY_COMMAND.format(heavy=HEAVY_MODULES)
+    done = subprocess.run([sys.executable, "-c", script, command, *args], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "LOADED:", done.stdout[-500:]
