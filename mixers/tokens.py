@@ -74,11 +74,8 @@ def tokenizer_path(layout: StageLayout) -> Path:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _sample_texts(files: Sequence[DocumentFile], budget_bytes: int) -> Iterable[str]:

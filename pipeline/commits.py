@@ -98,12 +98,9 @@ def unit_scope(rank: int, key: str, keep: frozenset[str]) -> Iterator[UnitScope]
         _SCOPE.pop()
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def _sha256(path: Path) -> str:
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def file_record(path: Path, run_dir: Path) -> dict[str, Any]:
@@ -111,7 +108,7 @@ def file_record(path: Path, run_dir: Path) -> dict[str, Any]:
     record: dict[str, Any] = {
         "path": Path(path).resolve().relative_to(Path(run_dir).resolve()).as_posix(),
         "bytes": Path(path).stat().st_size,
-        "sha256": sha256_of(path),
+        "sha256": _sha256(path),
     }
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq  # here, not at import: the read-only commands load this module
