@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import json
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,13 +62,17 @@ class QualityScorer(PipelineStep):
     name = "🏅 quality scores"
     type = "QUALITY"
 
-    def __init__(self, classifiers: Sequence[ClassifierConfig], layout: StageLayout) -> None:
+    def __init__(self, classifiers: Sequence[ClassifierConfig], layout: StageLayout, threads: int = 1) -> None:
+        """``threads``: the CPU threads a task may use (torch's, for embedding and Hugging Face models)."""
         super().__init__()
         self.classifiers = list(classifiers)
         self.layout = layout
+        self.threads = threads
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         models = [load_classifier(c.model, c.label) for c in self.classifiers]  # cached: once per process
+        if "torch" in sys.modules:  # a torch model was loaded: the task's threads, not one per core of the machine
+            sys.modules["torch"].set_num_threads(self.threads)
         with OutcomeWriter(self.layout, "quality", kind="errors") as errors:
             batch: list[Document] = []
             for doc in data or ():

@@ -301,7 +301,7 @@ def build_quality(
             [
                 BeginTask(scoring, datasets=("scored", "errors")),
                 DocumentReader(files, scoring),
-                QualityScorer(config.classifiers, scoring),
+                QualityScorer(config.classifiers, scoring, manifest.executor.task_threads),
                 DocumentWriter(scoring, dataset="scored"),
             ],
             sum(f.units for f in files),
