@@ -38,11 +38,13 @@ from winnow.pipeline.commits import UnitReader
 from winnow.pipeline.manifest import DocumentSource
 from winnow.pipeline.outcomes import OutcomeWriter, StageLayout
 from winnow.pipeline.progress import TaskProgress
+from winnow.pipeline.remote import remote_errors
 from winnow.pipeline.schema import CORE_COLUMNS, attributes_of, row_to_doc
 from winnow.pipeline.sources import InputFile
 
-# what reading a damaged or mislabelled file can raise (gzip/zstd/xz streams, Parquet, JSON decoding)
-READ_ERRORS = (OSError, ValueError, EOFError, zlib.error, lzma.LZMAError, pa.ArrowException)
+# what reading a damaged or mislabelled file can raise (gzip/zstd/xz streams, Parquet, JSON decoding), or a
+# remote one whose retries are spent (pipeline/remote.py)
+READ_ERRORS = (OSError, ValueError, EOFError, zlib.error, lzma.LZMAError, pa.ArrowException, *remote_errors())
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 CRAWL_IN_NAME = re.compile(r"CC-MAIN-\d{4}-\d{2}")
@@ -103,25 +105,33 @@ class WarcDocumentReader(UnitReader, PipelineStep):
         crawl = item.crawl or (m.group(0) if (m := CRAWL_IN_NAME.search(item.path)) else None)
         try:
             stream = fsspec.open(item.path, "rb").open()
-        except OSError as exc:
+        except (OSError, *remote_errors()) as exc:
             self.stat_update(f"records_in:{item.source}")
-            self._error(errors, rank, item, name, 0, "input_unreadable", f"{type(exc).__name__}: {exc}")
+            self._error(errors, rank, item, name, 0, "input_unreadable", _why(exc))
             return
+        offset: int | None = None  # of the last entry read
         with stream:
-            for entry in iter_archive(stream, item.path):
-                self.stat_update(f"records_in:{item.source}")
-                if isinstance(entry, ReadError):
-                    self._error(errors, rank, item, name, entry.offset, entry.reason, entry.detail)
+            try:
+                for entry in iter_archive(stream, item.path):
+                    self.stat_update(f"records_in:{item.source}")
+                    offset = entry.offset
+                    if isinstance(entry, ReadError):
+                        self._error(errors, rank, item, name, entry.offset, entry.reason, entry.detail)
+                        progress.advance(docs=1, units=entry.offset)
+                        continue
+                    is_revisit = entry.record_type == "revisit"
+                    is_http = entry.record_type == "response" and entry.payload is not None
+                    if not (is_revisit or is_http) or not is_html(entry.content_type):
+                        self.stat_update(f"skipped:{item.source}:{entry.record_type}:{skip_content_type(entry)}")
+                        continue
+                    self.stat_update(f"in:{item.source}")
                     progress.advance(docs=1, units=entry.offset)
-                    continue
-                is_revisit = entry.record_type == "revisit"
-                is_http = entry.record_type == "response" and entry.payload is not None
-                if not (is_revisit or is_http) or not is_html(entry.content_type):
-                    self.stat_update(f"skipped:{item.source}:{entry.record_type}:{skip_content_type(entry)}")
-                    continue
-                self.stat_update(f"in:{item.source}")
-                progress.advance(docs=1, units=entry.offset)
-                yield self._document(entry, item, name, crawl)
+                    yield self._document(entry, item, name, crawl)
+            except (OSError, *remote_errors()) as exc:  # a remote read still failing after its retries
+                self.stat_update(f"records_in:{item.source}")
+                where = 0 if offset is None else offset + 1  # just past the last entry read: an offset of its own
+                detail = f"reading stopped at byte {where}: {_why(exc)}"
+                self._error(errors, rank, item, name, where, "input_unreadable", detail)
 
     def _document(self, rec: ArchiveRecord, item: InputFile, name: str, crawl: str | None) -> Document:
         meta = {
@@ -159,6 +169,14 @@ class WarcDocumentReader(UnitReader, PipelineStep):
             metadata={"source": item.source, "meta": meta},
         )
         errors.write(doc, rank, reason=reason, detail=detail)
+
+
+def _why(exc: BaseException) -> str:
+    """An error's type and message, and its cause's (fsspec's http ``FileNotFoundError`` wraps the 503 it got)."""
+    why = f"{type(exc).__name__}: {exc}"
+    if exc.__cause__ is not None:
+        why += f" ({type(exc.__cause__).__name__}: {exc.__cause__})"
+    return why
 
 
 @dataclass(frozen=True)
@@ -278,7 +296,7 @@ def read_document_file(file: DocumentFile) -> Iterator[Document]:
                     )
                     row_no += 1
     except READ_ERRORS as exc:
-        yield _unreadable(file, "file", "input_unreadable", f"{type(exc).__name__}: {exc}")
+        yield _unreadable(file, "file", "input_unreadable", _why(exc))
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
