@@ -2,7 +2,7 @@
 
 :func:`iter_archive` yields :class:`ArchiveRecord` for every record it can read and
 :class:`ReadError` for every stretch it cannot, so a damaged file never ends a task and never loses
-records silently:
+records silently (an empty file is a ``ReadError`` too):
 
 - WARC: FastWARC stops at the first corrupt gzip member or garbage between records (raising), and
   stops *silently* at a truncated gzip member. We resume after a failure at the next gzip member
@@ -79,7 +79,14 @@ def is_arc(path: str) -> bool:
 
 
 def iter_archive(stream: BinaryIO, path: str) -> Iterator[ArchiveRecord | ReadError]:
-    """Records and read errors of one archive file, in file order. ``stream`` must be seekable."""
+    """Records and read errors of one archive file, in file order. ``stream`` must be seekable. A file of
+    0 bytes (a failed download, a truncated copy) is one ``input_empty`` error, never nothing at all."""
+    stream.seek(0, io.SEEK_END)
+    empty = stream.tell() == 0
+    stream.seek(0)
+    if empty:
+        yield ReadError(0, "input_empty", "the file holds 0 bytes")
+        return
     if is_arc(path):
         yield from _iter_arc(stream)
     else:

@@ -218,8 +218,9 @@ class DocumentReader(UnitReader, PipelineStep):
 
     Each document carries ``metadata["position"] = (file index, row index)``, the same on every run,
     which stages such as dedup use to find their decisions again. A row without a text, an invalid
-    JSON line or an unreadable file becomes an error record (reasons ``missing_text``, ``bad_json``,
-    ``input_unreadable``).
+    JSON line, an unreadable file or a JSON Lines file without a line becomes an error record (reasons
+    ``missing_text``, ``bad_json``, ``input_unreadable``, ``input_empty``; a Parquet file of 0 bytes is
+    ``input_unreadable``, as Parquet cannot read it).
     """
 
     name = "📖 read documents"
@@ -267,9 +268,11 @@ def read_document_file(file: DocumentFile) -> Iterator[Document]:
             with fsspec.open(
                 file.path, "rt", compression="infer", encoding="utf-8-sig", errors="surrogateescape"
             ) as lines:
+                empty = True
                 for line_no, line in enumerate(lines):
                     if not line.strip():
                         continue  # blank lines (e.g. a trailing one) hold no record
+                    empty = False
                     try:
                         row = json.loads(_valid_utf8(line))
                         if not isinstance(row, dict):
@@ -280,6 +283,8 @@ def read_document_file(file: DocumentFile) -> Iterator[Document]:
                         yield _unreadable(file, f"line {line_no + 1}", "bad_json", str(exc))
                         continue
                     yield _source_document(row, file, line_no, f"line {line_no + 1}")
+            if empty:  # 0 bytes, or blank lines only: counted as an error, not read as a source of nothing
+                yield _unreadable(file, "file", "input_empty", "the file holds no JSON line")
             return
         with fsspec.open(file.path, "rb") as handle:
             parquet = pq.ParquetFile(handle)

@@ -148,6 +148,17 @@ def test_truncated_gzip_member(tmp_path: Path) -> None:
     assert error["meta"]["warc_file"].endswith("input.warc.gz")
 
 
+@pytest.mark.parametrize("filename", ["empty.warc.gz", "empty.warc", "empty.arc.gz"])
+def test_empty_input_file_is_an_error_record(tmp_path: Path, filename: str) -> None:
+    """A file of 0 bytes (a failed download) reads as nothing at all: it is one input_empty error, counted in."""
+    outcome = run_extract(tmp_path, b"", filename)
+
+    assert outcome.funnel.rows_in == 1 and not outcome.data and not outcome.rejects
+    [error] = outcome.errors
+    assert error["reason"] == "input_empty" and "0 bytes" in error["detail"]
+    assert error["meta"]["warc_file"].endswith(filename) and error["meta"]["offset"] == 0
+
+
 @pytest.mark.parametrize("compressed", [True, False], ids=["gzip", "uncompressed"])
 def test_garbage_between_records(tmp_path: Path, compressed: bool) -> None:
     """Garbage between records: every page before and after it extracted, one error where it starts."""

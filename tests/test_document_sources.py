@@ -473,6 +473,17 @@ def test_damaged_gzip_jsonl_is_an_error_record_not_a_failed_stage(tmp_path: Path
     assert counts.balanced and counts.errored_by_reason == {"input_unreadable": 1}
 
 
+@pytest.mark.parametrize(
+    ("name", "data"), [("docs.jsonl", b""), ("docs.jsonl", b"\n \n"), ("docs.jsonl.gz", gzip.compress(b""))]
+)
+def test_jsonl_without_a_line_is_an_input_empty_error_record(tmp_path: Path, name: str, data: bytes) -> None:
+    """An empty JSON Lines file (0 bytes, blank lines only, an empty gzip stream) is one counted error, not nothing."""
+    result = run_single_file(tmp_path, name, data)
+    counts = result.stages[0].funnel["src"]
+    assert counts.balanced and counts.rows_in == 1 and counts.rows_out == 0
+    assert counts.errored_by_reason == {"input_empty": 1}
+
+
 def test_encoding_problems_stay_on_their_line(tmp_path: Path) -> None:
     """A byte-order mark is not part of line 1, and a line with invalid UTF-8 is one error: other lines are read."""
     lines = good_lines(40).splitlines(keepends=True)
