@@ -4,7 +4,10 @@ The ledger is the ``inputs`` list of the latest release's ``_manifest.json`` (pa
 checksum of every input it covers), so the ledger and the release change together, atomically. A
 refresh
 
-1. takes ``<root>/refresh.lock`` (``flock``; a second refresh of the same root exits at once);
+1. takes ``<root>/refresh.lock`` (``flock``; a second refresh of the same root exits at once) and, for a
+   run stored on an object store, the lease object ``<store>/refresh.lease`` (:func:`store_lease`: a
+   second refresher anywhere exits at once while it is live; one left by a killed refresher lapses after
+   ``WINNOW_REFRESH_LEASE_S`` seconds, default :data:`LEASE_S`, and is then taken over);
 2. discovers the manifest's inputs (globs, object-store prefixes, a Common Crawl listing) and keeps
    those the ledger does not cover: a known path with the same size and version is covered without
    reading it; otherwise its checksum decides (same content at a new path or rewritten in place);
@@ -27,11 +30,14 @@ import fcntl
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from loguru import logger
 
 from winnow.pipeline.json_records import read_json, write_json
 from winnow.pipeline.manifest import Manifest, ManifestError
@@ -39,6 +45,10 @@ from winnow.pipeline.preflight import preflight
 from winnow.pipeline.releases import Release, latest, next_version, publish, read_release, releases_dir, run_contents
 from winnow.pipeline.runner import Runner, RunResult, fingerprint
 from winnow.pipeline.sources import InputFile, checksum, resolve_inputs
+from winnow.pipeline.store import LeaseHeld, RunStore
+
+LEASE = "refresh.lease"
+LEASE_S = 300.0  # renewed every third of it while the refresh runs
 
 
 class RefreshBusy(Exception):
@@ -76,6 +86,41 @@ def refresh_lock(root: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def lease_seconds() -> float:
+    return float(os.environ.get("WINNOW_REFRESH_LEASE_S") or LEASE_S)
+
+
+@contextlib.contextmanager
+def store_lease(store: RunStore) -> Iterator[None]:
+    """Hold the refresh lease on ``store`` (see :meth:`RunStore.take_lease`) for the refresh, renewed by a
+    thread every third of its time; raises RefreshBusy at once while another holder's lease is live."""
+    ttl = lease_seconds()
+    holder = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    try:
+        etag = store.take_lease(LEASE, holder, ttl)
+    except LeaseHeld as exc:
+        raise RefreshBusy(f"another refresh is running: {exc}; this one stops") from None
+    done = threading.Event()
+    held = [etag]
+
+    def renew() -> None:
+        while not done.wait(ttl / 3):
+            try:
+                held[0] = store.renew_lease(LEASE, held[0], holder, ttl)
+            except Exception as exc:  # lost or unreachable: the conditional publish still stops a second winner
+                logger.warning(f"the refresh lease could not be renewed: {exc}")
+                return
+
+    renewer = threading.Thread(target=renew, name="refresh-lease", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        renewer.join()
+        store.release_lease(LEASE, held[0])
 
 
 def uncovered(inputs: list[InputFile], ledger: list[dict[str, Any]]) -> list[InputFile]:
@@ -138,7 +183,8 @@ def refresh(
     """
     check_refreshable(manifest)
     root = manifest.run_dir
-    with refresh_lock(root):
+    on_store = store_lease(RunStore(manifest.store_url)) if manifest.store_url else contextlib.nullcontext()
+    with refresh_lock(root), on_store:
         named, batch = next_batch(manifest)
         if batch is None:
             return RefreshResult(root, len(named), [], latest(root), False)

@@ -11,7 +11,9 @@ the store at ``<output>/<name>`` holds the committed run, written through fsspec
   first (``logs/store/commits/sync/<n>.json``); then every file the store lacks (or holds at another
   size) is uploaded, data before commit records before the JSON records, ``run.json`` last;
 - a release is a manifest of the run's committed objects, ``releases/latest.json`` moved by a
-  conditional write (:meth:`RunStore.publish_release`).
+  conditional write (:meth:`RunStore.publish_release`);
+- the refresh lock is a lease object with an expiry (:meth:`RunStore.take_lease`), since a store has
+  no flock: created If-None-Match, a lapsed one taken over by If-Match on its ETag, renewed the same way.
 
 No object is renamed: a file is part of the run on the store when a commit record there names it at
 its size. :func:`pull_records` copies a store's records (everything but the Parquet data) into a
@@ -28,6 +30,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,18 @@ SYNC_RECORDS = "logs/store/commits/sync"
 
 class StoreError(Exception):
     """The object store could not be read or written; the message names the store, never a credential."""
+
+
+class LeaseHeld(StoreError):
+    """Another holder's lease on the store has not expired (or was taken in the same instant)."""
+
+
+# what boto and s3fs say when a conditional write's condition does not hold
+REFUSED = ("PreconditionFailed", "pre-conditions you specified did not hold", "ConditionalRequestConflict")
+
+
+def _refused(exc: Exception) -> bool:
+    return isinstance(exc, FileExistsError) or any(text in str(exc) for text in REFUSED)
 
 
 def is_url(location: str) -> bool:
@@ -163,12 +178,58 @@ class RunStore:
             else:
                 self.fs.pipe_file(self._path("releases/latest.json"), pointer, IfMatch=latest[1])
         except Exception as exc:
-            refused = ("PreconditionFailed", "pre-conditions you specified did not hold")  # boto's, s3fs's words
-            if any(text in str(exc) for text in refused) or isinstance(exc, FileExistsError):
+            if _refused(exc):
                 moved = f"{self.url}: another publisher moved releases/latest first; rerun to publish"
                 raise StoreError(moved) from exc
             raise self._error(f"publish release {version} to", exc) from exc
         return True
+
+    def take_lease(self, relative: str, holder: str, ttl_s: float) -> str:
+        """Take the lease object ``relative`` for ``ttl_s`` seconds; returns its ETag (to renew or release it).
+        Created If-None-Match; one that has expired (or was released) is taken over by If-Match on the ETag
+        read before its content, so of two takers one wins; LeaseHeld names the live holder. S3 only."""
+        path = self._path(relative)
+        body = json.dumps({"holder": holder, "expires_at": time.time() + ttl_s}).encode()
+        try:
+            self.fs.invalidate_cache(path)
+            etag = self.fs.info(path)["ETag"]
+            current = json.loads(self.fs.cat_file(path))  # as new as the ETag or newer: If-Match then fails
+        except FileNotFoundError:
+            etag, current = None, None
+        except Exception as exc:
+            raise self._error(f"read {relative} from", exc) from exc
+        if current is not None and current.get("expires_at", 0) > time.time():
+            until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(current["expires_at"]))
+            raise LeaseHeld(f"{self.url}/{relative} is held by {current.get('holder')} until {until}")
+        return self._put_lease(relative, body, etag, f"taken by another holder as {self.url}/{relative} lapsed")
+
+    def renew_lease(self, relative: str, etag: str, holder: str, ttl_s: float) -> str:
+        """Extend a lease this process holds (If-Match on its ETag); returns the new ETag. LeaseHeld if it was
+        taken over meanwhile."""
+        body = json.dumps({"holder": holder, "expires_at": time.time() + ttl_s}).encode()
+        return self._put_lease(relative, body, etag, f"{self.url}/{relative} was taken over after it lapsed")
+
+    def release_lease(self, relative: str, etag: str) -> None:
+        """End a lease this process holds: rewritten as expired (If-Match), so the next taker needs no wait.
+        A lease already taken over is left to its new holder."""
+        body = json.dumps({"holder": None, "expires_at": 0}).encode()
+        try:
+            self._put_lease(relative, body, etag, "taken over")
+        except LeaseHeld:
+            return
+
+    def _put_lease(self, relative: str, body: bytes, etag: str | None, lost: str) -> str:
+        path = self._path(relative)
+        try:
+            if etag is None:
+                answer = self.fs.pipe_file(path, body, mode="create")
+            else:
+                answer = self.fs.pipe_file(path, body, IfMatch=etag)
+        except Exception as exc:
+            if _refused(exc):
+                raise LeaseHeld(lost) from exc
+            raise self._error(f"write {relative} to", exc) from exc
+        return answer["ETag"]
 
     def _read_latest(self) -> tuple[dict[str, Any], str] | None:
         """(``releases/latest.json``, its ETag), or None before the first release."""

@@ -5,7 +5,8 @@ store; its working copy in a temporary folder); the store's views, read by ``win
 DuckDB's registered fsspec filesystem, hold the same ids as the local run's. An object the tasks did
 not commit is never read; the credentials appear in no object, record or output. A server killed
 mid-run stops the run with exit 3, and the rerun after its restart ends with the same ids. Behind a
-proxy throttling 20% of requests (tests/throttle_proxy.py) the run completes, its retries counted.
+proxy throttling 20% of requests (tests/throttle_proxy.py) the run completes, its retries counted. The
+refresh lock is a lease object that a second refresher respects until it lapses.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from tests.s3_server import ACCESS_KEY, SECRET_KEY, MotoServer, moto_available
 from tests.throttle_proxy import ThrottleProxy
 from winnow.pipeline.commits import committed_files
 from winnow.pipeline.funnel import connect, stage_counters
-from winnow.pipeline.store import RunStore, StoreError
+from winnow.pipeline.refresh import LEASE
+from winnow.pipeline.store import LeaseHeld, RunStore, StoreError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO = REPO_ROOT / "manifests" / "demo.yaml"
@@ -262,3 +264,35 @@ def test_release_on_the_store_is_a_manifest_of_committed_objects_and_latest_move
     with pytest.raises(StoreError, match="another publisher"):
         store.publish_release(copy, "v0003", {"version": "v0003", "shards": []}, [])
     assert json.loads(fs.cat_file(f"{root}/releases/latest.json"))["version"] == "v0002"
+
+
+def test_refresh_lease_on_the_store_stops_a_second_refresher_until_it_lapses(
+    store_run: tuple, cli_demo_warcs: Path, winnow_cli: WinnowCli
+) -> None:
+    """The store has no flock: the refresh lock is the lease object ``refresh.lease``. A refresher that took it
+    and was killed (never renewed, never released) stops the next one (exit 4, the holder named) until the lease
+    lapses; then the next one takes it over, refreshes, and releases it; the dead holder's ETag renews nothing."""
+    _, _, copy, _ = store_run
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    store = RunStore(f"{STORE}/demo")
+    sets = [f"output={STORE}", f"sources.0.paths=[{cli_demo_warcs}/*.warc.gz]", f"work_dir={copy}"]
+    args = ["refresh", str(DEMO), *(a for s in sets for a in ("--set", s)), "--no-progress"]
+    ttl = 12.0
+    dead = store.take_lease(LEASE, "a refresher killed mid-refresh", ttl)
+    lapses = time.time() + ttl
+    busy = winnow_cli(*args)
+    assert time.time() < lapses, "the second refresher must have asked while the lease was live"
+    assert busy.returncode == 4, busy.stdout + busy.stderr
+    assert "a refresher killed mid-refresh" in busy.stderr and "until" in busy.stderr, busy.stderr
+    with pytest.raises(LeaseHeld):
+        store.take_lease(LEASE, "a third refresher", ttl)
+
+    time.sleep(max(0.0, lapses - time.time()) + 0.5)
+    after = winnow_cli(*args)
+    assert after.returncode == 0 and "nothing new" in after.stdout, after.stdout + after.stderr
+    fs.invalidate_cache()
+    assert json.loads(fs.cat_file(f"winnow/runs/demo/{LEASE}"))["expires_at"] == 0, "released at its end"
+    with pytest.raises(LeaseHeld):  # taken over: the killed holder's conditional renewal is refused
+        store.renew_lease(LEASE, dead, "a refresher killed mid-refresh", ttl)
+    taken = store.take_lease(LEASE, "the next refresher", ttl)  # released: no wait
+    store.release_lease(LEASE, taken)
