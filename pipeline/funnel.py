@@ -109,7 +109,7 @@ def connect(folder: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyCon
     return con
 
 
-def _parquet_folders(run_dir: Path) -> dict[str, list[str]]:
+def parquet_folders(run_dir: Path) -> dict[str, list[str]]:
     """Folder (relative to the run) -> the Parquet files in it that are part of the run, sorted: local paths,
     or for records pulled from an object store (:mod:`winnow.pipeline.store`) the committed objects' URLs."""
     grouped: dict[str, list[str]] = {}
@@ -129,7 +129,7 @@ def _parquet_folders(run_dir: Path) -> dict[str, list[str]]:
 def _run_views(run_dir: Path) -> dict[str, tuple[list[str], bool, dict[str, str]]]:
     """View name -> (Parquet files, whether it holds documents, attribute columns) of one run folder."""
     views: dict[str, tuple[list[str], bool, dict[str, str]]] = {}
-    folders = _parquet_folders(run_dir)
+    folders = parquet_folders(run_dir)
     for stage in stage_names(run_dir):
         attributes = _stage_attributes(run_dir / "stages" / stage)
         for dataset, suffix in (("data", ""), ("rejects", "_rejects"), ("errors", "_errors")):
@@ -339,7 +339,7 @@ def final_counts(run_dir: Path, con: duckdb.DuckDBPyConnection) -> dict[str, Fin
     result: dict[str, FinalCounts] = {}
     for source, written in (json.loads(manifest_path.read_text()).get("sources") or {}).items():
         result[source] = FinalCounts(manifest_rows=written.get("rows"), manifest_tokens=written.get("tokens"))
-    if not _parquet_folders(Path(run_dir)).get("final"):
+    if not parquet_folders(Path(run_dir)).get("final"):
         return result
     query = 'SELECT source, count(*), count(DISTINCT id), coalesce(sum(tokens), 0) FROM "final" GROUP BY 1'
     for source, rows, documents, tokens in con.execute(query).fetchall():

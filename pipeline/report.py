@@ -30,12 +30,14 @@ from winnow.pipeline.funnel import (
     final_counts,
     folder_kind,
     latest_release_dir,
+    parquet_folders,
     release_counts,
     stage_funnel,
     stage_names,
     token_usage,
 )
 from winnow.pipeline.json_records import read_json
+from winnow.pipeline.store import store_of
 
 CHARS_PER_TOKEN = 4
 esc = html.escape
@@ -316,23 +318,35 @@ def timings_section(run_dir: Path, stages: list[str]) -> str:
 
 
 def datasets_section(run_dir: Path, stages: list[str]) -> str:
+    """The run's Parquet folders that hold committed files, each with a query: DuckDB's ``read_parquet`` over
+    the folder of a local run; for a run on an object store (records pulled from it), the folder's URL and the
+    ``winnow sql`` command over its view (which reads only the committed objects, through fsspec)."""
+    store = store_of(run_dir)
+    folders = parquet_folders(run_dir)
+
+    def item(relative: str, view: str, what: str, select: str) -> str:
+        if store is not None:
+            query = f'winnow sql {store.url} "{select.format(view)}"'
+            where = f"<code>{esc(store.url_of(relative))}/</code> ({len(folders[relative])} committed objects)"
+        else:
+            query = select.format(f"read_parquet('{(run_dir / relative).absolute()}/*.parquet')") + ";"
+            where = f"<a href='{relative}/'>{relative}/</a>"
+        return f"<li>{where} ({what})<pre>{esc(query)}</pre></li>"
+
     items = []
     for stage in stages:
         for kind, suffix in (("data", ""), ("rejects", "_rejects"), ("errors", "_errors")):
-            folder = run_dir / "stages" / stage / kind
-            if not any(folder.glob("*.parquet")):
-                continue
-            query = f"SELECT * FROM read_parquet('{folder.absolute()}/*.parquet') LIMIT 10;"
-            items.append(
-                f"<li><a href='stages/{stage}/{kind}/'>stages/{stage}/{kind}/</a> "
-                f"(view <code>{stage}{suffix}</code> in <code>winnow sql</code>)<pre>{esc(query)}</pre></li>"
-            )
-    final = run_dir / "final"
-    if any(final.glob("*.parquet")):
-        query = f"SELECT source, count(*) FROM read_parquet('{final.absolute()}/*.parquet') GROUP BY 1;"
-        items.append(f"<li><a href='final/'>final/</a> (the mixed corpus)<pre>{esc(query)}</pre></li>")
+            view = f"{stage}{suffix}"
+            if folders.get(f"stages/{stage}/{kind}"):
+                what = f"view <code>{view}</code> in <code>winnow sql</code>"
+                items.append(item(f"stages/{stage}/{kind}", view, what, "SELECT * FROM {} LIMIT 10"))
+    if folders.get("final"):
+        items.append(item("final", "final", "the mixed corpus", "SELECT source, count(*) FROM {} GROUP BY 1"))
     latest = run_dir / "releases" / "latest"
-    if latest.exists():
+    if store is not None and (run_dir / "releases" / "latest.json").exists():
+        pointer = esc(store.url_of("releases/latest.json"))
+        items.append(f"<li><code>{pointer}</code> (names the latest release's manifest of objects)</li>")
+    elif latest.exists():
         query = f"SELECT count(*) FROM read_parquet('{latest.absolute()}/data/*.parquet');"
         items.append(f"<li><a href='releases/latest/'>releases/latest/</a><pre>{esc(query)}</pre></li>")
     return "<h2 id='datasets'>Parquet folders and DuckDB queries</h2><ul class='datasets'>" + "".join(items) + "</ul>"
@@ -408,10 +422,13 @@ def render(run_dir: Path) -> str:
         if f"id='{i}'" in body
     )
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    name = str(record.get("name", run_dir.name))
+    store = store_of(run_dir)  # records pulled from a store: the store's URL, not the temporary folder's
+    where = store.url if store is not None else str(run_dir.absolute())
     return (
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>winnow report: {esc(run_dir.name)}</title>"
-        f"<style>{STYLE}</style></head><body><h1>winnow {kind}: {esc(str(record.get('name', run_dir.name)))}</h1>"
-        f"<p>{esc(str(run_dir.absolute()))} — winnow {esc(str(record.get('winnow_version')))}, "
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>winnow report: {esc(name)}</title>"
+        f"<style>{STYLE}</style></head><body><h1>winnow {kind}: {esc(name)}</h1>"
+        f"<p>{esc(where)} — winnow {esc(str(record.get('winnow_version')))}, "
         f"{len(record.get('inputs', []))} input file(s), started {esc(str(record.get('started_at')))}, "
         f"finished {esc(str(record.get('finished_at')))}; report generated {generated}.</p><nav>{nav}</nav>"
         f"{body}{CHECK}</body></html>"

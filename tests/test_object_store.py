@@ -104,7 +104,12 @@ def test_demo_on_the_store_gives_the_local_runs_ids(store_run: tuple, winnow_cli
     page = store_run[2].parent / "store-report.html"
     report = winnow_cli("report", f"{STORE}/demo", "-o", page)
     assert report.returncode == 0, report.stdout + report.stderr
-    assert "near_duplicate" in page.read_text()  # the dedup funnel, counted from the store's objects
+    html = page.read_text()
+    assert "<title>winnow report: demo</title>" in html and f"<p>{STORE}/demo — " in html
+    assert "near_duplicate" in html  # the dedup funnel, counted from the store's objects
+    for folder in ("stages/extract/data/", "stages/extract/rejects/", "stages/dedup/data/", "stages/dedup/rejects/"):
+        assert f"{STORE}/demo/{folder}" in html, folder  # the run's Parquet folders, listed from the store
+    assert f"winnow sql {STORE}/demo &quot;SELECT * FROM dedup LIMIT 10&quot;" in html
 
 
 def test_every_parquet_object_is_committed_and_an_uncommitted_one_is_not_read(
