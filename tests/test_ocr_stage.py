@@ -10,6 +10,7 @@ born-digital sets, every pdfminer sample ending somewhere, and the olmOCR-Bench 
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -93,11 +94,12 @@ def test_every_pdf_ends_somewhere_and_a_rerun_uses_the_cache(tmp_path: Path, pdf
     ]
     assert all("PdfiumError" in r["detail"] for r in errors)
 
-    # as if both tasks had been killed before finishing: they rerun, and take every PDF from the cache
+    # as if both tasks had been killed before committing their files: they rerun, and take every PDF from the cache
     stage_dir = result.run_dir / "stages" / "ocr"
     assert len(list((stage_dir / "pdfs").glob("*.json"))) == 5
     for marker in (result.run_dir / "logs" / "ocr" / "completions").iterdir():
         marker.unlink()
+    shutil.rmtree(result.run_dir / "logs" / "ocr" / "commits")
     state = json.loads((stage_dir / "stage.json").read_text())
     state["completed"] = state["phases"]["ocr"]["completed"] = False
     (stage_dir / "stage.json").write_text(json.dumps(state))
