@@ -232,11 +232,14 @@ class RunStore:
         return answer["ETag"]
 
     def _read_latest(self) -> tuple[dict[str, Any], str] | None:
-        """(``releases/latest.json``, its ETag), or None before the first release."""
+        """(``releases/latest.json``, its ETag), or None before the first release. The ETag is read first: a
+        content newer than it makes the If-Match fail, where an ETag newer than the content would let this
+        publisher overwrite a move it never saw."""
         path = self._path("releases/latest.json")
         try:
             self.fs.invalidate_cache(path)
-            return json.loads(self.fs.cat_file(path)), self.fs.info(path)["ETag"]
+            etag = self.fs.info(path)["ETag"]
+            return json.loads(self.fs.cat_file(path)), etag
         except FileNotFoundError:
             return None
         except Exception as exc:

@@ -301,3 +301,28 @@ def test_refresh_lease_on_the_store_stops_a_second_refresher_until_it_lapses(
         store.renew_lease(LEASE, dead, "a refresher killed mid-refresh", ttl)
     taken = store.take_lease(LEASE, "the next refresher", ttl)  # released: no wait
     store.release_lease(LEASE, taken)
+
+
+def test_a_publisher_that_read_latest_while_another_moved_it_loses(store_run: tuple) -> None:
+    """Another publisher moves ``latest`` between this one's reads of it: the move is never overwritten unseen."""
+    _, _, copy, _ = store_run
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    store = RunStore(f"{STORE}/demo")
+    latest = "winnow/runs/demo/releases/latest.json"
+    real_cat = store.fs.cat_file
+
+    def cat_then_moved(path: str, *args: object, **kwargs: object) -> bytes:
+        data = real_cat(path, *args, **kwargs)
+        if path.endswith("releases/latest.json"):
+            store.fs.cat_file = real_cat  # once
+            fs.pipe_file(latest, json.dumps({"version": "v0100", "manifest": "elsewhere"}).encode())
+        return data
+
+    store.fs.cat_file = cat_then_moved
+    try:
+        with pytest.raises(StoreError, match="another publisher"):
+            store.publish_release(copy, "v0101", {"version": "v0101", "shards": []}, [])
+    finally:
+        store.fs.cat_file = real_cat
+    fs.invalidate_cache()
+    assert json.loads(fs.cat_file(latest))["version"] == "v0100", "the other publisher's move stands"
