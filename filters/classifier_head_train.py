@@ -13,7 +13,6 @@ judgments says how well the model ranks other text.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from winnow.filters.classifier_embed import (
 )
 from winnow.filters.classifier_metrics import evaluate
 from winnow.filters.classifier_train import CARD_FORMAT, HELD_OUT_NOTE, TrainConfig, split_classes
+from winnow.pipeline.json_records import write_json
 from winnow.pipeline.version import winnow_version
 
 
@@ -168,7 +168,5 @@ def train_head_classifier(
         "held_out": held_out,
         **config.extra_card,
     }
-    tmp = config.card_path.with_name(f".{config.card_path.name}.tmp")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(tmp, config.card_path)
+    write_json(config.card_path, card)
     return card

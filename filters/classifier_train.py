@@ -46,6 +46,7 @@ from winnow.filters.classifier_score import (
     score_texts,
 )
 from winnow.filters.classifier_text import MAX_CHARS, normalize
+from winnow.pipeline.json_records import write_json
 from winnow.pipeline.version import winnow_version
 
 # numpy, the metrics, fastText and the readers are imported where they are used: `winnow --help` imports this
@@ -245,9 +246,7 @@ def train_classifier(
         "model_size_bytes": config.output.stat().st_size,
         "held_out": held_out,
     }
-    card_tmp = config.card_path.with_name(f".{config.card_path.name}.tmp")
-    card_tmp.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(card_tmp, config.card_path)
+    write_json(config.card_path, card)
     return card
 
 
