@@ -20,7 +20,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from tests.s3_server import free_port
+from tests.server_process import free_port
 
 RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 

@@ -11,9 +11,6 @@ Its gibberish has the shape a caller needs when the request carries a GBNF ``gra
 from __future__ import annotations
 
 import importlib.util
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +18,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+from tests.server_process import ServerProcess, free_port
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -100,18 +99,12 @@ def write_tiny_model(path: Path, n_embd: int = 64, n_layer: int = 2, n_head: int
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class LlamaServer:
+class LlamaServer(ServerProcess):
     """``python -m llama_cpp.server`` serving ``model`` on loopback; ``url`` is its ``/v1`` base URL."""
 
     def __init__(self, model: Path, log: Path, n_ctx: int = 8192, port: int | None = None) -> None:
         self.model, self.log, self.n_ctx = model, log, n_ctx
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -135,17 +128,3 @@ class LlamaServer:
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"llama.cpp server did not answer within {timeout_s} s: {self.log.read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL, as a crashed server."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()

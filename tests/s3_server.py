@@ -1,7 +1,8 @@
 """A real S3-compatible server for tests: moto's standalone server on a free loopback port.
 
 :class:`MotoServer` starts ``python -m moto.server`` as a child process (as s3fs's own test suite
-does), waits until it answers, and can be killed and started again on the same port (the fault tests).
+does), waits until it answers, and can be killed (:meth:`kill`: its buckets are lost) and started
+again on the same port (the fault tests).
 moto keeps its buckets in memory, so a restarted server is empty unless the test re-creates them;
 :meth:`MotoServer.env` gives the standard AWS variables (``AWS_ENDPOINT_URL`` and dummy credentials)
 that s3fs, botocore and winnow read, and the only way credentials reach the code under test.
@@ -10,14 +11,13 @@ that s3fs, botocore and winnow read, and the only way credentials reach the code
 from __future__ import annotations
 
 import importlib.util
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+
+from tests.server_process import ServerProcess, free_port
 
 ACCESS_KEY = "winnow-test-access-key"
 SECRET_KEY = "winnow-test-secret-NOT-FOR-LOGS-5f3a9c"
@@ -28,13 +28,7 @@ def moto_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("moto", "flask", "s3fs"))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class MotoServer:
+class MotoServer(ServerProcess):
     """moto's S3 server as a child process on 127.0.0.1:``port`` (a free one unless given)."""
 
     def __init__(self, port: int | None = None) -> None:
@@ -76,22 +70,6 @@ class MotoServer:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"moto server did not answer on {self.endpoint} within {timeout_s} s")
-
-    def kill(self) -> None:
-        """SIGKILL the server (its buckets are lost)."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.process = None
 
     def make_bucket(self, name: str) -> None:
         """Create bucket ``name`` (boto3, with this server's credentials)."""

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import REPO_ROOT, WinnowCli, cli_env, winnow_executable
+from tests.server_process import free_port
 from winnow.pipeline.demo_data import write_demo_warcs
 
 DEMO_MANIFEST = REPO_ROOT / "manifests" / "demo.yaml"
@@ -200,12 +200,6 @@ def test_slurm_task_cancelled_then_resumed(
 
 
 # ---------------------------------------------------------------- Ray
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
