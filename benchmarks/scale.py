@@ -15,7 +15,8 @@ What it measures:
    documents of the same generator and seed (``hq``) against 3,000 texts of uniformly drawn words of the same vocabulary
    (``lq``), cached beside the corpus. It only has to score; its held-out figures are printed.
 3. Runs. ``python -m winnow.pipeline.cli run MANIFEST --no-progress`` in a child process, with only
-   ``stages.dedup`` (defaults, ``memory_limit: --memory-limit``), ``stages.quality`` (that classifier,
+   ``stages.dedup`` (``memory_limit: --memory-limit``, ``partitions``: max(8, documents /
+   ``--docs-per-partition``), the rest defaults), ``stages.quality`` (that classifier,
    ``keep: {top_fraction: 0.9}``) and ``stages.mix`` with fixed ``weights: {synthetic: 1.0}`` (no proxy
    corpus, swarm or fit: a tokenizer trained on the run, token counting, the final writer), a token budget
    of ``--budget-tokens-per-doc`` x documents, on the local executor. The runs: the small size
@@ -56,6 +57,7 @@ import argparse
 import hashlib
 import inspect
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -263,6 +265,12 @@ class RunFigures:
         return max(p.ended for p in found) - min(p.started for p in found) if found else float("nan")
 
 
+def partitions_for(n_docs: int, args: argparse.Namespace) -> int:
+    """The dedup index's partitions: at least 8, each for about ``--docs-per-partition`` documents (as a cluster
+    user sizes them: a pairs task's memory follows its partition's band rows, not the corpus)."""
+    return max(8, math.ceil(n_docs / args.docs_per_partition))
+
+
 def write_manifest(work: Path, gen: Generated, model: Path, tasks: int, args: argparse.Namespace) -> Path:
     import yaml
 
@@ -282,7 +290,7 @@ def write_manifest(work: Path, gen: Generated, model: Path, tasks: int, args: ar
         "stages": {
             "extract": None,
             "heuristics": None,
-            "dedup": {"memory_limit": args.memory_limit},
+            "dedup": {"memory_limit": args.memory_limit, "partitions": partitions_for(gen.n_docs, args)},
             "quality": {
                 "classifiers": [{"name": CLASSIFIER, "model": str(model), "label": "hq"}],
                 "keep": {"top_fraction": TOP_FRACTION},
@@ -463,7 +471,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1234, help="corpus seed")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "winnow-bench", help="corpus cache")
     parser.add_argument("--gen-workers", type=int, default=2, help="processes generating the corpus")
-    parser.add_argument("--memory-limit", default="2GB", help="DuckDB memory_limit of dedup, quality and mix")
+    parser.add_argument("--memory-limit", default="1GB", help="DuckDB memory_limit of dedup, quality and mix")
+    parser.add_argument(
+        "--docs-per-partition",
+        type=int,
+        default=250_000,
+        help="documents per dedup index partition (stages.dedup.partitions = max(8, docs / this))",
+    )
     parser.add_argument("--budget-tokens-per-doc", type=float, default=200.0, help="mix token budget per document")
     parser.add_argument("--mix", action=argparse.BooleanOptionalAction, default=True, help="run the mix stage")
     parser.add_argument("--sample-s", type=float, default=0.5, help="RSS sampling interval in seconds")

@@ -25,8 +25,9 @@ No task holds or writes the whole corpus. The phases (work files under ``stages/
 4. ``final-pick`` (one task; input: per source the boundary bucket's documents and the next buckets' up to
    10,000, so about 1/4,096 of a large source): the candidates in ``h`` order, taken greedily while they fit
    the tokens left -> ``picks/picks.parquet``.
-5. ``final-write`` (all tasks): task ``t`` writes a contiguous range of shards from every bucket file's
-   slice (candidates that were not picked dropped), sorted, with explicit schema (the mix stage's columns
+5. ``final-write`` (all tasks): task ``t`` writes a contiguous range of shards, one shard at a time (so a
+   task holds one shard: ``shard_rows`` bounds its memory), from every bucket file's slice (candidates that
+   were not picked dropped), sorted, with explicit schema (the mix stage's columns
    plus ``mix_copy``, 0 for a document's first copy) and fixed row groups -> ``shards/part-NNNNN.parquet``
    and ``stats/part-NNNNN.json`` (rows, tokens and first copies per source, SHA-256).
 6. ``final-publish`` (one task; input: shards × sources): ``_manifest.json`` (where the weights came from;
@@ -375,11 +376,13 @@ class WriteFinal(_FinalTask):
                         "tokens": int(tokens),
                         "first_copies": int(first),
                     }
-                reader = con.sql(
-                    f"SELECT {columns}, copy AS mix_copy, shard FROM ({selected}) ORDER BY shard, key, id, copy"
-                ).to_arrow_reader(BATCH_ROWS)
-                for batch in reader:
-                    writer.write(batch)
+                for shard in sorted(counts):  # one shard at a time: a task holds one shard, not its whole range
+                    reader = con.sql(
+                        f"""SELECT {columns}, copy AS mix_copy, shard FROM ({selected}) WHERE shard = {shard}
+                            ORDER BY key, id, copy"""
+                    ).to_arrow_reader(BATCH_ROWS)
+                    for batch in reader:
+                        writer.write(batch)
             writer.finish(range(low, high))
         progress.advance(units=1)
 

@@ -8,7 +8,9 @@ Every later phase loads that file, so token counts, proxy data and the final man
 The ``count`` phase (all tasks) annotates every document with ``tokens`` (its token count) and
 ``mix_split``: ``train`` for a mixed source (minus a target's held-out share), ``heldout`` for the
 target split (never trained on, never in the final corpus), ``excluded`` for a source neither mixed
-nor a target. The split is a hash of the document id, so it is the same on every run.
+nor a target. The split is a hash of the document id, so it is the same on every run. A count task encodes
+on the threads the executor gives one task (``tokenizers`` would otherwise run a pool over every core of
+the machine in each task).
 """
 
 from __future__ import annotations
@@ -122,20 +124,32 @@ def split_of(doc_id: str, source: str, mixed: frozenset[str], targets: frozenset
     return "train" if source in mixed else "excluded"
 
 
+def limit_encoder_threads(threads: int) -> None:
+    """Hold ``encode_batch`` to ``threads`` in this process: one means no pool (``TOKENIZERS_PARALLELISM`` is
+    read at every call); more sizes the pool, which only takes effect before its first use in the process."""
+    if threads == 1:
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    else:
+        os.environ["RAYON_NUM_THREADS"] = str(threads)
+
+
 class CountTokens(PipelineStep):
     """Phase ``count``: add ``tokens`` and ``mix_split`` to every document."""
 
     name = "🔢 count tokens"
     type = "MIX"
 
-    def __init__(self, config: MixConfig, mixed: Sequence[str], layout: StageLayout) -> None:
+    def __init__(self, config: MixConfig, mixed: Sequence[str], layout: StageLayout, threads: int) -> None:
+        """``threads``: encoder threads of one task."""
         super().__init__()
         self.layout = layout
         self.mixed = frozenset(mixed)
         self.targets = frozenset(t.source for t in config.targets)
         self.holdout = config.holdout
+        self.threads = threads
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        limit_encoder_threads(self.threads)
         tokenizer = load_tokenizer(str(tokenizer_path(self.layout)))
         with OutcomeWriter(self.layout, "mix", kind="errors") as errors:
             batch: list[Document] = []

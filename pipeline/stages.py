@@ -364,7 +364,8 @@ def build_mix(
     mixed = config.sources or [s.name for s in manifest.sources]
     threads = manifest.executor.threads
     executor = manifest.executor
-    # DuckDB threads of one task of an all-task phase: on this machine the workers share its cores
+    # threads of one task of an all-task phase (DuckDB, the token encoder): on this machine the workers share
+    # its cores
     task_threads = max(1, threads // min(executor.tasks, executor.workers)) if executor.kind == "local" else threads
     rows = sum(f.units for f in files)
     tokenizer_config = config.model_dump(mode="json", include={"tokenizer", "vocab_size", "tokenizer_sample_mb"})
@@ -395,7 +396,7 @@ def build_mix(
             [
                 BeginTask(layout.for_phase("count")),
                 DocumentReader(files, layout.for_phase("count")),
-                CountTokens(config, mixed, layout.for_phase("count")),
+                CountTokens(config, mixed, layout.for_phase("count"), task_threads),
                 DocumentWriter(layout.for_phase("count")),
             ],
             rows,
