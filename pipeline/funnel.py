@@ -35,6 +35,7 @@ import duckdb
 
 from winnow.pipeline.columns import DUCKDB_TYPES, duckdb_columns
 from winnow.pipeline.commits import SINK_SHARD, committed_files
+from winnow.pipeline.intermediates import discarded
 from winnow.pipeline.stage_order import STAGE_ORDER
 from winnow.pipeline.store import committed_objects, store_of
 
@@ -219,10 +220,16 @@ def count_outcomes(
 
 
 def stage_funnel(run_dir: Path, con: duckdb.DuckDBPyConnection, stage: str) -> dict[str, SourceFunnel]:
-    """Per source funnel of one stage: outcomes from Parquet, ``rows_in`` from the stage's stats.json."""
-    stats_path = Path(run_dir) / "stages" / stage / "stats.json"
-    rows_in = json.loads(stats_path.read_text()).get("rows_in", {}) if stats_path.exists() else {}
-    return count_outcomes(con, stage, rows_in)
+    """Per source funnel of one stage: outcomes from Parquet, ``rows_in`` from the stage's stats.json; a
+    ``data/`` deleted once read (``intermediates: discard``) counts its rows from that stats.json, written
+    when the stage completed and counted from its files then."""
+    stage_dir = Path(run_dir) / "stages" / stage
+    stats = json.loads((stage_dir / "stats.json").read_text()) if (stage_dir / "stats.json").exists() else {}
+    funnel = count_outcomes(con, stage, stats.get("rows_in", {}))
+    if "data" in discarded(stage_dir):
+        for source, counted in (stats.get("sources") or {}).items():
+            funnel.setdefault(source, SourceFunnel()).rows_out = counted.get("rows_out", 0)
+    return funnel
 
 
 def stage_counters(run_dir: Path, stage: str) -> dict[str, int]:
@@ -305,7 +312,7 @@ def archive_funnel(run_dir: Path, con: duckdb.DuckDBPyConnection) -> dict[str, A
             source, record_type, content_type = rest.split(":", 2)
             skipped = result.setdefault(source, ArchiveFunnel()).skipped
             skipped[(record_type, content_type)] = skipped.get((record_type, content_type), 0) + n
-    for source, outcome in count_outcomes(con, "extract").items():
+    for source, outcome in stage_funnel(run_dir, con, "extract").items():
         account = result.setdefault(source, ArchiveFunnel())
         account.documents = outcome.rows_out + outcome.rows_rejected + outcome.rows_errored - account.unreadable
     return result

@@ -877,6 +877,12 @@ class Manifest(Strict):
     )
     executor: Executor = Field(default_factory=LocalExecutor, description="where tasks run: local, slurm or ray")
     shard_target_mb: int = Field(128, ge=1, description="target size of one output Parquet shard")
+    intermediates: Literal["keep", "discard"] = Field(
+        "keep",
+        description="discard: delete a stage's data/ (and quality's scored/) once no later phase reads it, so a run "
+        "holds about two copies of the documents instead of one per stage; rejects, errors, stats and the dedup "
+        "index stay. A later change that needs a deleted folder stops with the stages to recompute",
+    )
     sources: list[Source] = Field(min_length=1, description="the inputs, each a mapping with a `kind`")
     stages: Stages = Field(default_factory=Stages, description="the configuration of each stage")
 
@@ -920,6 +926,14 @@ class Manifest(Strict):
             if stage in self.stages.model_fields_set:
                 raise ValueError(f"stages.{stage} has no input: no earlier stage is enabled and no source enters it")
             setattr(self.stages, stage, None)  # left at its default with nothing to read (a PDF-only run): not run
+        return self
+
+    @model_validator(mode="after")
+    def _discard_on_local_runs(self) -> Manifest:
+        if self.intermediates == "discard" and self.store_url is not None:
+            raise ValueError(
+                "intermediates: discard is for runs on a file system; a run on an object store keeps its intermediates"
+            )
         return self
 
     @model_validator(mode="after")

@@ -38,6 +38,7 @@ from winnow.pipeline import remote
 from winnow.pipeline.commits import visible_parquet
 from winnow.pipeline.executors import ExecutorSession
 from winnow.pipeline.funnel import SourceFunnel, connect, count_outcomes, stage_funnel
+from winnow.pipeline.intermediates import discard, discarded, is_discarded
 from winnow.pipeline.json_records import read_json, write_json
 from winnow.pipeline.manifest import STAGE_ORDER, EndpointConfig, Manifest
 from winnow.pipeline.outcomes import StageLayout
@@ -324,14 +325,18 @@ class Runner:
         state_path = layout.stage_dir / "stage.json"
         state = read_json(state_path) or {}
         phases: dict[str, Any] = state.get("phases") or {}
+        gone = discarded(layout.stage_dir)  # this stage's folders deleted once read (intermediates: discard)
+        first, rebuild_until = self._first_to_run(stage, phases)
         started = time.monotonic()
         pending: list[tuple[Phase, str | None]] = []  # phases to run, with a job an earlier driver left queued
-        for phase, fp in zip(plan.phases, stage.phase_fps, strict=True):
+        for index, (phase, fp) in enumerate(zip(plan.phases, stage.phase_fps, strict=True)):
             record = phases.get(phase.name) or {}
-            if record.get("fingerprint") == fp and record.get("completed"):
+            rebuild = index < rebuild_until  # done, but rerun to write again a folder deleted once read
+            if index < first or (not rebuild and record.get("fingerprint") == fp and record.get("completed")):
                 continue
-            if record.get("fingerprint") != fp:
+            if record.get("fingerprint") != fp or rebuild:
                 self._wipe_phase(plan, phase)
+                gone -= set(gone if phase.outputs is None else phase.outputs)
                 record = {}
             phases[phase.name] = {
                 "fingerprint": fp,
@@ -344,11 +349,30 @@ class Runner:
             pending.append((phase, record.get("slurm_job")))
 
         def save() -> None:
-            write_json(state_path, {"fingerprint": None, "completed": False, "config": plan.config, "phases": phases})
+            write_json(
+                state_path,
+                {
+                    "fingerprint": None,
+                    "completed": False,
+                    "config": plan.config,
+                    "phases": phases,
+                    "discarded": sorted(gone),
+                },
+            )
+
+        def completed(phase: Phase) -> None:
+            """With ``intermediates: discard``, delete the folders no later phase reads."""
+            if self.manifest.intermediates != "discard":
+                return
+            for folder in phase.frees:
+                discard(folder)
+                if folder.parent == layout.stage_dir:
+                    gone.add(folder.name)
+            save()
 
         if pending:
             save()
-            self._run_phases(plan, pending, phases, save)
+            self._run_phases(plan, pending, phases, save, completed)
         ran = bool(pending)
         fp = stage.phase_fps[-1]
         if not ran and state.get("completed") and state.get("fingerprint") == fp:
@@ -370,9 +394,59 @@ class Runner:
         attributes = {name: str(dtype) for name, dtype in layout.attributes.items()}
         write_json(
             state_path,
-            {"fingerprint": fp, "completed": True, "config": plan.config, "phases": phases, "attributes": attributes},
+            {
+                "fingerprint": fp,
+                "completed": True,
+                "config": plan.config,
+                "phases": phases,
+                "attributes": attributes,
+                "discarded": sorted(gone),
+            },
         )
         return StageResult(layout.stage, False, seconds, funnel)
+
+    def _first_to_run(self, stage: PlannedStage, phases: dict[str, Any]) -> tuple[int, int]:
+        """(the first phase that may run, the end of the done phases rerun to rebuild a folder). The first phase
+        not done, unless a phase from there reads a folder of this stage deleted once read: then the phase that
+        writes that folder, the done phases from it on rerun. One that reads a deleted folder of an earlier stage
+        stops the run (StageFailed) saying what to recompute. A stage with every phase done: (its phase count, 0)."""
+        plan = stage.plan
+        done = [
+            (phases.get(p.name) or {}).get("fingerprint") == fp and bool((phases.get(p.name) or {}).get("completed"))
+            for p, fp in zip(plan.phases, stage.phase_fps, strict=True)
+        ]
+        if all(done):
+            return len(done), 0
+        first = needed = done.index(False)
+        moved = True
+        while moved:
+            moved = False
+            for phase in plan.phases[first:]:
+                for folder in phase.frees:
+                    if not is_discarded(folder):
+                        continue
+                    writer = next(
+                        (
+                            i
+                            for i, p in enumerate(plan.phases)
+                            if folder.parent == plan.layout.stage_dir and folder.name in (p.outputs or ())
+                        ),
+                        None,
+                    )
+                    if writer is None:
+                        raise StageFailed(self._discarded_message(stage, plan.phases[first], folder))
+                    if writer < first:
+                        first, moved = writer, True
+        return first, needed if first < needed else first
+
+    def _discarded_message(self, stage: PlannedStage, phase: Phase, folder: Path) -> str:
+        folder_name = folder.relative_to(self.run_dir).as_posix()
+        return (
+            f"stage {stage.name!r} must run its phase {phase.name!r} (its settings changed or it did not finish), "
+            f"which reads {folder_name}/, deleted once read (intermediates: discard). To recompute it, remove "
+            f"{(folder.parent / 'stage.json').relative_to(self.run_dir).as_posix()} and rerun (a stage before it "
+            f"whose data/ was deleted too is named the same way), or set intermediates: keep for such changes."
+        )
 
     def _wipe_phase(self, plan: StagePlan, phase: Phase) -> None:
         """Remove what an earlier, different attempt of ``phase`` wrote: its outputs and its task logs."""
@@ -407,6 +481,7 @@ class Runner:
         pending: list[tuple[Phase, str | None]],
         records: dict[str, Any],
         save: Callable[[], None],
+        completed: Callable[[Phase], None],
     ) -> None:
         """Run a stage's pending phases in order; raises StageFailed at the first that does not complete.
 
@@ -452,6 +527,7 @@ class Runner:
                 raise StageFailed(self._failure_message(layout, f"tasks {missing} did not complete"))
             records[phase.name]["completed"] = True
             save()
+            completed(phase)
             self._sync()
 
     def _funnel(self, stage: str) -> dict[str, SourceFunnel]:

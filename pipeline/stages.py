@@ -81,6 +81,7 @@ class Phase:
     outputs: tuple[str, ...] | None = None  # folders of the stage it writes; None: the whole stage folder
     counts_input: bool = False  # its readers count ``in:<source>`` (default: the last phase does)
     unit: str = "docs"  # what its progress bar counts: documents read, or its own steps or runs
+    frees: tuple[Path, ...] = ()  # dataset folders no later phase reads (``intermediates: discard`` deletes them)
 
 
 @dataclass
@@ -125,6 +126,15 @@ def document_files(
         if isinstance(source, DocumentSource) and manifest.entry_stage(source) == stage:
             files.append(DocumentFile.of_source(item, source))
     return files
+
+
+def upstream_folders(manifest: Manifest, run_dir: Path, stage: str, upstream: StageLayout | None) -> tuple[Path, ...]:
+    """The stage outputs :func:`document_files` reads for ``stage``: the upstream's ``data/`` and the OCR
+    stage's when it enters here (what the stage's last reading phase frees)."""
+    folders = [upstream.dataset_dir("data")] if upstream else []
+    if manifest.ocr_entry() == stage:
+        folders.append(run_dir / "stages" / "ocr" / "data")
+    return tuple(folders)
 
 
 def native_attributes(files: Sequence[DocumentFile]) -> dict[str, pa.DataType]:
@@ -205,7 +215,8 @@ def build_heuristics(
         fingerprint["decontam_sets"] = [file_sha256(Path(s.path)) for s in config.decontam.sets]
     if config.multilingual is not None:  # the settings files' content
         fingerprint["language_configs"] = [(p.name, file_sha256(p)) for p in used_files(config.multilingual)]
-    return StagePlan(layout, [Phase("heuristics", steps, sum(f.units for f in files))], fingerprint)
+    frees = upstream_folders(manifest, run_dir, "heuristics", upstream)
+    return StagePlan(layout, [Phase("heuristics", steps, sum(f.units for f in files), frees=frees)], fingerprint)
 
 
 def build_dedup(
@@ -273,6 +284,7 @@ def build_dedup(
             [BeginTask(select), DocumentReader(files, select), DedupSelect(select), DocumentWriter(select)],
             rows,
             outputs=("data", "rejects", "errors"),
+            frees=upstream_folders(manifest, run_dir, "dedup", upstream),
         ),
     ]
     return StagePlan(layout, phases, stage_config)
@@ -308,6 +320,7 @@ def build_quality(
             config=score_config,
             outputs=("scored", "errors"),
             counts_input=True,
+            frees=upstream_folders(manifest, run_dir, "quality", upstream),
         ),
         Phase(  # reads the score columns only: bounded by the documents x a few bytes, not their text
             "cut",
@@ -323,6 +336,7 @@ def build_quality(
             manifest.executor.tasks,
             config=select_config,
             outputs=("data", "rejects"),
+            frees=(layout.dataset_dir("scored"),),
         ),
     ]
     return StagePlan(layout, phases, {"score": score_config, "select": select_config})
@@ -351,7 +365,8 @@ def build_rephrase(
     settings = config.model_dump(mode="json", exclude={"concurrency", "timeout_s", "max_retries", "api_key_env"})
     templates = {t.id: t.hash for t in load_templates(config.templates).values()}
     fingerprint = {"config": settings, "templates": templates, "inputs": _fingerprint_files(files)}
-    phase = Phase("rephrase", steps, sum(f.units for f in files), outputs=("data", "rejects", "errors"))
+    frees = upstream_folders(manifest, run_dir, "rephrase", upstream)
+    phase = Phase("rephrase", steps, sum(f.units for f in files), outputs=("data", "rejects", "errors"), frees=frees)
     return StagePlan(layout, [phase], fingerprint)
 
 
@@ -403,6 +418,7 @@ def build_mix(
             config=count_config,
             outputs=("data", "rejects", "errors"),
             counts_input=True,
+            frees=upstream_folders(manifest, run_dir, "mix", upstream),
         ),
     ]
     if config.weights is None:  # fitted weights: proxy corpus, swarm, proxies, fit

@@ -118,7 +118,7 @@ def test_unknown_top_level_key(tmp_path: Path, cli_demo_warcs: Path, winnow_cli:
     data = base_manifest(cli_demo_warcs) | {"colour": "x"}
     path = write_yaml(tmp_path / "typo.yaml", data)
     line = assert_one_error(winnow_cli("validate", path), f"{path}: colour: unknown field")
-    assert "fields here: name, output, work_dir, executor, shard_target_mb, sources, stages" in line
+    assert "fields here: name, output, work_dir, executor, shard_target_mb, intermediates, sources, stages" in line
     assert "did you mean" not in line
 
 
