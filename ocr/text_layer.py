@@ -52,6 +52,9 @@ SPACING_ACCENTS = {  # a spacing accent and the combining mark it puts on a lett
 }  # fmt: skip
 SPACING_ACCENT = re.compile(f"[{''.join(SPACING_ACCENTS)}]")
 DOUBLED_QUOTES = (("‘‘", "“"), ("’’", "”"), ("``", "“"))  # TeX-style quotes set as two single ones
+# a line's leading note mark (footnote number, affiliation symbol) set against the word after it: "2https"
+NOTE_MARK = re.compile(r"(\d{1,3}|[*†‡§¶∗⋆]|[α-ωΑ-Ω])(?=[^\W\d_])")
+NOTE_MARK_SIZE = 0.8  # a mark set under this share of the next character's font size is a superscript
 Box = tuple[float, float, float, float]  # left, bottom, right, top
 
 # pdfium's out-parameters, reused by every call (pdfium runs on one thread per process)
@@ -146,6 +149,8 @@ def runs_of(textpage: pdfium.PdfTextPage) -> tuple[list[Run], int]:
         if accented and SPACING_ACCENT.search(line):
             line = _place_accents(raw, start, line, turn)
         pieces = _line_runs(raw, start, line, turn, own == turn, paired)
+        if pieces and (mark := NOTE_MARK.match(line.lstrip())):
+            pieces[0] = _spaced_mark(raw, start + len(line) - len(line.lstrip()), mark.group(1), pieces[0])
         if len(pieces) == 1 and not pieces[0].sideways:
             whole.append((len(runs), start, line))
         runs += pieces
@@ -161,6 +166,15 @@ def runs_of(textpage: pdfium.PdfTextPage) -> tuple[list[Run], int]:
                 cut[index] = _pieces(raw, start, line, turn, gap, paired)
         runs = [piece for index, run in enumerate(runs) for piece in cut.get(index, [run])]
     return runs, turn
+
+
+def _spaced_mark(raw: pdfium_c.FPDF_TEXTPAGE, index: int, mark: str, run: Run) -> Run:
+    """``run`` (its line's first, starting with ``mark`` at character ``index``) with a space after the mark
+    when the mark is set smaller than the word after it (a superscript note mark, as pdftotext splits it)."""
+    size, after = pdfium_c.FPDFText_GetFontSize(raw, index), pdfium_c.FPDFText_GetFontSize(raw, index + len(mark))
+    if not run.text.startswith(mark) or not 0 < size < NOTE_MARK_SIZE * after:
+        return run
+    return run._replace(text=f"{mark} {run.text[len(mark) :]}")
 
 
 def _open(raw: pdfium_c.FPDF_TEXTPAGE, run: Run, x: float, turn: int) -> bool:

@@ -106,3 +106,17 @@ def test_an_accent_drawn_on_its_own_is_put_on_its_letter() -> None:
         "Saier and Färber (2019) read their work",
         "and the next line follows it.",
     ]
+
+
+def test_a_superscript_note_mark_is_not_glued_to_the_word_after_it() -> None:
+    """Footnotes set as a small raised number right against their text: pdfium gives "2https", pdftotext
+    "2 https". A number in the line's own size ("3D", "2nd") stays one word."""
+    body = [(72, 700 - 14 * i, f"body line {i} of a page about the corpus and its parts", 11) for i in range(6)]
+    notes = [(72, 103, "2", 6), (75.4, 100, "https://arxiv.org is where the papers come from", 9)]
+    notes += [(72, 91, "†", 6), (75.4, 88, "Allen Institute for AI", 9), (72, 76, "3D printing of the corpus", 9)]
+    lines = _text(text_pdf([body + notes])).splitlines()
+    assert lines[-3:] == [
+        "2 https://arxiv.org is where the papers come from",
+        "† Allen Institute for AI",
+        "3D printing of the corpus",
+    ]
