@@ -64,7 +64,6 @@ from winnow.pipeline.manifest import (
 from winnow.pipeline.outcomes import BeginTask, DocumentWriter, StageLayout
 from winnow.pipeline.preflight import preflight as preflight  # re-exported: it lived here
 from winnow.pipeline.readers import DocumentFile, DocumentReader, WarcDocumentReader
-from winnow.pipeline.rephrase.step import Rephraser
 from winnow.pipeline.rephrase.templates import load_templates
 from winnow.pipeline.sources import InputFile
 
@@ -345,6 +344,8 @@ def build_quality(
 def build_rephrase(
     manifest: Manifest, run_dir: Path, inputs: Sequence[InputFile], upstream: StageLayout | None
 ) -> StagePlan:
+    from winnow.pipeline.rephrase.step import Rephraser  # openai's client: imported only by runs that rephrase
+
     config: RephraseConfig = manifest.stages.rephrase
     files = document_files(manifest, run_dir, "rephrase", inputs, upstream)
     layout = _layout(manifest, run_dir, "rephrase", upstream, native_attributes(files))
