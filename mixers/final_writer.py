@@ -363,13 +363,10 @@ class WriteFinal(_FinalTask):
             counts: dict[int, dict[str, dict[str, int]]] = {}
             writer = _ShardWriter(folder, schema, counts, progress)
             if files:
-                selected = f"""
-                    SELECT * FROM read_parquet({_listing(files)}) b
-                    WHERE shard >= {low} AND shard < {high}
-                      AND (NOT candidate OR EXISTS (SELECT 1 FROM picks p WHERE p.source = b.source AND p.id = b.id))"""
+                listing = _listing(files)
                 for shard, source, rows, tokens, first in con.execute(
                     f"""SELECT shard, source, count(*), sum(tokens)::BIGINT, count(*) FILTER (WHERE copy = 0)
-                        FROM ({selected}) GROUP BY ALL"""
+                        FROM ({_to_write(listing, f"shard >= {low} AND shard < {high}")}) GROUP BY ALL"""
                 ).fetchall():
                     counts.setdefault(int(shard), {})[source] = {
                         "rows": int(rows),
@@ -378,13 +375,22 @@ class WriteFinal(_FinalTask):
                     }
                 for shard in sorted(counts):  # one shard at a time: a task holds one shard, not its whole range
                     reader = con.sql(
-                        f"""SELECT {columns}, copy AS mix_copy, shard FROM ({selected}) WHERE shard = {shard}
+                        f"""SELECT {columns}, copy AS mix_copy, shard FROM ({_to_write(listing, f"shard = {shard}")})
                             ORDER BY key, id, copy"""
                     ).to_arrow_reader(BATCH_ROWS)
                     for batch in reader:
                         writer.write(batch)
             writer.finish(range(low, high))
         progress.advance(units=1)
+
+
+def _to_write(listing: str, shards: str) -> str:
+    """SQL: the copies of the bucket files ``listing`` in the shards ``shards`` (a condition on ``shard``) that go
+    into the final corpus (candidates only when picked). The condition sits in the scan's own WHERE, where
+    DuckDB prunes the files' row groups by it; from an outer query over several files it does not (DuckDB 2.0),
+    and every shard's pass read every row group of every file."""
+    picked = "EXISTS (SELECT 1 FROM picks p WHERE p.source = b.source AND p.id = b.id)"
+    return f"SELECT * FROM read_parquet({listing}) b WHERE {shards} AND (NOT candidate OR {picked})"
 
 
 class _ShardWriter:
