@@ -149,8 +149,9 @@ def runs_of(textpage: pdfium.PdfTextPage) -> tuple[list[Run], int]:
         if accented and SPACING_ACCENT.search(line):
             line = _place_accents(raw, start, line, turn)
         pieces = _line_runs(raw, start, line, turn, own == turn, paired)
-        if pieces and (mark := NOTE_MARK.match(line.lstrip())):
-            pieces[0] = _spaced_mark(raw, start + len(line) - len(line.lstrip()), mark.group(1), pieces[0])
+        indent = len(line) - len(line.lstrip())
+        if pieces and (mark := NOTE_MARK.match(line, indent)):
+            pieces[0] = _spaced_mark(raw, start + indent, mark.group(1), pieces[0])
         if len(pieces) == 1 and not pieces[0].sideways:
             whole.append((len(runs), start, line))
         runs += pieces

@@ -362,7 +362,7 @@ class Runner:
 
         def completed(phase: Phase) -> None:
             """With ``intermediates: discard``, delete the folders no later phase reads."""
-            if self.manifest.intermediates != "discard":
+            if self.manifest.intermediates != "discard" or not phase.frees:
                 return
             for folder in phase.frees:
                 discard(folder)
