@@ -1,9 +1,15 @@
 """Tokens for the mix stage: the tokenizer, each document's token count and its split.
 
 The ``tokenizer`` phase (one task) either copies a given ``tokenizer.json`` into the stage or trains a
-byte-level BPE with the ``tokenizers`` package on a sample of the run's documents (the first
-``tokenizer_sample_mb`` of text, taken evenly from every file), and writes ``stages/mix/tokenizer.json``.
-Every later phase loads that file, so token counts, proxy data and the final manifest agree.
+byte-level BPE with the ``tokenizers`` package on a sample of the run's documents, and writes
+``stages/mix/tokenizer.json``. Every later phase loads that file, so token counts, proxy data and the final
+manifest agree. The sample is the documents in the order of a hash ``h`` of their id, up to
+``tokenizer_sample_mb`` of text: it depends on the documents, never on how earlier stages' tasks cut them
+into files, so the tokenizer (and every count after it) is the same for any task count. The
+``tokenizer-sample`` phase (all tasks) finds it without one task reading the corpus: each task keeps its
+files' documents whose ``h`` is under a share chosen to hold about :data:`SAMPLE_OVERSAMPLING` times the
+budget (by the files' sizes on disk, which a compressed file's text exceeds) in
+``tokenizer-sample/part-<rank>.parquet``; the tokenizer phase reads those in ``h`` order until the budget.
 
 The ``count`` phase (all tasks) annotates every document with ``tokens`` (its token count) and
 ``mix_split``: ``train`` for a mixed source (minus a target's held-out share), ``heldout`` for the
@@ -18,24 +24,31 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 from pathlib import Path
+from typing import Any
 
+import fsspec
 import pyarrow as pa
+import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
+from loguru import logger
 from tokenizers import Tokenizer
 
-from winnow.mixers.phase import OneTaskStep
+from winnow.mixers.phase import OneTaskStep, TaskStep
 from winnow.pipeline.manifest import MixConfig
 from winnow.pipeline.outcomes import OutcomeWriter, StageLayout
 from winnow.pipeline.progress import TaskProgress
 from winnow.pipeline.readers import DocumentFile, read_document_file, stable_fraction
+from winnow.pipeline.stage_duckdb import stage_duckdb
 
 END_OF_TEXT = "<|endoftext|>"
 TOKEN_ATTRIBUTES: dict[str, pa.DataType] = {"tokens": pa.int64(), "mix_split": pa.string()}
 BATCH_DOCS = 256
+SAMPLE_OVERSAMPLING = 2  # the sample phase keeps documents for about this many times the tokenizer's budget
+SAMPLE_SCHEMA = pa.schema([("h", pa.float64()), ("id", pa.string()), ("text", pa.string())])
 
 
 class TokenizerError(ValueError):
@@ -80,27 +93,83 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _sample_texts(files: Sequence[DocumentFile], budget_bytes: int) -> Iterable[str]:
-    """About ``budget_bytes`` of text, the same share from the head of every file."""
-    per_file = max(1, budget_bytes // max(1, len(files)))
+def sample_share(files: Sequence[DocumentFile], budget_bytes: int) -> float:
+    """The share of documents (by ``h``) the ``tokenizer-sample`` phase keeps: :data:`SAMPLE_OVERSAMPLING` times
+    the budget over the files' bytes on disk, at most 1."""
+    on_disk = 0
     for file in files:
+        fs, path = fsspec.core.url_to_fs(file.path)
+        on_disk += fs.size(path)
+    return min(1.0, SAMPLE_OVERSAMPLING * budget_bytes / max(1, on_disk))
+
+
+def sample_hash(doc_id: str) -> float:
+    """``h``: a document's place in the tokenizer sample's order."""
+    return stable_fraction(doc_id, "tokenizer-sample")
+
+
+def sample_dir(layout: StageLayout) -> Path:
+    return layout.stage_dir / "tokenizer-sample"
+
+
+def sampled_texts(parts: Sequence[Path], budget_bytes: int, memory_limit: str, layout: StageLayout) -> Iterator[str]:
+    """The sampled documents' texts in (``h``, id) order until ``budget_bytes`` (the one that crosses it included)."""
+    if not parts:
+        return
+    listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts)
+    with stage_duckdb(layout.stage_dir, memory_limit, 1) as (con, _):
+        reader = con.sql(f"SELECT text FROM read_parquet([{listing}]) ORDER BY h, id").to_arrow_reader(BATCH_DOCS)
         taken = 0
-        for doc in read_document_file(file):
-            if doc.metadata.get("read_error") is None and doc.text:
-                yield doc.text
-                taken += len(doc.text.encode())
-                if taken >= per_file:
-                    break
+        for batch in reader:
+            for text in batch.column(0).to_pylist():
+                yield text
+                taken += len(text.encode())
+                if taken >= budget_bytes:
+                    return
+    share = float(pq.read_schema(parts[0]).metadata[b"share"])
+    if share < 1:  # the files held less text than their size said: another layout may sample other documents
+        logger.warning(
+            f"tokenizer sample: {taken:,} bytes of text under the {budget_bytes:,} budget from a {share:.3g} share "
+            f"of the documents (the input files hold much less text than their size); raise tokenizer_sample_mb "
+            f"to sample more"
+        )
 
 
-class TrainTokenizer(OneTaskStep):
-    """Phase ``tokenizer`` (one task): write ``stages/mix/tokenizer.json`` (copied or trained)."""
+class SampleTokenizerText(TaskStep):
+    """Phase ``tokenizer-sample`` (all tasks): this task's documents whose ``h`` is under :func:`sample_share`."""
 
-    name = "🔤 tokenizer"
+    name = "🎲 tokenizer sample"
 
     def __init__(self, config: MixConfig, files: Sequence[DocumentFile], layout: StageLayout) -> None:
         super().__init__(config, layout)
         self.files = list(files)
+
+    def work_task(self, progress: TaskProgress, rank: int, world_size: int) -> None:
+        share = sample_share(self.files, self.config.tokenizer_sample_mb * 1024 * 1024)
+        kept: dict[str, list[Any]] = {"h": [], "id": [], "text": []}
+        for file in self.files[rank::world_size]:
+            for doc in read_document_file(file):
+                if doc.metadata.get("read_error") is not None or not doc.text:
+                    continue
+                h = sample_hash(doc.id)
+                if h < share:
+                    kept["h"].append(h)
+                    kept["id"].append(doc.id)
+                    kept["text"].append(doc.text)
+            progress.advance(docs=file.units, units=file.units)
+        self.stat_update("sampled", value=len(kept["id"]))
+        target = sample_dir(self.layout) / f"part-{rank:05d}.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        table = pa.table(kept, SAMPLE_SCHEMA.with_metadata({"share": repr(share)}))
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, target)
+
+
+class TrainTokenizer(OneTaskStep):
+    """Phase ``tokenizer`` (one task): write ``stages/mix/tokenizer.json`` (copied, or trained on the sample)."""
+
+    name = "🔤 tokenizer"
 
     def work(self, progress: TaskProgress) -> None:
         target = tokenizer_path(self.layout)
@@ -110,7 +179,9 @@ class TrainTokenizer(OneTaskStep):
             load_tokenizer(self.config.tokenizer)  # fails here, before anything is counted, if unusable
             shutil.copyfile(self.config.tokenizer, tmp)
         else:
-            texts = _sample_texts(self.files, self.config.tokenizer_sample_mb * 1024 * 1024)
+            parts = sorted(sample_dir(self.layout).glob("part-*.parquet"))
+            budget = self.config.tokenizer_sample_mb * 1024 * 1024
+            texts = sampled_texts(parts, budget, self.config.final.memory_limit, self.layout)
             train_tokenizer(texts, self.config.vocab_size).save(str(tmp))
         os.replace(tmp, target)
 

@@ -42,6 +42,7 @@ from winnow.mixers.swarm import PlanSwarm, TrainProxies
 from winnow.mixers.tokens import (
     TOKEN_ATTRIBUTES,
     CountTokens,
+    SampleTokenizerText,
     TrainTokenizer,
     file_sha256,
 )
@@ -398,10 +399,22 @@ def build_mix(
         swarm_config["imported"] = [
             file_sha256(Path(p)) for p in (config.swarm.results.ratios, config.swarm.results.metrics)
         ]
-    phases = [
+    phases = []
+    if not config.tokenizer:  # the BPE's sample, in every task: by a hash of the id, whatever the files
+        sample_config = tokenizer_config | {"inputs": _fingerprint_files(files)}
+        phases.append(
+            Phase(
+                "tokenizer-sample",
+                [SampleTokenizerText(config, files, layout.for_phase("tokenizer-sample"))],
+                rows,
+                config=sample_config,
+                outputs=("tokenizer-sample",),
+            )
+        )
+    phases += [
         Phase(
             "tokenizer",
-            [TrainTokenizer(config, files, layout.for_phase("tokenizer"))],
+            [TrainTokenizer(config, layout.for_phase("tokenizer"))],
             1,
             tasks=1,
             config=tokenizer_config,
