@@ -50,7 +50,8 @@ task (shorter ones are mostly start-up; they are printed, not counted), of the s
 kept busy (CPU-seconds / wall: a task that is already multi-threaded at one task, such as token counting,
 or a machine busy with other work shows there; the load average before and after each run is printed
 too); recall and fpr; ``disk_gb`` = the cached corpora + the largest run's disk (the larger of its folder at
-the end and the file system's largest growth during it: with discarded intermediates the peak is mid-run).
+the end and the file system's largest growth during it: with discarded intermediates the peak is mid-run);
+``same_final`` = 1 when the small run's final shards at 1 and at 2 tasks have the same SHA-256s.
 Targets (issue 18, for 2M/10M) are printed as met or not.
 """
 
@@ -403,7 +404,10 @@ def run_once(label: str, gen: Generated, model: Path, tasks: int, work: Path, ar
         folders_gb=stage_folders_gb(run_dir),
         disk_growth_gb=growth[0] / 1e9,
         quality=evaluate(run_dir / "stages" / "dedup", gen, args.seed, args.random_pairs),
-        final={k: final[k] for k in ("rows", "tokens", "token_budget")} if final else {},
+        final={k: final[k] for k in ("rows", "tokens", "token_budget")}
+        | {"sha256": [s["sha256"] for s in final["shards"]]}
+        if final
+        else {},
     )
     print_run(figures)
     print_quality(figures.quality, gen)
@@ -534,6 +538,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> str:
     cache_gb = sum(g.bytes_on_disk for g in gens.values()) / 1e9
     disk_gb = cache_gb + max(max(r.run_gb, r.disk_growth_gb) for r in (small1, small2, large))
     q = large.quality
+    same_final = bool(small1.final) and small1.final.get("sha256") == small2.final.get("sha256")
     print(f"\ntargets (issue 18; stated for 2M -> 10M documents, this run: {small_n:,} -> {large_n:,}):")
     checks = [
         (
@@ -543,6 +548,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> str:
         (f"recall {q.recall:.4f} >= {TARGET_RECALL}", q.recall >= TARGET_RECALL),
         (f"fpr {q.fpr:.4f} <= {TARGET_FPR}", q.fpr <= TARGET_FPR),
         (f"every parallel phase's speedup >= {TARGET_SPEEDUP:.2f} (worst {speedup:.2f})", speedup >= TARGET_SPEEDUP),
+        (f"the same final shards (SHA-256) at 1 and 2 tasks on {small_n:,} documents", same_final),
         (
             f"disk: corpora {cache_gb:.1f} GB + the largest run {disk_gb - cache_gb:.1f} GB < {DISK_LIMIT_GB} GB",
             disk_gb < DISK_LIMIT_GB,
@@ -561,7 +567,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> str:
         f" final_wall_s={large.final_wall_s:.1f}"
         f" peak_task_rss_mb={large.peak_task_rss_mb:.0f} rss_growth={growth:.2f} speedup_2_tasks={speedup:.2f}"
         f" recall={q.recall:.4f} fpr={q.fpr:.4f} cpu_s={large.timed.cpu_s:.1f} wall_s={large.timed.wall_s:.1f}"
-        f" disk_gb={disk_gb:.1f}"
+        f" disk_gb={disk_gb:.1f} same_final={int(same_final)}"
     )
 
 

@@ -22,9 +22,10 @@ the machine in each task).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ END_OF_TEXT = "<|endoftext|>"
 TOKEN_ATTRIBUTES: dict[str, pa.DataType] = {"tokens": pa.int64(), "mix_split": pa.string()}
 BATCH_DOCS = 256
 SAMPLE_OVERSAMPLING = 2  # the sample phase keeps documents for about this many times the tokenizer's budget
+SAMPLE_BATCH = 8192  # documents per batch of the sample phase's reading
 SAMPLE_SCHEMA = pa.schema([("h", pa.float64()), ("id", pa.string()), ("text", pa.string())])
 
 
@@ -135,6 +137,21 @@ def sampled_texts(parts: Sequence[Path], budget_bytes: int, memory_limit: str, l
         )
 
 
+def _id_batches(file: DocumentFile) -> Iterator[tuple[list[str], Callable[[list[int]], list[str | None]]]]:
+    """Batches of ``file``'s readable documents: their ids, and a function giving the texts at chosen positions.
+    An earlier stage's Parquet is read by its id column, and its text column only where chosen (every row of
+    such a file is a document); other files through :func:`read_document_file`."""
+    if file.format != "stage":
+        readable = (doc for doc in read_document_file(file) if doc.metadata.get("read_error") is None)
+        while docs := list(itertools.islice(readable, SAMPLE_BATCH)):
+            yield [doc.id for doc in docs], lambda chosen, docs=docs: [docs[k].text for k in chosen]
+        return
+    with fsspec.open(file.path, "rb") as handle:
+        for batch in pq.ParquetFile(handle).iter_batches(batch_size=SAMPLE_BATCH, columns=["id", "text"]):
+            text = batch.column(1)
+            yield batch.column(0).to_pylist(), lambda chosen, text=text: text.take(chosen).to_pylist()
+
+
 class SampleTokenizerText(TaskStep):
     """Phase ``tokenizer-sample`` (all tasks): this task's documents whose ``h`` is under :func:`sample_share`."""
 
@@ -148,14 +165,14 @@ class SampleTokenizerText(TaskStep):
         share = sample_share(self.files, self.config.tokenizer_sample_mb * 1024 * 1024)
         kept: dict[str, list[Any]] = {"h": [], "id": [], "text": []}
         for file in self.files[rank::world_size]:
-            for doc in read_document_file(file):
-                if doc.metadata.get("read_error") is not None or not doc.text:
-                    continue
-                h = sample_hash(doc.id)
-                if h < share:
-                    kept["h"].append(h)
-                    kept["id"].append(doc.id)
-                    kept["text"].append(doc.text)
+            for ids, texts in _id_batches(file):
+                hashes = [sample_hash(i) for i in ids]
+                chosen = [k for k, h in enumerate(hashes) if h < share]
+                for k, text in zip(chosen, texts(chosen), strict=True):
+                    if text:
+                        kept["h"].append(hashes[k])
+                        kept["id"].append(ids[k])
+                        kept["text"].append(text)
             progress.advance(docs=file.units, units=file.units)
         self.stat_update("sampled", value=len(kept["id"]))
         target = sample_dir(self.layout) / f"part-{rank:05d}.parquet"

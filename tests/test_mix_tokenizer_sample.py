@@ -6,6 +6,8 @@ import json
 import random
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from winnow.mixers.tokens import SampleTokenizerText, TrainTokenizer, sample_dir, sample_hash, sampled_texts
@@ -53,6 +55,14 @@ def test_the_tokenizer_depends_on_the_documents_not_their_files_or_tasks(tmp_pat
     shuffled = random.Random(3).sample(docs, len(docs))
     five_files = _tokenizer(tmp_path / "b", _files(tmp_path / "in-b", shuffled, 5), tasks=3)
     assert two_files == five_files
+    # an earlier stage's Parquet (read by its columns, not as documents) holding the same documents
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    rows = [{"id": stable_id("made_up", d["id"]), "text": d["text"]} for d in shuffled]
+    for n in range(3):
+        pq.write_table(pa.Table.from_pylist(rows[n::3]), stage / f"part-{n}.parquet", row_group_size=300)
+    stage_files = [DocumentFile.of_stage(p) for p in sorted(stage.glob("*.parquet"))]
+    assert _tokenizer(tmp_path / "c", stage_files, tasks=2) == two_files
 
     # what was trained on: the documents in hash order up to the budget, the one crossing it included
     parts = sorted(sample_dir(StageLayout(tmp_path / "b", "mix", 1 << 20)).glob("*.parquet"))
