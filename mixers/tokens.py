@@ -158,11 +158,13 @@ class SampleTokenizerText(TaskStep):
     name = "🎲 tokenizer sample"
 
     def __init__(self, config: MixConfig, files: Sequence[DocumentFile], layout: StageLayout) -> None:
+        """The share is computed here, once, where the stage is planned (not by every task over every file)."""
         super().__init__(config, layout)
         self.files = list(files)
+        self.share = sample_share(self.files, config.tokenizer_sample_mb * 1024 * 1024)
 
     def work_task(self, progress: TaskProgress, rank: int, world_size: int) -> None:
-        share = sample_share(self.files, self.config.tokenizer_sample_mb * 1024 * 1024)
+        share = self.share
         kept: dict[str, list[Any]] = {"h": [], "id": [], "text": []}
         for file in self.files[rank::world_size]:
             for ids, texts in _id_batches(file):
