@@ -7,9 +7,10 @@ manifest agree. The sample is the documents in the order of a hash ``h`` of thei
 ``tokenizer_sample_mb`` of text: it depends on the documents, never on how earlier stages' tasks cut them
 into files, so the tokenizer (and every count after it) is the same for any task count. The
 ``tokenizer-sample`` phase (all tasks) finds it without one task reading the corpus: each task keeps its
-files' documents whose ``h`` is under a share chosen to hold about :data:`SAMPLE_OVERSAMPLING` times the
-budget (by the files' sizes on disk, which a compressed file's text exceeds) in
-``tokenizer-sample/part-<rank>.parquet``; the tokenizer phase reads those in ``h`` order until the budget.
+files' documents whose ``h`` is under a share chosen (once, where the stage is planned) to hold about
+:data:`SAMPLE_OVERSAMPLING` times the budget by the files' sizes on disk, which a compressed file's text
+exceeds, in ``tokenizer-sample/part-<rank>.parquet``; the tokenizer phase reads those in ``h`` order until
+the budget.
 
 The ``count`` phase (all tasks) annotates every document with ``tokens`` (its token count) and
 ``mix_split``: ``train`` for a mixed source (minus a target's held-out share), ``heldout`` for the
