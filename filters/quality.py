@@ -49,7 +49,7 @@ from winnow.pipeline.outcomes import OutcomeWriter, StageLayout
 from winnow.pipeline.parquet_sink import ParquetSink
 from winnow.pipeline.progress import TaskProgress
 from winnow.pipeline.schema import document_schema, outcome_schema
-from winnow.pipeline.stage_duckdb import stage_duckdb
+from winnow.pipeline.stage_duckdb import sql_paths, stage_duckdb
 
 BATCH_DOCS = 512
 READ_BATCH_ROWS = 20_000  # rows of scored/ held at once by the cut and select phases
@@ -279,10 +279,9 @@ class QualityCut(PipelineStep):
             return counts
         if not files:
             return {c: (np.array([], np.float32), np.array([], np.int64)) for c in columns}
-        listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
         with stage_duckdb(self.layout.stage_dir, self.memory_limit, self.threads) as (con, _):
             for column in columns:
-                query = f'SELECT "{column}" AS value, count(*) AS n FROM read_parquet([{listing}]) GROUP BY ALL'
+                query = f'SELECT "{column}" AS value, count(*) AS n FROM read_parquet({sql_paths(files)}) GROUP BY ALL'
                 table = con.execute(f"{query} ORDER BY value").fetchnumpy()
                 counts[column] = (np.asarray(table["value"], np.float32), np.asarray(table["n"], np.int64))
         return counts

@@ -29,7 +29,7 @@ from winnow.pipeline.json_records import write_json
 from winnow.pipeline.manifest import MixConfig
 from winnow.pipeline.outcomes import StageLayout
 from winnow.pipeline.progress import TaskProgress
-from winnow.pipeline.stage_duckdb import stage_duckdb
+from winnow.pipeline.stage_duckdb import sql_paths, stage_duckdb
 
 BATCH_ROWS = 1024
 
@@ -73,8 +73,7 @@ class BuildCorpus(OneTaskStep):
         eot = tokenizer.token_to_id(END_OF_TEXT)
         dtype = np.uint16 if tokenizer.get_vocab_size() <= 65535 else np.uint32
         files = sorted(self.layout.dataset_dir("data").glob("*.parquet"))
-        listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-        documents = f"read_parquet([{listing}], union_by_name = true)" if files else None
+        documents = f"read_parquet({sql_paths(files)}, union_by_name = true)" if files else None
         targets = [t.source for t in self.config.targets]
         out = corpus_dir(self.layout)
         with stage_duckdb(self.layout.stage_dir, self.config.final.memory_limit, self.threads) as (con, _):

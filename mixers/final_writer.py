@@ -65,7 +65,7 @@ from winnow.pipeline.manifest import MixConfig
 from winnow.pipeline.outcomes import StageLayout
 from winnow.pipeline.progress import TaskProgress
 from winnow.pipeline.schema import document_schema
-from winnow.pipeline.stage_duckdb import copy_to_file, stage_duckdb
+from winnow.pipeline.stage_duckdb import copy_to_file, sql_path, sql_paths, stage_duckdb
 
 BUCKET_BITS = 12  # histogram resolution: 4,096 buckets of the seeded document order per source
 MIN_CANDIDATES = 10_000  # per source: the boundary bucket, and the buckets after it until this many documents
@@ -76,14 +76,6 @@ BATCH_ROWS = 4096
 def staging_dir(layout: StageLayout) -> Path:
     """The final writer's work folder: histograms, plan, buckets, picks, shards before they are published."""
     return layout.stage_dir / "final"
-
-
-def _quoted(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
-def _listing(files: Sequence[Path]) -> str:
-    return "[" + ", ".join(_quoted(f) for f in files) + "]"
 
 
 def _task_files(layout: StageLayout, rank: int, world_size: int) -> list[Path]:
@@ -109,7 +101,8 @@ def _write_buckets(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> No
     """Like ``copy_to_file``, in row groups small enough for a writer's slice to skip the rest of the file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    con.execute(f"COPY ({query}) TO {_quoted(tmp)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+    options = f"FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS}"
+    con.execute(f"COPY ({query}) TO {sql_path(tmp)} ({options})")
     os.replace(tmp, path)
 
 
@@ -149,7 +142,7 @@ class ScanFinal(_FinalTask):
         query = f"""
             SELECT source, ({_doc_hash(self.config.final.seed)} >> {64 - BUCKET_BITS})::BIGINT AS bucket,
                    count(*) AS docs, sum(tokens)::BIGINT AS tokens
-            FROM read_parquet({_listing(files)}, union_by_name = true)
+            FROM read_parquet({sql_paths(files)}, union_by_name = true)
             WHERE mix_split = 'train' AND tokens > 0
             GROUP BY ALL"""
         with self._duckdb(rank) as (con, _):
@@ -176,7 +169,7 @@ class PlanFinal(OneTaskStep):
             with stage_duckdb(self.layout.stage_dir, self.config.final.memory_limit, self.threads) as (con, _):
                 rows = con.execute(
                     f"""SELECT source, bucket, sum(docs)::BIGINT, sum(tokens)::BIGINT
-                        FROM read_parquet({_listing(hist)}) GROUP BY ALL ORDER BY source, bucket"""
+                        FROM read_parquet({sql_paths(hist)}) GROUP BY ALL ORDER BY source, bucket"""
                 ).fetchall()
             for source, bucket, docs, tokens in rows:
                 buckets.setdefault(source, []).append((int(bucket), int(docs), int(tokens)))
@@ -283,7 +276,7 @@ class ScatterFinal(_FinalTask):
                 f"""CREATE VIEW docs AS
                     SELECT *, (h >> {64 - BUCKET_BITS})::BIGINT AS bucket FROM (
                         SELECT {columns}, {_doc_hash(seed)} AS h
-                        FROM read_parquet({_listing(files)}, union_by_name = true)
+                        FROM read_parquet({sql_paths(files)}, union_by_name = true)
                         WHERE mix_split = 'train' AND tokens > 0
                     )"""
             )
@@ -321,7 +314,7 @@ class PickFinal(OneTaskStep):
         if files:
             with stage_duckdb(self.layout.stage_dir, self.config.final.memory_limit, self.threads) as (con, _):
                 reader = con.sql(
-                    f"SELECT source, id, tokens FROM read_parquet({_listing(files)}) ORDER BY source, h, id"
+                    f"SELECT source, id, tokens FROM read_parquet({sql_paths(files)}) ORDER BY source, h, id"
                 ).to_arrow_reader(BATCH_ROWS)
                 left: dict[str, float] = {s: p["rest"] for s, p in plan["sources"].items()}
                 for batch in reader:
@@ -359,11 +352,11 @@ class WriteFinal(_FinalTask):
         files = sorted((folder / "buckets").glob("*.parquet"))
         with self._duckdb(rank) as (con, _):
             picks = folder / "picks" / "picks.parquet"
-            con.execute(f"CREATE TABLE picks AS SELECT * FROM read_parquet({_quoted(picks)})")
+            con.execute(f"CREATE TABLE picks AS SELECT * FROM read_parquet({sql_path(picks)})")
             counts: dict[int, dict[str, dict[str, int]]] = {}
             writer = _ShardWriter(folder, schema, counts, progress)
             if files:
-                listing = _listing(files)
+                listing = sql_paths(files)
                 for shard, source, rows, tokens, first in con.execute(
                     f"""SELECT shard, source, count(*), sum(tokens)::BIGINT, count(*) FILTER (WHERE copy = 0)
                         FROM ({_to_write(listing, f"shard >= {low} AND shard < {high}")}) GROUP BY ALL"""

@@ -44,7 +44,7 @@ from winnow.pipeline.manifest import MixConfig
 from winnow.pipeline.outcomes import OutcomeWriter, StageLayout
 from winnow.pipeline.progress import TaskProgress
 from winnow.pipeline.readers import DocumentFile, read_document_file, stable_fraction
-from winnow.pipeline.stage_duckdb import stage_duckdb
+from winnow.pipeline.stage_duckdb import sql_paths, stage_duckdb
 
 END_OF_TEXT = "<|endoftext|>"
 TOKEN_ATTRIBUTES: dict[str, pa.DataType] = {"tokens": pa.int64(), "mix_split": pa.string()}
@@ -119,9 +119,9 @@ def sampled_texts(parts: Sequence[Path], budget_bytes: int, memory_limit: str, l
     """The sampled documents' texts in (``h``, id) order until ``budget_bytes`` (the one that crosses it included)."""
     if not parts:
         return
-    listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts)
     with stage_duckdb(layout.stage_dir, memory_limit, 1) as (con, _):
-        reader = con.sql(f"SELECT text FROM read_parquet([{listing}]) ORDER BY h, id").to_arrow_reader(BATCH_DOCS)
+        query = f"SELECT text FROM read_parquet({sql_paths(parts)}) ORDER BY h, id"
+        reader = con.sql(query).to_arrow_reader(BATCH_DOCS)
         taken = 0
         for batch in reader:
             for text in batch.column(0).to_pylist():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,13 +37,19 @@ def stage_duckdb(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _quoted(path: Path) -> str:
+def sql_path(path: Path) -> str:
+    """``path`` as an SQL string literal."""
     return "'" + str(path).replace("'", "''") + "'"
+
+
+def sql_paths(paths: Sequence[Path]) -> str:
+    """``paths`` as an SQL list of string literals, for ``read_parquet``."""
+    return "[" + ", ".join(sql_path(p) for p in paths) + "]"
 
 
 def copy_to_file(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
     """Write a query result to one Parquet file atomically (temporary name, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    con.execute(f"COPY ({query}) TO {_quoted(tmp)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)")
+    con.execute(f"COPY ({query}) TO {sql_path(tmp)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 100000)")
     os.replace(tmp, path)
