@@ -138,7 +138,7 @@ def run_datatrove(warc: Path, workdir: Path, timeout: float, filters: bool) -> N
     from datatrove.utils.lid import FT176LID
     from tldextract import TLDExtract
 
-    from winnow.filters.language import default_lid_model
+    from winnow.filters.fasttext_models import default_lid_model
 
     class OfflineURLFilter(URLFilter):
         def __init__(self, **kwargs: Any) -> None:

@@ -44,10 +44,12 @@ TAG = re.compile(r"<[^>]*>")  # on lexbor's own serialisation, where text never 
 
 @dataclass(frozen=True)
 class Prepared:
-    """The pruned page for trafilatura, the bound on its words and its visible text's length."""
+    """The pruned page for trafilatura, the bound on its words and its visible text (whitespace folded,
+    cut to ``text_chars``) with its full length."""
 
     html: str
     words: int
+    visible_text: str
     visible_chars: int
 
 
@@ -87,21 +89,32 @@ def _drop(tree: LexborHTMLParser, selector: str) -> None:
         node.decompose()
 
 
-def prepass(html: str, count_to: int | None = None) -> Prepared:
+def _text(tree: LexborHTMLParser) -> str:
+    return tree.root.text(separator=" ") if tree.root else ""
+
+
+def visible_text(html: str, text_chars: int) -> str:
+    """The first ``text_chars`` characters of a page's visible text (as :func:`prepass` gives it), whitespace
+    folded, for a page that is not pre-passed."""
+    return " ".join(_text(_parsed_without_scripts(html)).split())[:text_chars]
+
+
+def prepass(html: str, count_to: int | None = None, text_chars: int = 0) -> Prepared:
     """Parse ``html`` with lexbor, bound its words, drop what trafilatura never reads; see the module doc.
-    ``count_to``: the words are counted up to about this many (exact below it); None: all of them."""
+    ``count_to``: the words are counted up to about this many (exact below it); None: all of them.
+    ``text_chars``: how much of the visible text to return (the language check reads it)."""
     tree = _parsed_without_scripts(html)
-    text = tree.root.text(separator=" ") if tree.root else ""
+    text = _text(tree)
     words = max_words(text, count_to)
     for node in tree.css("template"):  # lexbor keeps a template's content out of the tree's text
         words += max_words(TAG.sub(" ", node.html or ""), count_to)
     for node in tree.css("[data-preloaded]"):
         words += max_words(node.attributes.get("data-preloaded") or "", count_to)
     _drop(tree, UNREAD)
-    visible = len(" ".join(text.split()))
+    folded = " ".join(text.split())
     if tree.css_first("p") is not None:
         _drop(tree, CLEANED)
         if tree.css_first("p") is None:  # every <p> was in them: trafilatura's recall mode keeps them, so do we
             tree = _parsed_without_scripts(html)
             _drop(tree, UNREAD)
-    return Prepared(tree.html or "", words, visible)
+    return Prepared(tree.html or "", words, folded[:text_chars], len(folded))

@@ -1,13 +1,13 @@
 """The extraction step: raw HTML bytes of a response into main text with trafilatura.
 
 Cheap checks run first, so trafilatura (most of the CPU of the stage) sees only pages that can be
-kept: non-2xx status, empty payload, oversize page, binary payload, and (after decoding) a page whose
-visible text is confidently in a language the run does not keep. Then the bytes are decoded
+kept: non-2xx status, empty payload, oversize page, binary payload. Then the bytes are decoded
 (declared charset, then ``<meta charset>``, then UTF-8, then charset detection; a last-resort lossy
 decode is noted in ``meta.decode``), and the page goes to a :class:`~winnow.pipeline.sandbox.Sandbox`
 with a per-page timeout and memory cap, whose worker (:mod:`winnow.extract.html_text`) parses it with
-lexbor (:mod:`winnow.extract.prepass`), rejects it when it has fewer words than the heuristics stage's
-shortest keepable document (:func:`prerejection_floor`), and runs trafilatura (with the fallback cascade).
+lexbor (:mod:`winnow.extract.prepass`), rejects it when its visible text is confidently in a language
+the run does not keep, or when it has fewer words than the heuristics stage's shortest keepable
+document (:func:`prerejection_floor`), and otherwise runs trafilatura (with the fallback cascade).
 Every page leaves as a document, a reject with a reason (``http_status``, ``empty_payload``,
 ``too_large``, ``not_html``, ``language_precheck``, ``too_few_words``, ``extract_timeout``,
 ``no_text``) or an error (``extract_failed``, ``extract_worker_died``); ``meta.extractor`` says which
@@ -20,17 +20,20 @@ from __future__ import annotations
 
 import codecs
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from charset_normalizer import from_bytes
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from winnow.filters.language import default_lid_model, load_fasttext, precheck_language
+from winnow.filters.fasttext_models import default_lid_model
 from winnow.pipeline.manifest import ExtractConfig, HeuristicsConfig
 from winnow.pipeline.outcomes import OutcomeWriter, StageLayout
 from winnow.pipeline.revisits import is_revisit_stub
 from winnow.pipeline.sandbox import Sandbox, SandboxCrashed, SandboxTimeout
+
+if TYPE_CHECKING:
+    from winnow.extract.html_text import LanguageCheck, PageOutcome
 
 TRAFILATURA = "winnow.extract.html_text:extract_page"  # what the extraction sandbox's worker runs
 
@@ -133,6 +136,18 @@ class HtmlExtractor(PipelineStep):
         self.min_words = min_words if config.prepass else None
 
     @property
+    def language_check(self) -> LanguageCheck | None:
+        """The worker's check of a page's visible text before extraction; None when the run keeps every
+        language or the check is off (``language.precheck_min_score: null``)."""
+        language = self.config.language
+        if not language.keep or language.precheck_min_score is None:
+            return None
+        model = language.model or str(default_lid_model())
+        keep, min_score = sorted(language.keep), language.precheck_min_score
+        check: LanguageCheck = {"model": str(model), "keep": keep, "min_score": min_score}
+        return check
+
+    @property
     def trafilatura_options(self) -> dict[str, Any]:
         c = self.config
         return {
@@ -146,10 +161,8 @@ class HtmlExtractor(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         c = self.config
         options = self.trafilatura_options
-        plan = {"prepass": c.prepass, "min_words": self.min_words, "fallback": c.fallback}
-        keep = set(c.language.keep or [])
-        precheck = bool(keep) and c.language.precheck_min_score is not None
-        lid_model = load_fasttext(c.language.model or str(default_lid_model())) if precheck else None
+        plan = {"prepass": c.prepass, "language": self.language_check, "min_words": self.min_words}
+        plan["fallback"] = c.fallback
         with (
             OutcomeWriter(self.layout, "extract") as rejects,
             OutcomeWriter(self.layout, "extract", kind="errors") as errors,
@@ -180,22 +193,14 @@ class HtmlExtractor(PipelineStep):
                     continue
                 try:
                     html, how = decode_html(payload, meta.get("http_charset"))
-                    meta["decode"] = how
-                    other = (
-                        precheck_language(lid_model, html, keep, c.language.precheck_min_score) if precheck else None
-                    )
                 except Exception as exc:  # one strange page must not fail the task (and every rerun)
                     self.stat_update("errored_extract_failed")
                     errors.write(doc, rank, reason="extract_failed", detail=f"{type(exc).__name__}: {exc}")
                     continue
-                if other:
-                    self.stat_update("rejected_language_precheck")
-                    detail = f"visible text is {other[0]} ({other[1]:.2f})"
-                    rejects.write(doc, rank, reason="language_precheck", detail=detail)
-                    continue
+                meta["decode"] = how
                 with self.track_time():
                     try:
-                        text, method, words = sandbox.call(html, doc.metadata.get("url"), options, plan)
+                        outcome: PageOutcome = sandbox.call(html, doc.metadata.get("url"), options, plan)
                     except SandboxTimeout as exc:
                         self.stat_update("rejected_extract_timeout")
                         rejects.write(doc, rank, reason="extract_timeout", detail=str(exc))
@@ -208,12 +213,19 @@ class HtmlExtractor(PipelineStep):
                         self.stat_update("errored_extract_failed")
                         errors.write(doc, rank, reason="extract_failed", detail=str(exc))
                         continue
+                method = outcome["how"]
+                if method == "language_precheck" and outcome["language"]:
+                    self.stat_update("rejected_language_precheck")
+                    language, score = outcome["language"]
+                    detail = f"visible text is {language} ({score:.2f})"
+                    rejects.write(doc, rank, reason="language_precheck", detail=detail)
+                    continue
                 if method == "too_few_words":
                     self.stat_update("rejected_too_few_words")
-                    detail = f"at most {words} words < {self.min_words} (the filters keep none shorter)"
+                    detail = f"at most {outcome['words']} words < {self.min_words} (the filters keep none shorter)"
                     rejects.write(doc, rank, reason="too_few_words", detail=detail)
                     continue
-                text = (text or "").strip()
+                text = (outcome["text"] or "").strip()
                 if len(text) < max(c.min_text_chars, 1):
                     self.stat_update("rejected_no_text")
                     rejects.write(doc, rank, reason="no_text", detail=f"{len(text)} chars extracted")

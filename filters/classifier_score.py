@@ -10,7 +10,7 @@ quality stage and ``winnow classifier eval`` treat them alike (``label`` only ma
 calls before any work starts: it reads the file's structure in Python (magic number, format version,
 header, dictionary, matrix sizes) so that a missing, truncated or foreign file fails with a
 :class:`ModelError` naming the path and the problem (fastText itself loads a truncated model
-silently, with garbage weights), then loads it once per process (``winnow.filters.language.load_fasttext``)
+silently, with garbage weights), then loads it once per process (``winnow.filters.fasttext_models.load_fasttext``)
 and checks that it is a supervised model with the positive label. :func:`score_texts` gives each text
 the probability of that label, after the same normalisation that training used
 (``winnow.filters.classifier_text.normalize``).
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from winnow.filters.classifier_text import normalize
+from winnow.filters.fasttext_models import load_fasttext
 
 if TYPE_CHECKING:
     import numpy as np
@@ -76,8 +77,6 @@ def load_classifier(path: str | Path, label: str = POSITIVE_LABEL) -> Any:
     if path.suffix == ".json":
         return _load_head_model(str(path.resolve()))
     check_structure(path)
-    from winnow.filters.language import load_fasttext  # datatrove's filters come with it: not at import time
-
     try:
         model = load_fasttext(str(path))
     except (ValueError, RuntimeError, MemoryError) as exc:

@@ -181,7 +181,7 @@ def train_classifier(
     import numpy as np
 
     from winnow.filters.classifier_metrics import evaluate
-    from winnow.filters.language import load_fasttext
+    from winnow.filters.fasttext_models import load_fasttext
 
     report = on_progress or (lambda phase, fraction: None)
     pos_split, neg_split, used = split_classes(positive, negative, config)

@@ -1,94 +1,25 @@
 """Language identification with fastText: annotate every document, select by language later.
 
 :class:`LanguageAnnotator` writes ``language`` and ``language_score`` (the top label of a fastText
-LID model). The model comes by path from the manifest (``lid.176.bin``, GlotLID...); by default it is
-the quantised ``lid.176.ftz`` that ships with winnow (``filters/models/``, CC BY-SA 3.0, see its
-``NOTICE.md``), so nothing is downloaded. Models are loaded once per process and shared by every step
-that asks for the same path.
-:class:`LanguageSelector` is the cheap, separate keep/drop decision over those columns, and
-:func:`precheck_language` lets the extract stage skip trafilatura for pages whose visible text is
-confidently in a language the run does not keep.
+LID model, :mod:`winnow.filters.fasttext_models`). The model comes by path from the manifest
+(``lid.176.bin``, GlotLID...); by default it is the quantised ``lid.176.ftz`` that ships with winnow,
+so nothing is downloaded. Models are loaded once per process and shared by every step that asks for
+the same path. :class:`LanguageSelector` is the cheap, separate keep/drop decision over those columns.
+(The check before extraction, on a page's visible text, runs in the extraction worker:
+:mod:`winnow.extract.html_text`.)
 """
 
 from __future__ import annotations
-
-import importlib.resources
-import re
-from functools import cache
-from pathlib import Path
-from typing import Any
 
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
+from winnow.filters.fasttext_models import default_lid_model, identify, load_fasttext
 from winnow.pipeline.outcomes import ErrorsAsRecords, OutcomeWriter, StageLayout
 from winnow.pipeline.revisits import is_revisit_stub
 
-PREDICT_CHARS = 20_000
 DETAIL_KEY = "filter_detail"  # the same key as the heuristic filters' rejects writer reads
-PRECHECK_CHARS = 10_000
-HIDDEN_START = re.compile(r"<(script|style|noscript|template|svg)\b|<!--", re.I)
-TAG = re.compile(r"<[^<>]*>")
-SPACE = re.compile(r"\s+")
-
-
-def default_lid_model() -> Path:
-    """Path of the lid.176.ftz that ships with winnow (package data of ``winnow.filters``)."""
-    return Path(str(importlib.resources.files("winnow.filters") / "models" / "lid.176.ftz"))
-
-
-@cache
-def load_fasttext(path: str) -> Any:
-    """Load a fastText model once per process (fastText's stderr warning silenced)."""
-    import fasttext
-
-    fasttext.FastText.eprint = lambda *args, **kwargs: None
-    return fasttext.load_model(path)
-
-
-def identify(model: Any, text: str) -> tuple[str, float]:
-    """Top language label (without ``__label__``) and its probability."""
-    sample = text[:PREDICT_CHARS].replace("\n", " ")
-    labels, scores = model.predict(sample, k=1)
-    if not labels:
-        return "und", 0.0
-    return labels[0].removeprefix("__label__"), float(min(scores[0], 1.0))
-
-
-def rough_visible_text(html: str, limit: int = PRECHECK_CHARS) -> str:
-    """A page's visible text, roughly: scripts, styles, comments and tags dropped, whitespace folded.
-
-    Good enough to identify the language of a whole page before extraction (about 1.5 ms for a
-    100 KB page); never used as document text. Linear in the page size, whatever the markup (an
-    unclosed ``<script>`` hides the rest of the page, as in a browser), and stops once it has
-    ``limit`` characters.
-    """
-    lowered = html.lower()
-    parts: list[str] = []
-    collected = 0
-    position = 0
-    window = 8 * limit  # raw HTML looked at per step, so a huge tag-free stretch is not all processed
-    while position < len(html) and collected < 2 * limit:
-        hidden = HIDDEN_START.search(html, position, position + window)
-        end = hidden.start() if hidden else min(len(html), position + window)
-        visible = TAG.sub(" ", html[position:end])
-        parts.append(visible)
-        collected += len(visible)
-        if hidden is None:
-            position = end
-            continue
-        closing = "-->" if hidden.group(1) is None else f"</{hidden.group(1).lower()}"
-        close = lowered.find(closing, hidden.end())
-        close_end = html.find(">", close + len(closing) - 1) if close >= 0 else -1
-        position = len(html) if close_end < 0 else close_end + 1
-    return SPACE.sub(" ", " ".join(parts)).strip()[:limit]
-
-
-def precheck_language(model: Any, html: str, keep: set[str], min_score: float) -> tuple[str, float] | None:
-    """(language, score) when the page is confidently in a language outside ``keep``, else None."""
-    language, score = identify(model, rough_visible_text(html))
-    return (language, score) if language not in keep and score >= min_score else None
 
 
 class LanguageAnnotator(PipelineStep):

@@ -51,6 +51,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.word_tokenizers import WordTokenizer, load_tokenizer_assignments, load_word_tokenizer
 
+from winnow.filters.fasttext_models import default_lid_model, identify, load_fasttext
 from winnow.filters.heuristics import (
     DETAIL_KEY,
     FILTERS,
@@ -60,7 +61,6 @@ from winnow.filters.heuristics import (
     GuardedGopherRepetition,
     word_tokenizer,
 )
-from winnow.filters.language import default_lid_model, identify, load_fasttext
 from winnow.filters.word_tokenizer import RegexWordTokenizer
 from winnow.pipeline.manifest import HeuristicsConfig, LanguageConfig, MultilingualConfig
 from winnow.pipeline.outcomes import ERROR_KEY, ErrorsAsRecords, OutcomeWriter, StageLayout

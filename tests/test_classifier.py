@@ -26,7 +26,7 @@ from winnow.filters.classifier_data import ClassTexts, SourceCount
 from winnow.filters.classifier_metrics import calibration_table, length_baseline, roc_auc, threshold_metrics
 from winnow.filters.classifier_score import ModelError, check_model, load_classifier, score_texts
 from winnow.filters.classifier_train import TrainConfig, TrainingError, train_classifier
-from winnow.filters.language import default_lid_model
+from winnow.filters.fasttext_models import default_lid_model
 from winnow.pipeline.schema import document_schema
 
 WinnowCli = Callable[..., subprocess.CompletedProcess[str]]

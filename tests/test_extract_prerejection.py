@@ -73,10 +73,10 @@ def test_no_prerejected_shared_page_would_be_kept(tmp_path: Path) -> None:
     assert below, "no page of the shared archives is short enough to test the pre-rejection"
     c = ExtractConfig()
     options = HtmlExtractor(c, StageLayout(tmp_path, "extract", 1 << 20)).trafilatura_options
-    plan = {"prepass": True, "min_words": None, "fallback": c.fallback}
+    plan = {"prepass": True, "language": None, "min_words": None, "fallback": c.fallback}
     texts = []
     for url, html in below:
-        text, _, _ = extract_page(html, url, options, plan)
+        text = extract_page(html, url, options, plan)["text"]
         if text and text.strip():
             texts.append((url, text.strip()))
     kept = filtered(texts, tmp_path)

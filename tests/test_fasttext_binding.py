@@ -22,7 +22,7 @@ import fasttext
 import numpy as np
 import pytest
 
-from winnow.filters.language import default_lid_model, identify, load_fasttext
+from winnow.filters.fasttext_models import default_lid_model, identify, load_fasttext
 
 CATS = ["cat", "kitten", "purr", "whiskers", "meow", "litter", "tabby", "paw", "fur", "mouse"]
 MONEY = ["bank", "loan", "interest", "stock", "bond", "dividend", "credit", "market", "tax", "invoice"]

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from datatrove.data import Document
 
-from winnow.filters.language import (
-    LanguageSelector,
-    default_lid_model,
-    identify,
-    load_fasttext,
-    precheck_language,
-    rough_visible_text,
-)
+from winnow.extract.prepass import prepass, visible_text
+from winnow.filters.fasttext_models import default_lid_model, identify, load_fasttext, precheck_language
+from winnow.filters.language import LanguageSelector
 from winnow.pipeline.demo_data import OTHER_LANGUAGES, page
 
 ENGLISH = [
@@ -24,17 +19,19 @@ ENGLISH = [
 
 def test_visible_text_drops_markup_scripts_and_styles() -> None:
     html = "<html><head><style>p{color:red}</style><script>var x = '<p>no</p>';</script></head>"
-    html += "<body><!-- hidden --><p>Hello <b>world</b></p></body></html>"
-    assert rough_visible_text(html).split() == ["Hello", "world"]
+    html += "<body><!-- hidden --><p>Hello\n <b>world</b></p></body></html>"
+    assert visible_text(html, 100) == "Hello world"
+    assert visible_text(html, 3) == "Hel"
+    assert prepass(html, text_chars=100).visible_text == "Hello world"  # the pre-pass gives the same text
 
 
 def test_precheck_rejects_other_languages_but_not_english_with_foreign_frame() -> None:
     model = load_fasttext(str(default_lid_model()))
-    german = page("Nachrichten", OTHER_LANGUAGES["de"].split("\n"), "news.example.org", "de")
+    german = visible_text(page("Nachrichten", OTHER_LANGUAGES["de"].split("\n"), "news.example.org", "de"), 10_000)
     assert precheck_language(model, german, {"en"}, 0.9) is not None
     assert precheck_language(model, german, {"en", "de"}, 0.9) is None
     # an English article whose site frame (title, nav) is German stays for extraction
-    english = page("Startseite Nachrichten Kontakt", ENGLISH, "news.example.org", "de")
+    english = visible_text(page("Startseite Nachrichten Kontakt", ENGLISH, "news.example.org", "de"), 10_000)
     assert precheck_language(model, english, {"en"}, 0.9) is None
 
 

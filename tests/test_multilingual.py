@@ -23,8 +23,8 @@ from datatrove.data import Document
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
 from tests.conftest import WinnowCli
+from winnow.filters.fasttext_models import default_lid_model, identify, load_fasttext
 from winnow.filters.heuristics import DETAIL_KEY
-from winnow.filters.language import default_lid_model, identify, load_fasttext
 from winnow.filters.multilingual import (
     CODE,
     FiltersByLanguage,

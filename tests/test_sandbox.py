@@ -11,12 +11,12 @@ from winnow.pipeline.sandbox import Sandbox, SandboxCrashed, SandboxTimeout
 
 ARTICLE = "<html><body><article>" + "<p>The quick brown fox jumps over the lazy dog again and again.</p>" * 30
 ARTICLE += "</article></body></html>"
-PLAN = {"prepass": True, "min_words": None, "fallback": False}
+PLAN = {"prepass": True, "language": None, "min_words": None, "fallback": False}
 
 
 def extracted(sandbox: Sandbox, options: dict[str, object], url: str | None = None) -> str:
     """The text the worker extracts from ARTICLE (empty when none)."""
-    text, _, _ = sandbox.call(ARTICLE, url, options, PLAN)
+    text = sandbox.call(ARTICLE, url, options, PLAN)["text"]
     return text or ""
 
 

@@ -92,7 +92,7 @@ import importlib.util, random, sys
 for generic in ("pipeline", "filters", "mixers", "ocr"):
     assert importlib.util.find_spec(generic) is None, f"{generic} is importable from the install"
 import fasttext
-from winnow.filters.language import default_lid_model, identify, load_fasttext
+from winnow.filters.fasttext_models import default_lid_model, identify, load_fasttext
 rng = random.Random(0)
 words = {"pets": ["cat", "kitten", "purr", "paw"], "money": ["bank", "loan", "stock", "tax"]}
 lines = [f"__label__{k} " + " ".join(rng.choice(v) for _ in range(8)) for _ in range(200) for k, v in words.items()]

@@ -226,7 +226,7 @@ def _language_identifier(templates: dict[str, Template]) -> Any:
     """fastText language ID when some template checks the language, else None."""
     if not any(t.postprocess.language for t in templates.values()):
         return None
-    from winnow.filters.language import default_lid_model, identify, load_fasttext
+    from winnow.filters.fasttext_models import default_lid_model, identify, load_fasttext
 
     model = load_fasttext(str(default_lid_model()))
     return lambda text: identify(model, text)
