@@ -19,7 +19,10 @@ WARCs; AEB pages are repeated under new URLs if fewer than ``--min-pages`` pages
   * ``winnow_extract``: winnow's default extract stage alone (reading, URL filter, extraction,
     language ID), local executor, 1 task;
   * ``winnow_stage``: winnow's default extract and heuristics stages.
-  ``extract_only_ratio`` compares the two extract runs, ``stage_ratio`` the two stage runs.
+  ``extract_only_ratio`` compares the two extract runs, ``stage_ratio`` the two stage runs. The machine's
+  speed drifts by tens of percent over minutes (a shared VM), so the four runs are repeated
+  (``--rounds``, default 3), the order within each pair alternating from round to round, and each ratio
+  is the median of the rounds' ratios.
 - extraction quality: mean bag-of-words F1 (:mod:`winnow.extract.evaluation`) on each ground-truth
   set (AEB: 181 pages, CleanEval dev: 58), every page of the set whatever the input sample; winnow's
   texts come from its extract stage (default settings) run on those pages alone with language
@@ -36,6 +39,8 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -319,6 +324,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="winnow's stages.extract settings as JSON, to measure a lever (e.g. '{\"prepass\": false}'); "
         "default: none, winnow's defaults",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="rounds of the four runs (default 3, --quick 1); the ratios are the medians of the rounds' ratios",
+    )
     parser.add_argument("--keep", type=Path, help="build the input and outputs here and keep them")
     parser.add_argument("--side", choices=SIDES, help="internal: run one side (child process)")
     parser.add_argument("--warc", type=Path, help="internal: the input WARC of --side")
@@ -328,21 +338,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def report(
     n: int,
-    timings: dict[str, Timing],
+    timings: dict[str, list[Timing]],
     f1: dict[str, dict[str, float]],
     steps: dict[str, list[tuple[str, float]]],
     kept: dict[str, set[str]],
     counts: dict[str, float],
     settings: dict[str, Any],
 ) -> str:
-    rate = {side: n / t.cpu_s for side, t in timings.items()}
+    rounds = len(timings["winnow_extract"])
+    median = {
+        side: Timing(statistics.median(t.cpu_s for t in ts), statistics.median(t.wall_s for t in ts))
+        for side, ts in timings.items()
+    }
+    rate = {side: n / t.cpu_s for side, t in median.items()}
+    ratios = {
+        kind: [d.cpu_s / w.cpu_s for d, w in zip(timings[f"datatrove_{kind}"], timings[f"winnow_{kind}"], strict=True)]
+        for kind in ("extract", "stage")
+    }
     c = ExtractConfig(**settings)
     print(f"\n{n} HTML pages, one WARC; each run in its own child process (CPU = user+sys of its tree)")
+    print(f"{rounds} round(s) of the four runs, each pair's order alternating; medians over the rounds")
     print("datatrove trafilatura: favor_precision=True, fallback on (fast=False), deduplicate=True")
     print(f"winnow trafilatura:    focus={c.focus}, fallback={c.fallback}, prepass={c.prepass}, deduplicate=False\n")
     print(f"{'run':<18} {'CPU s':>8} {'wall s':>8} {'pages/CPU-s':>12} {'kept':>6}")
-    for side, t in timings.items():
+    for side, t in median.items():
         print(f"{side:<18} {t.cpu_s:>8.2f} {t.wall_s:>8.2f} {rate[side]:>12.2f} {len(kept[side]):>6}")
+    for kind, values in ratios.items():
+        print(f"winnow/datatrove pages per CPU-second, {kind}, by round: " + ", ".join(f"{v:.2f}" for v in values))
     print(f"\n{'F1 (bag of words)':<18} " + " ".join(f"{name:>10}" for name in f1["winnow"]))
     for side, scores in f1.items():
         print(f"{side:<18} " + " ".join(f"{v:>10.4f}" for v in scores.values()))
@@ -357,9 +379,11 @@ def report(
         f"\nkept by the stage: datatrove {len(kept['datatrove_stage'])}, winnow {len(kept['winnow_stage'])}, "
         f"both {len(both)} (the same page in {len(both) / max(len(union), 1):.1%} of cases)"
     )
-    extract_ratio = rate["winnow_extract"] / rate["datatrove_extract"]
-    stage_ratio = rate["winnow_stage"] / rate["datatrove_stage"]
-    print(f"\nwinnow/datatrove pages per CPU-second: extraction {extract_ratio:.2f}x, stage {stage_ratio:.2f}x")
+    extract_ratio, stage_ratio = statistics.median(ratios["extract"]), statistics.median(ratios["stage"])
+    print(
+        f"\nwinnow/datatrove pages per CPU-second (median of the rounds): extraction {extract_ratio:.2f}x, "
+        f"stage {stage_ratio:.2f}x"
+    )
     fields = [f"extract_only_ratio={extract_ratio:.2f}", f"stage_ratio={stage_ratio:.2f}"]
     for name in f1["winnow"]:
         fields += [f"winnow_f1_{name}={f1['winnow'][name]:.4f}", f"datatrove_f1_{name}={f1['datatrove'][name]:.4f}"]
@@ -398,11 +422,15 @@ def main(argv: list[str] | None = None) -> int:
             gold = {name: set_[:: args.quick_gold_step] for name, set_ in gold.items()}
         warc = write_input(pages, base / "input" / "pages.warc.gz")
         print(f"input: {len(pages)} HTML pages ({warc.stat().st_size / 1e6:.1f} MB) -> {warc}", flush=True)
-        timings, steps = {}, {}
-        for side in SIDES:
-            print(f"running {side} ...", flush=True)
-            timings[side] = measure(side, warc, base / side, args.timeout, args.extract_settings)
-            steps[side] = load_steps(base / side, side)
+        timings: dict[str, list[Timing]] = {side: [] for side in SIDES}
+        rounds = args.rounds or (1 if args.quick else 3)
+        for round_ in range(rounds):  # the machine's speed drifts: alternate who runs first in each pair
+            order = SIDES if round_ % 2 == 0 else tuple(SIDES[i ^ 1] for i in range(len(SIDES)))
+            for side in order:
+                print(f"round {round_ + 1}/{rounds}: running {side} ...", flush=True)
+                shutil.rmtree(base / side, ignore_errors=True)
+                timings[side].append(measure(side, warc, base / side, args.timeout, args.extract_settings))
+        steps = {side: load_steps(base / side, side) for side in SIDES}
         sizes = ", ".join(f"{name} {len(set_)}" for name, set_ in gold.items())
         print(f"extraction quality on the ground-truth sets ({sizes} pages) ...", flush=True)
         f1 = {
