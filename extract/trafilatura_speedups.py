@@ -16,7 +16,8 @@ figures); a test extracts the shared pages with and without them and compares th
 
 Both are installed only on the trafilatura release and the function source they were checked against
 (:data:`CHECKED_VERSION`, :data:`CHECKED_SOURCE_SHA256`); on any other, nothing is patched and a
-warning says so (extraction stays correct, only slower).
+warning says so in the task's log (:class:`~winnow.pipeline.sandbox.WorkerWarning`; extraction stays correct,
+only slower).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import trafilatura
 from lxml import etree
 from lxml.html import HtmlComment, HtmlElement, HtmlElementClassLookup, HtmlEntity, HtmlProcessingInstruction
 from trafilatura import htmlprocessing, main_extractor, utils
+
+from winnow.pipeline.sandbox import WorkerWarning
 
 CHECKED_VERSION = "2.3.1"
 CHECKED_SOURCE_SHA256 = "4731f8e24ef86449c2714a6257d2ff892ff12a6a3d544d7ca87d6536fab29915"
@@ -89,6 +92,7 @@ def install() -> bool:
         warnings.warn(
             f"trafilatura {trafilatura.__version__} is not the release winnow's extraction speedups were checked "
             f"against ({CHECKED_VERSION}): extracting without them (same output, slower)",
+            WorkerWarning,
             stacklevel=2,
         )
         return False

@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +34,11 @@ class SandboxTimeout(Exception):
 
 class SandboxCrashed(Exception):
     """The worker process died while handling the input (memory cap, segfault)."""
+
+
+class WorkerWarning(UserWarning):
+    """A note the worker's function gives while it is imported (its stderr is not kept): raised again in
+    the parent, so it reaches the task's log."""
 
 
 class Sandbox:
@@ -108,10 +114,12 @@ class Sandbox:
         )
         self.restarts += 1
         try:  # the per-input timeout starts once the child has imported the function and said so
-            _read_frame(self._proc.stdout.fileno(), time.monotonic() + STARTUP_TIMEOUT_S)
+            _, notes = _read_frame(self._proc.stdout.fileno(), time.monotonic() + STARTUP_TIMEOUT_S)
         except (TimeoutError, EOFError, OSError) as exc:
             code = self._kill()
             raise SandboxCrashed(f"worker for {self.function} died while starting (exit code {code}): {exc}") from None
+        for note in notes:
+            warnings.warn(f"{self.function}: {note}", WorkerWarning, stacklevel=2)
 
     def _kill(self) -> int | None:
         proc, self._proc = self._proc, None
@@ -159,10 +167,15 @@ def _worker(function: str) -> None:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything a library prints goes to stderr, never into the frame stream
 
+    # run as ``python -m`` this module is __main__: the class a worker's function warns with is the package's
+    from winnow.pipeline.sandbox import WorkerWarning as NoteClass
+
     module, _, name = function.partition(":")
-    target = getattr(importlib.import_module(module), name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NoteClass)
+        target = getattr(importlib.import_module(module), name)
     logging.disable(logging.CRITICAL)
-    _write_frame(out, ("ready", None))
+    _write_frame(out, ("ready", [str(w.message) for w in caught if issubclass(w.category, NoteClass)]))
     fd = sys.stdin.fileno()
     while True:
         try:
