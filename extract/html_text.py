@@ -57,6 +57,7 @@ def extract_page(html: str, url: str | None, options: dict[str, Any], plan: dict
     (a :class:`LanguageCheck` or None), ``min_words`` (reject below this bound without extracting; None:
     never) and ``fallback`` (True, False or ``"auto"``, the cascade; auto needs the pre-pass)."""
     words = visible = None
+    sample = ""
     check: LanguageCheck | None = plan["language"]
     text_chars = PRECHECK_CHARS if check else 0
     if plan["prepass"]:
