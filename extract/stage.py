@@ -19,6 +19,7 @@ rejected as ``revisit``.
 from __future__ import annotations
 
 import codecs
+import os
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -148,6 +149,14 @@ class HtmlExtractor(PipelineStep):
         return check
 
     @property
+    def worker_memory_mb(self) -> int:
+        """The extraction worker's address-space cap: ``memory_limit_mb`` for the page, plus the language
+        model's file size when the worker checks languages (a GlotLID model is 1.6 GB)."""
+        check = self.language_check
+        model_mb = -(-os.path.getsize(check["model"]) // (1 << 20)) if check else 0
+        return self.config.memory_limit_mb + model_mb
+
+    @property
     def trafilatura_options(self) -> dict[str, Any]:
         c = self.config
         return {
@@ -166,7 +175,7 @@ class HtmlExtractor(PipelineStep):
         with (
             OutcomeWriter(self.layout, "extract") as rejects,
             OutcomeWriter(self.layout, "extract", kind="errors") as errors,
-            Sandbox(TRAFILATURA, c.timeout_s, c.memory_limit_mb) as sandbox,
+            Sandbox(TRAFILATURA, c.timeout_s, self.worker_memory_mb) as sandbox,
         ):
             for doc in data:
                 payload: bytes = doc.metadata.pop("payload", None) or b""

@@ -255,7 +255,9 @@ class ExtractConfig(Strict):
 
     timeout_s: float = Field(5.0, gt=0, description="per-document extraction timeout")
     max_html_bytes: int = Field(5_000_000, ge=1024, description="larger pages are rejected (too_large)")
-    memory_limit_mb: int = Field(2048, ge=256, description="address-space cap of the extraction worker")
+    memory_limit_mb: int = Field(
+        2048, ge=256, description="address-space cap of the extraction worker (plus the language model's file size)"
+    )
     focus: Literal["recall", "balanced", "precision"] = Field(
         "recall", description="trafilatura's mode: favor_recall, neither, or favor_precision (FineWeb's)"
     )

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from datatrove.data import Document
 
 from winnow.extract.prepass import prepass, visible_text
+from winnow.extract.stage import HtmlExtractor
 from winnow.filters.fasttext_models import default_lid_model, identify, load_fasttext, precheck_language
 from winnow.filters.language import LanguageSelector
 from winnow.pipeline.demo_data import OTHER_LANGUAGES, page
+from winnow.pipeline.manifest import ExtractConfig, LanguageConfig
+from winnow.pipeline.outcomes import StageLayout
 
 ENGLISH = [
     "The city library stays open on every weekday during the summer holidays, and anyone who wants to "
@@ -63,3 +68,14 @@ def test_language_rejects_explain_themselves() -> None:
     assert selector.filter(unsure) == (False, "low_language_score")
     assert unsure.metadata[DETAIL_KEY] == "language_score=0.412<0.65"
     assert selector.filter(sure) is True and DETAIL_KEY not in sure.metadata
+
+
+def test_the_extraction_workers_cap_includes_the_language_model(tmp_path: Path) -> None:
+    """The pre-check loads the model in the extraction worker: its address-space cap grows by the file's size."""
+    big = tmp_path / "lid.bin"
+    big.write_bytes(b"\0" * (3 * (1 << 20) + 1))  # 3 MB and a byte: 4 MB more
+    layout = StageLayout(tmp_path, "extract", 1 << 20)
+    checked = HtmlExtractor(ExtractConfig(memory_limit_mb=1000, language=LanguageConfig(model=str(big))), layout)
+    assert checked.worker_memory_mb == 1004
+    every_language = ExtractConfig(memory_limit_mb=1000, language=LanguageConfig(model=str(big), keep=None))
+    assert HtmlExtractor(every_language, layout).worker_memory_mb == 1000  # no check, no model in the worker
