@@ -1,9 +1,10 @@
-"""The HTML pre-pass before trafilatura: one lexbor parse (selectolax) that bounds the page's words and
-hands trafilatura a smaller, well-formed document.
+"""The HTML pre-pass before trafilatura: one lexbor parse (selectolax) that bounds the page's words, gives
+the visible text the language check reads, and hands trafilatura a smaller, well-formed document.
 
-Owns: :func:`prepass` and the word bound it computes. The page is parsed once by lexbor (an HTML5
-parser in C); scripts (except ``application/ld+json``, whose article bodies trafilatura's baseline
-reads), styles and comments go, then the text that is left is measured, then elements trafilatura
+Owns: :func:`prepass` and the word bound it computes, and :func:`visible_text` for a page that is not
+pre-passed. The page is parsed once by lexbor (an HTML5 parser in C); scripts (except
+``application/ld+json``, whose article bodies trafilatura's baseline reads), styles and comments go,
+then the text that is left is measured (and its start kept for the language check), then elements trafilatura
 deletes unread anyway (``noscript``, ``template``, ``svg``, ``iframe``, ``object``, ``embed``,
 ``link``, ``meta``) go, then the containers its tree cleaning deletes (``nav``, ``aside``,
 ``footer``, form controls, media: :data:`CLEANED`, trafilatura's ``MANUALLY_CLEANED`` less ``form``,
