@@ -69,7 +69,7 @@ def extract_page(html: str, url: str | None, options: dict[str, Any], plan: dict
         other = precheck_language(load_fasttext(check["model"]), sample, check["keep"], check["min_score"])
         if other:
             return PageOutcome(text=None, how="language_precheck", words=words, language=other)
-    if plan["prepass"] and plan["min_words"] is not None and words is not None and words < plan["min_words"]:
+    if words is not None and plan["min_words"] is not None and words < plan["min_words"]:  # words: pre-passed
         return PageOutcome(text=None, how="too_few_words", words=words, language=None)
     fallback = plan["fallback"]
     text = trafilatura.extract(html, url=url, output_format="txt", fast=fallback is not True, **options)

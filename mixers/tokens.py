@@ -165,12 +165,11 @@ class SampleTokenizerText(TaskStep):
         self.share = sample_share(self.files, config.tokenizer_sample_mb * 1024 * 1024)
 
     def work_task(self, progress: TaskProgress, rank: int, world_size: int) -> None:
-        share = self.share
         kept: dict[str, list[Any]] = {"h": [], "id": [], "text": []}
         for file in self.files[rank::world_size]:
             for ids, texts in _id_batches(file):
                 hashes = [sample_hash(i) for i in ids]
-                chosen = [k for k, h in enumerate(hashes) if h < share]
+                chosen = [k for k, h in enumerate(hashes) if h < self.share]
                 for k, text in zip(chosen, texts(chosen), strict=True):
                     if text:
                         kept["h"].append(hashes[k])
@@ -181,7 +180,7 @@ class SampleTokenizerText(TaskStep):
         target = sample_dir(self.layout) / f"part-{rank:05d}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
-        table = pa.table(kept, SAMPLE_SCHEMA.with_metadata({"share": repr(share)}))
+        table = pa.table(kept, SAMPLE_SCHEMA.with_metadata({"share": repr(self.share)}))
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, target)
 
