@@ -15,7 +15,9 @@ and the runs are ordered by geometry:
    gutter through it and the pieces meet again on their line.
 2. Blocks (recursive XY-cut): a region is cut at its widest empty gap, a vertical gutter (left part
    read first) or a horizontal one (top part first). Column gutters are wider than line spacing, so
-   each column is read whole; titles and full-width figures close a band of columns.
+   each column is read whole; titles and full-width figures close a band of columns. A table (a region
+   whose characters are mostly in short runs, its cells) is cut first at a gap of most of a line
+   between its row groups, and each group read by its columns, as pdftotext reads it.
 3. Lines: within a block, runs whose boxes overlap vertically by half the smaller one and not
    horizontally form a line, read left to right (a run made tall by one large glyph does not pull the
    line above into its own).
@@ -31,6 +33,7 @@ import itertools
 import math
 import operator
 import re
+import statistics
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
@@ -42,6 +45,10 @@ import pypdfium2.raw as pdfium_c
 
 MIN_GUTTER_PT = 6.0  # narrowest gap between two columns (wider than a word space at body sizes)
 GUTTER_BIN_PT = 3.0  # resolution of the search for column gutters across a page
+# A table (most of a region's characters in runs of at most TABLE_CELL_CHARS) is cut at a horizontal gap of
+# ROW_GROUP_EM line heights before any column gutter: read in its row groups, as pdftotext reads it
+TABLE_CELL_CHARS = 30
+ROW_GROUP_EM = 0.8
 SPLIT_GAP_EM = 0.8  # a gap this many line heights (ascent to descent) wide inside a pdfium line may be a gutter
 LINE = re.compile(r"([^\r\n\ufffe]*\ufffe?)(?:\r\n|\r|\n)?")
 SOFT_HYPHENS = str.maketrans({"\x02": "-", "\ufffe": "-", "\u00ad": "-", "\x00": None})  # pdfium's hyphen marks
@@ -414,8 +421,9 @@ def xy_cut(runs: list[Run]) -> list[list[Run]]:
     A region is cut at its widest gap: a vertical gutter at least MIN_GUTTER_PT wide that no run
     crosses (left part read first: columns), or a horizontal gap that no run crosses (top part read
     first). Column gutters are wider than the space between lines, so columns are split before their
-    lines; a title, or the gap between rows of a grid, that is wider than the gutter is cut first. A
-    region with neither, or that is a single line, is one block."""
+    lines; a title, or the gap between rows of a grid, that is wider than the gutter is cut first, and so
+    is a table's gap between row groups (:func:`_row_group_gap`). A region with neither, or that is a
+    single line, is one block."""
     blocks: list[list[Run]] = []
     if runs:
         _cut(sorted(runs, key=operator.itemgetter(1)), sorted(runs, key=operator.itemgetter(0)), blocks)
@@ -434,7 +442,11 @@ def _cut(by_bottom: list[Run], by_left: list[Run], blocks: list[list[Run]]) -> N
         blocks.append(by_bottom)  # one line ("157." beside its text): its pieces are read as a line, not columns
         return
     column = _widest_gap(by_left, 0, 2)  # left, right
-    if column[1] - column[0] >= MIN_GUTTER_PT and column[1] - column[0] >= row[1] - row[0]:
+    if (
+        column[1] - column[0] >= MIN_GUTTER_PT
+        and column[1] - column[0] >= row[1] - row[0]
+        and not _row_group_gap(by_bottom, row[1] - row[0])
+    ):
         x = (column[0] + column[1]) / 2
         _cut([r for r in by_bottom if r.middle_x < x], [r for r in by_left if r.middle_x < x], blocks)
         _cut([r for r in by_bottom if r.middle_x >= x], [r for r in by_left if r.middle_x >= x], blocks)
@@ -444,6 +456,20 @@ def _cut(by_bottom: list[Run], by_left: list[Run], blocks: list[list[Run]]) -> N
         _cut([r for r in by_bottom if r.middle <= y], [r for r in by_left if r.middle <= y], blocks)
     else:
         blocks.append(by_bottom)
+
+
+def _row_group_gap(runs: list[Run], gap: float) -> bool:
+    """Whether a horizontal gap ``gap`` high separates row groups of a table: most of the region's characters
+    are in short runs (cells, not lines of prose) and the gap is at least ROW_GROUP_EM line heights (the
+    median run's)."""
+    if gap <= 0:
+        return False
+    short = total = 0
+    for run in runs:
+        total += len(run.text)
+        if len(run.text) <= TABLE_CELL_CHARS:
+            short += len(run.text)
+    return 2 * short >= total and gap >= ROW_GROUP_EM * statistics.median(r.height for r in runs)
 
 
 def lines_of(runs: list[Run]) -> list[tuple[str, float]]:

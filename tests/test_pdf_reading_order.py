@@ -120,3 +120,31 @@ def test_a_superscript_note_mark_is_not_glued_to_the_word_after_it() -> None:
         "† Allen Institute for AI",
         "3D printing of the corpus",
     ]
+
+
+def _results_table(top: float, group: str, datasets: list[str], score: int) -> list[tuple[float, float, str]]:
+    """One row group of a results table: the group's label beside its first row, then dataset and two scores
+    (from ``score`` on, each its own)."""
+    rows: list[tuple[float, float, str]] = [(72, top, group)]
+    for i, dataset in enumerate(datasets):
+        y = top - 11 * i
+        rows += [(130, y, dataset), (300, y, f"{score + i}.01"), (350, y, f"{score + i}.02")]
+    return rows
+
+
+def test_a_table_is_read_in_its_row_groups() -> None:
+    """1903.10676's results table: a group label column ("Bio", "CS") left of the rows, the groups a line apart.
+    Its widest gap is the label column's gutter, so the labels of every group were read first and each group's
+    scores far from its rows; pdftotext reads the table group by group."""
+    bio = _results_table(700, "Bio", ["BC5CDR", "JNLPBA", "ChemProt"], 60)
+    cs = _results_table(700 - 3 * 11 - 9, "CS", ["SciERC", "ACL-ARC"], 70)
+    lines = _text(text_pdf([bio + cs], font_size=9)).splitlines()
+    assert max(lines.index(text) for _, _, text in bio) < min(lines.index(text) for _, _, text in cs)
+
+
+def test_prose_columns_with_a_gap_across_both_are_still_read_column_by_column() -> None:
+    """Two columns of prose whose paragraph breaks fall at the same height (a blank line across the page):
+    lines of prose are no table cells, so each column is still read whole."""
+    left = [(72, 700 - 14 * i - (14 if i >= 4 else 0), text) for i, text in enumerate(LEFT)]
+    right = [(330, 700 - 14 * i - (14 if i >= 4 else 0), text) for i, text in enumerate(RIGHT)]
+    assert _text(text_pdf([left + right])).splitlines() == LEFT + RIGHT
