@@ -2,16 +2,17 @@
 
 What it measures, on the shared PDFs (``--shared-data``/pdf; exit 2 when absent):
 
-1. Text-layer pages: every page of papermage's 13 born-digital papers. winnow: ``winnow.ocr.document.process_pdf``
-   with ``engine: text-layer`` in this process — triage (text statistics, image coverage), the
-   reading-order text layer (pypdfium2 + XY-cut) and cleanup, i.e. all the per-page work of the
-   stage. Peer: ``pdftotext`` (poppler, its default reading-order mode) on each file, as a child
-   process. ``*_pages_per_cpu_s``: pages / CPU-seconds (user+sys; this process's for winnow, the
-   reaped children's for the peer), each side's fastest of ``--repeat`` alternating runs (single runs
-   of pdftotext varied by 40% here). ``text_ratio`` = winnow / pdftotext (target >= 1: pdfium's cost to
-   open a page is a floor). Beside it, what the text layer reads against pdftotext's text of the same
-   papers (``winnow.ocr.evaluation``): ``text_bow_f1_min``/``_mean`` (bag of words), ``text_5gram_f1_min``/
-   ``_mean`` (order-sensitive) and the mid-line hyphen splits each leaves (``splits``, ``pdftotext_splits``).
+1. Text-layer pages: every page of the 9 born-digital papers in papermage's test fixtures. winnow:
+   ``winnow.ocr.document.process_pdf`` with ``engine: text-layer`` in this process — triage (text
+   statistics, image coverage), the reading-order text layer (pypdfium2 + XY-cut) and cleanup, i.e. all
+   the per-page work of the stage. Peer: ``pdftotext`` (poppler, its default reading-order mode) on each
+   file, as a child process. ``*_pages_per_cpu_s``: pages / CPU-seconds (user+sys; this process's for
+   winnow, the reaped children's for the peer), each side's fastest of ``--repeat`` alternating runs
+   (single runs of pdftotext varied by 40% here). ``text_ratio`` = winnow / pdftotext (target >= 1:
+   pdfium's cost to open a page is a floor). Beside it, what the text layer reads against pdftotext's
+   text of the same papers (``winnow.ocr.evaluation``): ``text_bow_f1_min``/``_mean`` (bag of words),
+   ``text_5gram_f1_min``/``_mean`` (order-sensitive) and the mid-line hyphen splits each leaves
+   (``splits``, ``pdftotext_splits``).
 2. OCR pages: every page of ``derived_rasterized_scans`` (real papers rendered image-only, clean at
    200 dpi and degraded at 150 dpi, ground truth = pdftotext of the originals). winnow: the same
    call with the default engine chain (tesseract through tesserocr, one thread, rendering at the
