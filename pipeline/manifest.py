@@ -290,7 +290,11 @@ class TriageConfig(Strict):
     min_text_chars: int = Field(32, ge=1, description="fewer text-layer characters (not spaces) route to OCR")
     min_alnum_share: float = Field(0.5, ge=0, le=1, description="a text layer with fewer letters/digits is junk")
     max_replacement_share: float = Field(
-        0.02, ge=0, le=1, description="more U+FFFD (broken font maps) than this share routes to OCR"
+        0.1,
+        ge=0,
+        le=1,
+        description="more U+FFFD (broken font maps) than this share of the characters routes to OCR (a page of "
+        "math whose symbols have no Unicode keeps its text layer)",
     )
     image_page_coverage: float = Field(
         0.5, gt=0, le=1, description="a page this much covered by images is a scan unless its text is dense"

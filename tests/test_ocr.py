@@ -98,6 +98,9 @@ def test_triage_routes_pages_by_what_they_hold() -> None:
     assert route(text, config) == "text-layer"
     broken_fonts = PageFacts(900, 0.8, 0.3, 0.0, None, None)
     assert route(broken_fonts, config) == "ocr"
+    # index-list-out-of-range's pages 5-6 (papermage): math symbols without Unicode, the words intact
+    math = PageFacts(3100, 0.88, 0.058, None, None, None)
+    assert route(math, config) == "text-layer"
     scan = PageFacts(0, 0.0, 0.0, 1.0, 200.0, None)
     assert route(scan, config) == "ocr"
     stamped_scan = PageFacts(80, 0.9, 0.0, 0.98, 300.0, None)  # a scan with a little text laid over it
