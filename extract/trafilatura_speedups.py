@@ -13,14 +13,13 @@ figures); a test extracts the shared pages with and without them and compares th
    written in Python, called for every element proxy trafilatura touches. Its parser gets lxml's C
    default lookup with the same base classes (``HtmlElement``, ``HtmlComment``...) instead; trafilatura
    uses none of the per-tag classes' methods.
-3. ``OVERALL_DISCARD_XPATH``'s two expressions test ``@id``, ``@class`` and ``@style`` with EXSLT's
-   ``re:test``, which lxml runs as a Python callback, three per element of the tree. :func:`discarded_boxes`
-   and :func:`discarded_hidden` select the same elements in the same order by looping over the elements
-   once with the same regular expressions (XPath's ``@id|@class`` is the first of the two in the element's
-   own attribute order).
+3. Seven of trafilatura's XPath expressions (the boilerplate and hidden-element discards, comment sections,
+   appended articles, three of the body searches) test attributes with EXSLT's ``re:test``, which lxml
+   runs as Python callbacks on every element; :mod:`winnow.extract.trafilatura_matchers` selects the
+   same elements looping over the tree once, and its matchers take the expressions' places.
 
 All are installed only on the trafilatura release, the function source and the expressions they were
-checked against (:data:`CHECKED_VERSION`, :data:`CHECKED_SOURCE_SHA256`, :data:`CHECKED_DISCARD_SHA256`);
+checked against (:data:`CHECKED_VERSION`, :data:`CHECKED_SOURCE_SHA256`, :data:`CHECKED_EXPRESSIONS_SHA256`);
 on any other, nothing is patched and a warning says so in the task's log
 (:class:`~winnow.pipeline.sandbox.WorkerWarning`; extraction stays correct, only slower).
 """
@@ -29,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import re
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -39,24 +37,13 @@ from lxml import etree
 from lxml.html import HtmlComment, HtmlElement, HtmlElementClassLookup, HtmlEntity, HtmlProcessingInstruction
 from trafilatura import htmlprocessing, main_extractor, utils, xpaths
 
+from winnow.extract import trafilatura_matchers
 from winnow.pipeline.sandbox import WorkerWarning
 
 CHECKED_VERSION = "2.3.1"
 CHECKED_SOURCE_SHA256 = "4731f8e24ef86449c2714a6257d2ff892ff12a6a3d544d7ca87d6536fab29915"
-CHECKED_DISCARD_SHA256 = "90fe7cbe71fb424ac24d9a9fb6f88a6ac257c7d83a8ff01187f5fc19a899bf05"
+CHECKED_EXPRESSIONS_SHA256 = "9424a8a6da9af91fa8fdfe6307dea43d82e55aab56cdf79a16b0a23694c061a3"
 _original_prune = htmlprocessing.prune_unwanted_nodes
-_original_discard = list(xpaths.OVERALL_DISCARD_XPATH)
-
-# The regular expressions of OVERALL_DISCARD_XPATH, built as trafilatura builds them (checked by the digest)
-_CONSENT = re.compile(xpaths._alt(xpaths._CONSENT_ID_CLASS_TOKENS))
-_BOX_ID = re.compile(xpaths._alt(xpaths._OVERALL_DISCARD_BOTH_TOKENS + xpaths._OVERALL_DISCARD_ID_TOKENS))
-_BOX_CLASS = re.compile(xpaths._alt(xpaths._OVERALL_DISCARD_BOTH_TOKENS + xpaths._OVERALL_DISCARD_CLASS_TOKENS))
-_HIDDEN = re.compile("hidden")
-_HIDDEN_ID = re.compile("reader-comments|akismet")
-_HIDDEN_CLASS = re.compile(
-    "^hide-|comments-title|nocomments|-reply-|message|akismet|suggest-links|-hide-|hide-print| hidden| hide|noprint|"
-    "notloaded"
-)
 
 
 def outermost(matches: Iterable[Any]) -> list[Any]:
@@ -98,65 +85,6 @@ def prune_unwanted_nodes(tree: HtmlElement, nodelist: Sequence[etree.XPath], wit
     return tree
 
 
-def _first_of(element: HtmlElement, keys: list[str], one: str, other: str) -> str:
-    """XPath's string of ``@one|@other``: the value of whichever comes first in the element's attributes."""
-    for key in keys:
-        if key in (one, other):
-            return element.get(key)
-    return ""
-
-
-def discarded_boxes(tree: HtmlElement) -> list[HtmlElement]:
-    """``OVERALL_DISCARD_XPATH[0]``: the div, item, list, p, section and span boxes below ``tree`` whose
-    attributes name boilerplate (navigation, consent, sharing, ads...), in document order."""
-    found = []
-    for element in tree.iterdescendants("div", "item", "list", "p", "section", "span"):
-        keys = element.keys()
-        if not keys:
-            continue
-        role = element.get("role") or ""
-        component = element.get("data-component") or ""
-        if (
-            "data-lp-replacement-content" in keys
-            or "nav" in role.replace("N", "n")
-            or "MostPopularStories" in component
-            or _CONSENT.search(_first_of(element, keys, "id", "class"))
-            or _BOX_ID.search(element.get("id") or "")
-            or _BOX_CLASS.search(element.get("class") or "")
-        ):
-            found.append(element)
-    return found
-
-
-def discarded_hidden(tree: HtmlElement) -> list[HtmlElement]:
-    """``OVERALL_DISCARD_XPATH[1]``: the elements below ``tree`` that are hidden or comment furniture, in
-    document order."""
-    found = []
-    for element in tree.iterdescendants(etree.Element):
-        keys = element.keys()
-        if not keys:
-            continue
-        style = element.get("style") or ""
-        class_ = element.get("class") or ""
-        if (
-            class_ == "comments-title"
-            or _first_of(element, keys, "id", "class").startswith("reply-")
-            or _HIDDEN.search(_first_of(element, keys, "id", "style"))
-            or "display:none" in style
-            or "display: none" in style
-            or _HIDDEN_ID.search(element.get("id") or "")
-            or _HIDDEN_CLASS.search(class_)
-            or element.get("aria-hidden") == "true"
-        ):
-            found.append(element)
-    return found
-
-
-def discard_digest() -> str:
-    """The digest of trafilatura's OVERALL_DISCARD_XPATH expressions (as first imported)."""
-    return hashlib.sha256("\n".join(expression.path for expression in _original_discard).encode()).hexdigest()
-
-
 def _source_digest() -> str:
     return hashlib.sha256(inspect.getsource(_original_prune).encode()).hexdigest()
 
@@ -168,7 +96,7 @@ def install() -> bool:
     checked = (
         trafilatura.__version__ == CHECKED_VERSION
         and _source_digest() == CHECKED_SOURCE_SHA256
-        and discard_digest() == CHECKED_DISCARD_SHA256
+        and trafilatura_matchers.expressions_digest() == CHECKED_EXPRESSIONS_SHA256
     )
     if not checked or main_extractor.prune_unwanted_nodes is not _original_prune:
         warnings.warn(
@@ -179,7 +107,10 @@ def install() -> bool:
         )
         return False
     main_extractor.prune_unwanted_nodes = prune_unwanted_nodes
-    xpaths.OVERALL_DISCARD_XPATH[:] = [discarded_boxes, discarded_hidden]  # the list main_extractor and external hold
+    for name, entries in trafilatura_matchers.MATCHERS.items():  # in place: the lists trafilatura's modules hold
+        expressions = getattr(xpaths, name)
+        for index, matcher in entries.items():
+            expressions[index] = matcher
     utils.HTML_PARSER.set_element_class_lookup(
         etree.ElementDefaultClassLookup(
             element=HtmlElement, comment=HtmlComment, pi=HtmlProcessingInstruction, entity=HtmlEntity
@@ -191,5 +122,6 @@ def install() -> bool:
 def uninstall() -> None:
     """Restore trafilatura's own functions (to compare outputs)."""
     main_extractor.prune_unwanted_nodes = _original_prune
-    xpaths.OVERALL_DISCARD_XPATH[:] = _original_discard
+    for name, expressions in trafilatura_matchers.ORIGINAL.items():
+        getattr(xpaths, name)[:] = expressions
     utils.HTML_PARSER.set_element_class_lookup(HtmlElementClassLookup())

@@ -1,6 +1,6 @@
 """trafilatura's speedups (:mod:`winnow.extract.trafilatura_speedups`) leave its output as it was: the
-outermost-match computation agrees with its definition on a tree with nested matches, the discard matchers
-select what trafilatura's expressions select, and every fourth HTML page of the shared archives and
+outermost-match computation agrees with its definition on a tree with nested matches, the matchers select
+what trafilatura's expressions select, and every fourth HTML page of the shared archives and
 ground-truth sets extracts to the same text with and without them (every twelfth with the fallbacks too)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import trafilatura
 from lxml.etree import XPath
 
 from tests.test_extract_prerejection import SHARED_WARC, shared_html_pages
-from winnow.extract import trafilatura_speedups
+from winnow.extract import trafilatura_matchers, trafilatura_speedups
 from winnow.extract.evaluation import load_aeb, load_cleaneval
 from winnow.extract.stage import decode_html
 
@@ -49,7 +49,7 @@ def test_install_is_idempotent(speedups: None) -> None:
     assert type(parsed.find(".//input")) is lxml.html.HtmlElement  # lxml's C lookup, one class for all
 
 
-# Elements that test each clause of OVERALL_DISCARD_XPATH, and its near misses
+# Elements that test each clause of the replaced expressions, and their near misses
 DISCARD_CASES = (
     "<div id=main class=share-bar>a</div><section class=cookie id=x>b</section><span id=cookie class=x>c</span>"
     "<p class=x id=cookie>d</p><div data-lp-replacement-content>e</div><div role=Navigation>f</div>"
@@ -59,24 +59,44 @@ DISCARD_CASES = (
     "<i style=hidden id=x>p</i><u aria-hidden=true>q</u><u aria-hidden=false>r</u><a class='x hidden'>s</a>"
     "<div class=nav>t<p id=nav-inner>u</p></div><div class=article-body><p>v</p></div><div>w</div>"
 )
+COMMENT_CASES = (
+    "<div id=comments>a</div><ul class=commentlist>b</ul><ol id=disqus_thread>c</ol><section id=disqus_thread>d"
+    "</section><details class=post-comments>e</details><div class=commentary>f</div><span id=comments>g</span>"
+    "<div class=infinite-scroll>h<h1>t</h1></div><aside id=mvp-post-add-box>i<h1>t</h1></aside><div class=x>j</div>"
+)
+BODY_CASES = (
+    "<div class=x><section class=Main-Content>a</section></div><div class=fullText>b</div><div class=articleBody>c"
+    "</div><main role=article>d</main><div class=post>e</div>"
+)
 
 
 @pytest.mark.skipif(not CHECKED, reason="trafilatura is not the release the speedups were checked against")
-def test_discard_matchers_select_what_the_expressions_select() -> None:
-    """:func:`discarded_boxes` and :func:`discarded_hidden` against the XPath expressions they stand for: the
-    same elements in the same order on every clause (``@id|@class`` is the first of them as written), their
-    near misses, and every HTML page of the shared archives and ground-truth sets as trafilatura parses it."""
-    boxes, hidden = trafilatura_speedups._original_discard
-    trees = [lxml.html.fromstring(f"<html><body>{DISCARD_CASES}</body></html>")]
-    assert [e.text for e in boxes(trees[0])] == ["a", "b", "c", "e", "f", "g", "h", "i", "t", "u"]
-    assert [e.text for e in hidden(trees[0])] == ["k", "l", "n", "p", "q", "s"]
+def test_matchers_select_what_the_expressions_select() -> None:
+    """Each matcher of :mod:`winnow.extract.trafilatura_matchers` against the expression it stands for: the same
+    elements in the same order (the body searches: the same first element) on every clause, their near misses
+    (``@id|@class`` is the first of them as written) and every HTML page of the shared archives and AEB's set
+    as trafilatura parses it."""
+    original = trafilatura_matchers.ORIGINAL
+    boxes, hidden = original["OVERALL_DISCARD_XPATH"]
+    cases = lxml.html.fromstring(f"<html><body>{DISCARD_CASES}{COMMENT_CASES}{BODY_CASES}</body></html>")
+    assert [e.text for e in boxes(cases)] == ["a", "b", "c", "e", "f", "g", "h", "i", "t", "u"]
+    assert [e.text for e in hidden(cases)] == ["k", "l", "n", "p", "q", "s"]
+    assert [e.text for e in original["REMOVE_COMMENTS_AND_LISTS_XPATH"][0](cases)] == ["k", "a", "b", "d", "e"]
+    assert [e.text for e in original["RAW_TREE_PRUNE_XPATH"][0](cases)] == ["i"]
+    bodies = [original["BODY_XPATH"][i](cases)[0].get("class") for i in (0, 2, 3)]
+    assert bodies == ["article-body", "fullText", "Main-Content"]
+    trees = [cases]
     if SHARED_WARC.is_dir() and GOLD.is_dir():
         pages = [html for _, html in shared_html_pages()]
         pages += [decode_html(p.html, None)[0] for p in load_aeb(GOLD / "scrapinghub_aeb")]
         trees += [tree for html in pages if (tree := trafilatura.utils.load_html(html)) is not None]
-    for tree in trees:
-        assert trafilatura_speedups.discarded_boxes(tree) == boxes(tree)
-        assert trafilatura_speedups.discarded_hidden(tree) == hidden(tree)
+    for name, entries in trafilatura_matchers.MATCHERS.items():
+        for index, matcher in entries.items():
+            expression = original[name][index]
+            first_only = name == "BODY_XPATH"
+            for tree in trees:
+                expected = expression(tree)
+                assert matcher(tree) == (expected[:1] if first_only else expected), (name, index)
 
 
 @pytest.mark.skipif(not CHECKED, reason="trafilatura is not the release the speedups were checked against")
