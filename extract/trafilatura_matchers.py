@@ -31,7 +31,6 @@ Matcher = Callable[[HtmlElement], list[HtmlElement]]
 _CONSENT = re.compile(xpaths._alt(xpaths._CONSENT_ID_CLASS_TOKENS))
 _BOX_ID = re.compile(xpaths._alt(xpaths._OVERALL_DISCARD_BOTH_TOKENS + xpaths._OVERALL_DISCARD_ID_TOKENS))
 _BOX_CLASS = re.compile(xpaths._alt(xpaths._OVERALL_DISCARD_BOTH_TOKENS + xpaths._OVERALL_DISCARD_CLASS_TOKENS))
-_HIDDEN = re.compile("hidden")
 _HIDDEN_ID = re.compile("reader-comments|akismet")
 _HIDDEN_CLASS = re.compile(
     "^hide-|comments-title|nocomments|-reply-|message|akismet|suggest-links|-hide-|hide-print| hidden| hide|noprint|"
@@ -72,13 +71,18 @@ def discarded_boxes(tree: HtmlElement) -> list[HtmlElement]:
             continue
         role = element.get("role") or ""
         component = element.get("data-component") or ""
+        id_ = element.get("id") or ""
+        class_ = element.get("class") or ""
         if (
             "data-lp-replacement-content" in keys
             or "nav" in role.replace("N", "n")
             or "MostPopularStories" in component
-            or _CONSENT.search(_first_of(element, keys, "id", "class"))
-            or _BOX_ID.search(element.get("id") or "")
-            or _BOX_CLASS.search(element.get("class") or "")
+            or _BOX_ID.search(id_)
+            or _BOX_CLASS.search(class_)
+            or (
+                (_CONSENT.search(id_) or _CONSENT.search(class_))
+                and _CONSENT.search(_first_of(element, keys, "id", "class"))
+            )
         ):
             found.append(element)
     return found
@@ -93,15 +97,19 @@ def discarded_hidden(tree: HtmlElement) -> list[HtmlElement]:
             continue
         style = element.get("style") or ""
         class_ = element.get("class") or ""
+        id_ = element.get("id") or ""
         if (
             class_ == "comments-title"
-            or _first_of(element, keys, "id", "class").startswith("reply-")
-            or _HIDDEN.search(_first_of(element, keys, "id", "style"))
             or "display:none" in style
             or "display: none" in style
-            or _HIDDEN_ID.search(element.get("id") or "")
+            or _HIDDEN_ID.search(id_)
             or _HIDDEN_CLASS.search(class_)
             or element.get("aria-hidden") == "true"
+            or (
+                (id_.startswith("reply-") or class_.startswith("reply-"))
+                and _first_of(element, keys, "id", "class").startswith("reply-")
+            )
+            or (("hidden" in id_ or "hidden" in style) and "hidden" in _first_of(element, keys, "id", "style"))
         ):
             found.append(element)
     return found
