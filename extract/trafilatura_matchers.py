@@ -1,7 +1,8 @@
 """Python matchers that select what trafilatura's slowest XPath expressions select, without EXSLT callbacks.
 
 Owns :data:`MATCHERS` (for each of trafilatura's expression lists, the matchers that stand in for its
-entries) and :func:`expressions_digest` (what they were checked against). The expressions test ``@id``,
+entries), :func:`basic_clean_sections` (for the baseline extractor's cleaning expression) and
+:func:`expressions_digest` (what they were checked against). The expressions test ``@id``,
 ``@class`` and ``@style`` with EXSLT's ``re:test``, which lxml runs as a Python callback for every element
 of the tree, several per element; these walk the elements once and apply the same regular expressions,
 built from trafilatura's own token lists as its expressions are. XPath semantics kept:
@@ -24,7 +25,7 @@ from collections.abc import Callable
 
 from lxml import etree
 from lxml.html import HtmlElement
-from trafilatura import xpaths
+from trafilatura import settings, xpaths
 
 Matcher = Callable[[HtmlElement], list[HtmlElement]]
 
@@ -48,6 +49,8 @@ _STORY_CLASS = re.compile(xpaths._alt(xpaths._STORY_CLASS_TOKENS))
 _FULLTEXT = re.compile("fulltext", re.IGNORECASE)
 _MAIN_ID = re.compile(xpaths._alt(xpaths._MAIN_CONTENT_ID_TOKENS))
 _MAIN_CLASS = re.compile(xpaths._alt(xpaths._MAIN_CONTENT_CLASS_TOKENS))
+_COOKIE_BANNER = re.compile(settings._COOKIE_CONSENT_RE, re.IGNORECASE)
+_BASIC_CLEAN_TAGS = frozenset(("aside", "fencedframe", "footer", "script", "style", "svg", "template"))
 _BOX_TAGS = ("div", "item", "list", "p", "section", "span")
 _BODY_TAGS = ("article", "div", "main", "section")
 _STORY_CLASSES = frozenset(("postarea", "art-postcontent", "text", "cell", "story"))
@@ -144,6 +147,28 @@ def appended_articles(tree: HtmlElement) -> list[HtmlElement]:
     return found
 
 
+def basic_clean_sections(tree: HtmlElement) -> list[HtmlElement]:
+    """``settings.BASIC_CLEAN_XPATH`` (the baseline extractor's cleaning): asides, footers, scripts, styles,
+    SVG and templates, divs named as footers, and cookie banners (named so in any case)."""
+    found = []
+    for element in tree.iterdescendants(etree.Element):
+        if element.tag in _BASIC_CLEAN_TAGS:
+            found.append(element)
+            continue
+        keys = element.keys()
+        if not keys:
+            continue
+        id_ = element.get("id") or ""
+        class_ = element.get("class") or ""
+        if (
+            element.tag == "div"
+            and ("footer" in id_ or "footer" in class_)
+            and "footer" in _first_of(element, keys, "class", "id")
+        ) or (_COOKIE_BANNER.search(class_) or _COOKIE_BANNER.search(id_)):
+            found.append(element)
+    return found
+
+
 def _first_body(tree: HtmlElement, test: Callable[[str, str, HtmlElement], bool]) -> list[HtmlElement]:
     """The first article, div, main or section below ``tree`` for which ``test(id, class, element)`` holds."""
     for element in tree.iterdescendants(*_BODY_TAGS):
@@ -208,9 +233,11 @@ MATCHERS: dict[str, dict[int, Matcher]] = {
     "BODY_XPATH": {0: article_body, 2: story_body, 3: main_body},
 }
 ORIGINAL: dict[str, list[etree.XPath]] = {name: list(getattr(xpaths, name)) for name in MATCHERS}
+ORIGINAL_BASIC_CLEAN: etree.XPath = settings.BASIC_CLEAN_XPATH  # the baseline module holds it by this name
 
 
 def expressions_digest() -> str:
     """The digest of the expressions the matchers stand in for (as trafilatura defined them at import)."""
     paths = [ORIGINAL[name][index].path for name, entries in MATCHERS.items() for index in entries]
+    paths.append(ORIGINAL_BASIC_CLEAN.path)
     return hashlib.sha256("\n".join(paths).encode()).hexdigest()

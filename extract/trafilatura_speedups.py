@@ -13,10 +13,11 @@ figures); a test extracts the shared pages with and without them and compares th
    written in Python, called for every element proxy trafilatura touches. Its parser gets lxml's C
    default lookup with the same base classes (``HtmlElement``, ``HtmlComment``...) instead; trafilatura
    uses none of the per-tag classes' methods.
-3. Seven of trafilatura's XPath expressions (the boilerplate and hidden-element discards, comment sections,
-   appended articles, three of the body searches) test attributes with EXSLT's ``re:test``, which lxml
-   runs as Python callbacks on every element; :mod:`winnow.extract.trafilatura_matchers` selects the
-   same elements looping over the tree once, and its matchers take the expressions' places.
+3. Eight of trafilatura's XPath expressions (the boilerplate and hidden-element discards, comment
+   sections, appended articles, three of the body searches, the baseline extractor's cleaning) test
+   attributes with EXSLT's ``re:test``, which lxml runs as Python callbacks on every element;
+   :mod:`winnow.extract.trafilatura_matchers` selects the same elements looping over the tree once, and
+   its matchers take the expressions' places.
 
 All are installed only on the trafilatura release, the function source and the expressions they were
 checked against (:data:`CHECKED_VERSION`, :data:`CHECKED_SOURCE_SHA256`, :data:`CHECKED_EXPRESSIONS_SHA256`);
@@ -35,14 +36,14 @@ from typing import Any
 import trafilatura
 from lxml import etree
 from lxml.html import HtmlComment, HtmlElement, HtmlElementClassLookup, HtmlEntity, HtmlProcessingInstruction
-from trafilatura import htmlprocessing, main_extractor, utils, xpaths
+from trafilatura import baseline, htmlprocessing, main_extractor, utils, xpaths
 
 from winnow.extract import trafilatura_matchers
 from winnow.pipeline.sandbox import WorkerWarning
 
 CHECKED_VERSION = "2.3.1"
 CHECKED_SOURCE_SHA256 = "4731f8e24ef86449c2714a6257d2ff892ff12a6a3d544d7ca87d6536fab29915"
-CHECKED_EXPRESSIONS_SHA256 = "9424a8a6da9af91fa8fdfe6307dea43d82e55aab56cdf79a16b0a23694c061a3"
+CHECKED_EXPRESSIONS_SHA256 = "00f35de2f52fb94fa33433d9fe264fa16a809951daa2ecfda709a384583c2553"
 _original_prune = htmlprocessing.prune_unwanted_nodes
 
 
@@ -111,6 +112,7 @@ def install() -> bool:
         expressions = getattr(xpaths, name)
         for index, matcher in entries.items():
             expressions[index] = matcher
+    baseline.BASIC_CLEAN_XPATH = trafilatura_matchers.basic_clean_sections
     utils.HTML_PARSER.set_element_class_lookup(
         etree.ElementDefaultClassLookup(
             element=HtmlElement, comment=HtmlComment, pi=HtmlProcessingInstruction, entity=HtmlEntity
@@ -124,4 +126,5 @@ def uninstall() -> None:
     main_extractor.prune_unwanted_nodes = _original_prune
     for name, expressions in trafilatura_matchers.ORIGINAL.items():
         getattr(xpaths, name)[:] = expressions
+    baseline.BASIC_CLEAN_XPATH = trafilatura_matchers.ORIGINAL_BASIC_CLEAN
     utils.HTML_PARSER.set_element_class_lookup(HtmlElementClassLookup())

@@ -68,6 +68,10 @@ BODY_CASES = (
     "<div class=x><section class=Main-Content>a</section></div><div class=fullText>b</div><div class=articleBody>c"
     "</div><main role=article>d</main><div class=post>e</div>"
 )
+CLEAN_CASES = (
+    "<div id=site-footer class=x>a</div><div class=x id=site-footer>b</div><span class=footer>c</span>"
+    "<p class=Cookie-Banner>d</p><template>e</template><footer>f</footer><p class=cookies-not-set>g</p>"
+)
 
 
 @pytest.mark.skipif(not CHECKED, reason="trafilatura is not the release the speedups were checked against")
@@ -85,7 +89,9 @@ def test_matchers_select_what_the_expressions_select() -> None:
     assert [e.text for e in original["RAW_TREE_PRUNE_XPATH"][0](cases)] == ["i"]
     bodies = [original["BODY_XPATH"][i](cases)[0].get("class") for i in (0, 2, 3)]
     assert bodies == ["article-body", "fullText", "Main-Content"]
-    trees = [cases]
+    cleaned = lxml.html.fromstring(f"<html><body>{CLEAN_CASES}</body></html>")
+    assert [e.text for e in trafilatura_matchers.ORIGINAL_BASIC_CLEAN(cleaned)] == ["a", "d", "e", "f"]
+    trees = [cases, cleaned]
     if SHARED_WARC.is_dir() and GOLD.is_dir():
         pages = [html for _, html in shared_html_pages()]
         pages += [decode_html(p.html, None)[0] for p in load_aeb(GOLD / "scrapinghub_aeb")]
@@ -97,6 +103,8 @@ def test_matchers_select_what_the_expressions_select() -> None:
             for tree in trees:
                 expected = expression(tree)
                 assert matcher(tree) == (expected[:1] if first_only else expected), (name, index)
+    for tree in trees:
+        assert trafilatura_matchers.basic_clean_sections(tree) == trafilatura_matchers.ORIGINAL_BASIC_CLEAN(tree)
 
 
 @pytest.mark.skipif(not CHECKED, reason="trafilatura is not the release the speedups were checked against")
