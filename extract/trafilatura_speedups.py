@@ -38,7 +38,6 @@ from lxml import etree
 from lxml.html import HtmlComment, HtmlElement, HtmlElementClassLookup, HtmlEntity, HtmlProcessingInstruction
 from trafilatura import baseline, htmlprocessing, main_extractor, utils, xpaths
 
-from winnow.extract import trafilatura_matchers
 from winnow.pipeline.sandbox import WorkerWarning
 
 CHECKED_VERSION = "2.3.1"
@@ -94,11 +93,11 @@ def install() -> bool:
     """Patch trafilatura (idempotent); False, with a warning, when its release or source is not the checked one."""
     if main_extractor.prune_unwanted_nodes is prune_unwanted_nodes:
         return True
-    checked = (
-        trafilatura.__version__ == CHECKED_VERSION
-        and _source_digest() == CHECKED_SOURCE_SHA256
-        and trafilatura_matchers.expressions_digest() == CHECKED_EXPRESSIONS_SHA256
-    )
+    checked = trafilatura.__version__ == CHECKED_VERSION and _source_digest() == CHECKED_SOURCE_SHA256
+    if checked:  # imported only now: it builds its patterns from this release's private token lists
+        from winnow.extract import trafilatura_matchers
+
+        checked = trafilatura_matchers.expressions_digest() == CHECKED_EXPRESSIONS_SHA256
     if not checked or main_extractor.prune_unwanted_nodes is not _original_prune:
         warnings.warn(
             f"trafilatura {trafilatura.__version__} is not the release winnow's extraction speedups were checked "
@@ -122,7 +121,11 @@ def install() -> bool:
 
 
 def uninstall() -> None:
-    """Restore trafilatura's own functions (to compare outputs)."""
+    """Restore trafilatura's own functions (to compare outputs); nothing to do where they were not installed."""
+    if main_extractor.prune_unwanted_nodes is not prune_unwanted_nodes:
+        return
+    from winnow.extract import trafilatura_matchers
+
     main_extractor.prune_unwanted_nodes = _original_prune
     for name, expressions in trafilatura_matchers.ORIGINAL.items():
         getattr(xpaths, name)[:] = expressions
