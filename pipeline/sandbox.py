@@ -158,6 +158,7 @@ def _read_frame(fd: int, deadline: float | None) -> Any:
 
 def _worker(function: str) -> None:
     """Child loop: import ``function``, then read argument frames, answer ("ok", result) or ("error", message)."""
+    import gc
     import importlib
     import logging
     import resource
@@ -175,6 +176,9 @@ def _worker(function: str) -> None:
         warnings.simplefilter("always", NoteClass)
         target = getattr(importlib.import_module(module), name)
     logging.disable(logging.CRITICAL)
+    # what the import made lives as long as the worker: leave it out of the cyclic collector's passes
+    # (on the extraction worker they took ~4% of its CPU, walking trafilatura's and lxml's objects)
+    gc.freeze()
     _write_frame(out, ("ready", [str(w.message) for w in caught if issubclass(w.category, NoteClass)]))
     fd = sys.stdin.fileno()
     while True:
