@@ -8,7 +8,14 @@ from datatrove.data import Document
 
 from winnow.extract.prepass import prepass, visible_text
 from winnow.extract.stage import HtmlExtractor
-from winnow.filters.fasttext_models import default_lid_model, identify, load_fasttext, precheck_language
+from winnow.filters.fasttext_models import (
+    PRECHECK_CHARS,
+    PRECHECK_FIRST_CHARS,
+    default_lid_model,
+    identify,
+    load_fasttext,
+    precheck_language,
+)
 from winnow.filters.language import LanguageSelector
 from winnow.pipeline.demo_data import OTHER_LANGUAGES, page
 from winnow.pipeline.manifest import ExtractConfig, LanguageConfig
@@ -38,6 +45,17 @@ def test_precheck_rejects_other_languages_but_not_english_with_foreign_frame() -
     # an English article whose site frame (title, nav) is German stays for extraction
     english = visible_text(page("Startseite Nachrichten Kontakt", ENGLISH, "news.example.org", "de"), 10_000)
     assert precheck_language(model, english, {"en"}, 0.9) is None
+
+
+def test_precheck_reads_the_whole_sample_unless_its_start_is_a_kept_language() -> None:
+    model = load_fasttext(str(default_lid_model()))
+    english, german = " ".join(ENGLISH * 4), " ".join(OTHER_LANGUAGES["de"].split("\n") * 40)
+    assert len(english) > PRECHECK_FIRST_CHARS and identify(model, (english + " " + german)[:PRECHECK_CHARS])[0] == "de"
+    # an English start lets the page pass, though the whole sample reads as German ...
+    assert precheck_language(model, english + " " + german, {"en"}, 0.9) is None
+    # ... and a German start is not enough to reject: the whole sample decides
+    assert precheck_language(model, german[:PRECHECK_FIRST_CHARS] + " " + english * 4, {"en"}, 0.9) is None
+    assert precheck_language(model, german, {"en"}, 0.9) is not None
 
 
 def test_selector_keeps_by_language_and_score() -> None:
