@@ -3,7 +3,8 @@
 The order is FineWeb's: URL filter (:mod:`winnow.filters.url_filter`, run before extraction in the extract
 stage), language, Gopher
 repetition, Gopher quality, C4 quality, FineWeb quality. Each filter is datatrove's own class with
-the manifest's keyword arguments; winnow adds these: every dropped document goes to the
+the manifest's keyword arguments (Gopher repetition computes its n-gram statistics faster, with the same
+results: :mod:`winnow.filters.gopher_repetition`); winnow adds these: every dropped document goes to the
 stage's ``rejects`` with ``<filter>:<datatrove reason>`` and a ``detail`` that gives the measured value
 against the threshold it crossed (``dup_line_frac=0.412>0.3``, ``n_words=12<50``), the word tokenizer is
 the regex one from :mod:`winnow.filters.word_tokenizer` unless the manifest asks for spaCy, and WARC
@@ -33,12 +34,12 @@ from datatrove.pipeline.filters import (
     C4QualityFilter,
     FineWebQualityFilter,
     GopherQualityFilter,
-    GopherRepetitionFilter,
 )
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.text import PUNCTUATION_SET, split_into_sentences, split_into_words
 from datatrove.utils.word_tokenizers import WordTokenizer
 
+from winnow.filters.gopher_repetition import GopherRepetitionFast
 from winnow.filters.language import LanguageSelector
 from winnow.filters.word_tokenizer import RegexWordTokenizer
 from winnow.pipeline.manifest import HeuristicsConfig, LanguageConfig
@@ -202,8 +203,9 @@ class DetailedOutcomeWriter(OutcomeWriter):
         super().write(doc, rank, reason=reason, detail=detail if detail is not None else found)
 
 
-class GopherRepetitionExplained(ExplainsRejects, GopherRepetitionFilter):
-    """datatrove's GopherRepetitionFilter with details: duplicate line/paragraph shares and n-gram char shares."""
+class GopherRepetitionExplained(ExplainsRejects, GopherRepetitionFast):
+    """datatrove's GopherRepetitionFilter (n-gram statistics as :class:`GopherRepetitionFast` computes them) with
+    details: duplicate line/paragraph shares and n-gram char shares."""
 
     thresholds = ("dup_para_frac", "dup_para_char_frac", "dup_line_frac", "dup_line_char_frac")
     thresholds += ("top_n_grams", "dup_n_grams")
