@@ -33,7 +33,7 @@ class SpanHashes:
     ``text[starts[i]:ends[i]]``, wherever they lie (arithmetic modulo 2**64)."""
 
     def __init__(self, text: str) -> None:
-        codes = np.frombuffer(text.encode("utf-32-le"), dtype="<u4").astype(np.uint64)
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.uint64)
         powers = np.full(len(codes) + 1, _BASE, dtype=np.uint64)
         powers[0] = 1
         inverse_powers = np.full(len(codes) + 1, _BASE_INVERSE, dtype=np.uint64)

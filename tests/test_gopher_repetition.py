@@ -46,7 +46,7 @@ def fast_statistics(words: list[str]) -> list[int | None]:
 
 def random_word_lists(count: int, seed: int = 7) -> list[list[str]]:
     rng = random.Random(seed)
-    alphabet = ["a", "b", "ab", "ba", "", "é", "a b", "ab c"]
+    alphabet = ["a", "b", "ab", "ba", "", "é", "a b", "ab c", "\ud800"]  # a lone surrogate: a str, not UTF-8
     lists = []
     for _ in range(count):
         letters = alphabet[: rng.randint(1, len(alphabet))]
